@@ -1,0 +1,21 @@
+//! The sans-IO core: no sockets, no clock, no RNG, no threads.
+//!
+//! Bytes go in through `handle_*`/`read` methods, events and bytes come out through `poll_*`.
+//! Everything here builds without the `server` and `client` features.
+
+pub mod close;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod frame;
+pub mod handshake;
+pub mod mask;
+pub mod utf8;
+
+pub use close::{CloseCode, CloseFrame};
+pub use config::Config;
+pub use connection::{Connection, Event, Message, Role, State};
+pub use error::{Error, ProtocolError, UsageError};
+pub use frame::{FrameHeader, OpCode, Status};
+pub use mask::apply_mask;
+pub use utf8::Utf8Validator;
