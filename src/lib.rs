@@ -13,11 +13,11 @@
 //!  ┌─────────┴──────────────────────────────────────────────────────▼─────────┐
 //!  │ server (mio, one loop per thread)          client (blocking std::net)    │
 //!  └──────────────────────────────────────────────────────────────────────────┘
-//! ```ignore
+//! ```
 //!
 //! The core is a state machine the caller drives:
 //!
-//! ```ignore
+//! ```
 //! use rfc6455::{Config, Connection, Event, Message};
 //!
 //! let mut client = Connection::client(Config::default(), || [1, 2, 3, 4]);
@@ -32,7 +32,7 @@
 //!     Some(Event::Message(m)) => assert_eq!(m.as_text(), Some("hello")),
 //!     other => panic!("unexpected {other:?}"),
 //! }
-//! ```ignore
+//! ```
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

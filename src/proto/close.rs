@@ -167,10 +167,15 @@ mod tests {
 
     #[test]
     fn which_codes_may_be_on_the_wire() {
-        for ok in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999] {
+        for ok in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999,
+            4000, 4999,
+        ] {
             assert!(CloseCode(ok).is_sendable(), "{ok}");
         }
-        for bad in [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+        for bad in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
             assert!(!CloseCode(bad).is_sendable(), "{bad}");
         }
     }
@@ -178,10 +183,22 @@ mod tests {
     #[test]
     fn parse_table() {
         assert_eq!(CloseFrame::parse(&[]), Ok(None));
-        assert_eq!(CloseFrame::parse(&[0x03]), Err(ProtocolError::InvalidClosePayload));
-        assert_eq!(CloseFrame::parse(&[0x03, 0xED]), Err(ProtocolError::InvalidCloseCode(1005)));
-        assert_eq!(CloseFrame::parse(&[0x03, 0xE7]), Err(ProtocolError::InvalidCloseCode(999)));
-        assert_eq!(CloseFrame::parse(&[0x03, 0xE8, 0xFF]), Err(ProtocolError::InvalidUtf8));
+        assert_eq!(
+            CloseFrame::parse(&[0x03]),
+            Err(ProtocolError::InvalidClosePayload)
+        );
+        assert_eq!(
+            CloseFrame::parse(&[0x03, 0xED]),
+            Err(ProtocolError::InvalidCloseCode(1005))
+        );
+        assert_eq!(
+            CloseFrame::parse(&[0x03, 0xE7]),
+            Err(ProtocolError::InvalidCloseCode(999))
+        );
+        assert_eq!(
+            CloseFrame::parse(&[0x03, 0xE8, 0xFF]),
+            Err(ProtocolError::InvalidUtf8)
+        );
         let frame = CloseFrame::parse(b"\x0f\xa0bye").unwrap().unwrap();
         assert_eq!(frame.code, CloseCode(4000));
         assert_eq!(frame.reason, "bye");

@@ -1,6 +1,1053 @@
-//! placeholder; being written
-pub struct Connection;
-pub enum Event {}
-pub enum Message {}
-pub enum Role { Client, Server }
-pub enum State {}
+//! The connection state machine: bytes in, events and bytes out. All transitions live here.
+//!
+//! ```text
+//!            send close                       receive close (reply queued)
+//!   Open ─────────────────► Closing ─────────────────────────────────► Closed
+//!    │                                                                    ▲
+//!    └──── receive close (reply queued) / protocol error (close queued) ──┘
+//! ```
+//!
+//! Receiving has two forms:
+//! - [`Connection::read`] parses from a buffer the caller owns, unmasks in place and hands out
+//!   payloads that borrow it: a whole single-frame message is never copied. Only the bytes of
+//!   an unfinished frame or message are kept inside the connection.
+//! - [`Connection::handle_bytes`] + [`Connection::poll_event`] take a shared slice and queue
+//!   owned events: simpler, at the cost of copying each payload.
+
+use super::close::{truncate_reason, CloseCode, CloseFrame};
+use super::config::Config;
+use super::error::{Error, ProtocolError, UsageError};
+use super::frame::{FrameHeader, OpCode, Status, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::fmt;
+
+/// Which end of the connection this is. It decides who masks (RFC 6455 §5.1).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Masks what it sends, fails masked frames.
+    Client,
+    /// Does not mask, fails unmasked frames, closes the transport first.
+    Server,
+}
+
+/// Where the connection is in its life.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// This side sent a close frame and waits for the peer's. Incoming messages are still
+    /// delivered; nothing more can be sent.
+    Closing,
+    /// The close handshake finished or the connection failed. Nothing more is sent or
+    /// delivered; once [`Connection::poll_transmit`] is empty, see
+    /// [`Connection::should_close_transport`].
+    Closed,
+}
+
+/// A complete data message.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message: always valid UTF-8.
+    Text(Cow<'a, str>),
+    /// A binary message.
+    Binary(Cow<'a, [u8]>),
+}
+
+impl<'a> Message<'a> {
+    /// A text message.
+    pub fn text(text: impl Into<Cow<'a, str>>) -> Message<'a> {
+        Message::Text(text.into())
+    }
+
+    /// A binary message.
+    pub fn binary(data: impl Into<Cow<'a, [u8]>>) -> Message<'a> {
+        Message::Binary(data.into())
+    }
+
+    /// The text, if this is a text message.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Message::Text(text) => Some(text),
+            Message::Binary(_) => None,
+        }
+    }
+
+    /// The payload bytes (a text message's UTF-8).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Message::Text(text) => text.as_bytes(),
+            Message::Binary(data) => data,
+        }
+    }
+
+    /// Whether this is a text message.
+    pub fn is_text(&self) -> bool {
+        matches!(self, Message::Text(_))
+    }
+
+    /// The payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies the payload if it is borrowed, so the message outlives the buffer it came from.
+    pub fn into_owned(self) -> Message<'static> {
+        match self {
+            Message::Text(text) => Message::Text(Cow::Owned(text.into_owned())),
+            Message::Binary(data) => Message::Binary(Cow::Owned(data.into_owned())),
+        }
+    }
+}
+
+impl fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 64;
+        match self {
+            Message::Text(text) if text.len() <= SHOWN => write!(f, "Text({text:?})"),
+            Message::Text(text) => write!(f, "Text({} bytes)", text.len()),
+            Message::Binary(data) if data.len() <= SHOWN => write!(f, "Binary({data:02x?})"),
+            Message::Binary(data) => write!(f, "Binary({} bytes)", data.len()),
+        }
+    }
+}
+
+/// Something the peer sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A complete text or binary message.
+    Message(Message<'a>),
+    /// A ping. With [`Config::auto_pong`] the pong is already queued.
+    Ping(Cow<'a, [u8]>),
+    /// A pong.
+    Pong(Cow<'a, [u8]>),
+    /// The peer's close frame (`None` when it carried no code, which reads as 1005). If this
+    /// side had not sent a close yet, the reply is already queued. The state is now
+    /// [`State::Closed`].
+    Close(Option<CloseFrame<'a>>),
+}
+
+impl Event<'_> {
+    /// Copies any borrowed payload.
+    pub fn into_owned(self) -> Event<'static> {
+        match self {
+            Event::Message(m) => Event::Message(m.into_owned()),
+            Event::Ping(p) => Event::Ping(Cow::Owned(p.into_owned())),
+            Event::Pong(p) => Event::Pong(Cow::Owned(p.into_owned())),
+            Event::Close(c) => Event::Close(c.map(CloseFrame::into_owned)),
+        }
+    }
+}
+
+/// Where masking keys for a client's frames come from. The core has no RNG of its own.
+///
+/// Any `FnMut() -> [u8; 4] + Send` is one; the [`client`](crate) layer uses a random source.
+pub trait MaskSource: Send {
+    /// The key for the next frame.
+    fn next_mask(&mut self) -> [u8; 4];
+}
+
+impl<F: FnMut() -> [u8; 4] + Send> MaskSource for F {
+    fn next_mask(&mut self) -> [u8; 4] {
+        self()
+    }
+}
+
+/// The frame whose payload is being received.
+#[derive(Copy, Clone, Debug)]
+struct InFrame {
+    opcode: OpCode,
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    remaining: u64,
+    /// Key offset of the next payload byte.
+    mask_pos: u8,
+    /// No payload byte of this frame has been consumed yet.
+    untouched: bool,
+}
+
+/// State for [`Connection::handle_bytes`] / [`Connection::poll_event`], made on first use so
+/// connections driven through [`Connection::read`] do not carry it.
+#[derive(Default)]
+struct Queued {
+    scratch: Vec<u8>,
+    events: VecDeque<Event<'static>>,
+}
+
+/// One WebSocket connection, after the opening handshake, without any I/O.
+///
+/// Feed it what the transport read, write out what it has to send:
+///
+/// ```
+/// use rfc6455::{Config, Connection, Event, Message};
+///
+/// let mut server = Connection::server(Config::default());
+/// // A masked "Hello" from RFC 6455 §5.7.
+/// server.handle_bytes(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]).unwrap();
+/// while let Some(event) = server.poll_event() {
+///     if let Event::Message(m) = event {
+///         server.send(m).unwrap(); // echo
+///     }
+/// }
+/// // The unmasked echo, also from §5.7.
+/// assert_eq!(server.poll_transmit(), &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+/// ```
+pub struct Connection {
+    role: Role,
+    state: State,
+    config: Config,
+    /// RSV bits a negotiated extension owns.
+    rsv_allowed: u8,
+    error: Option<ProtocolError>,
+
+    header: [u8; MAX_HEADER_LEN],
+    header_len: u8,
+    frame: Option<InFrame>,
+    /// A fragmented message has started and its final frame has not.
+    in_message: bool,
+    message_text: bool,
+    message: Vec<u8>,
+    control: Vec<u8>,
+    utf8: Utf8Validator,
+
+    out: Vec<u8>,
+    out_pos: usize,
+    masks: Option<Box<dyn MaskSource>>,
+    queued: Option<Box<Queued>>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("error", &self.error)
+            .field("buffered_message", &self.message.len())
+            .field("pending_transmit", &self.poll_transmit().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Splits the first `n` bytes off `input`.
+fn take<'a>(input: &mut &'a mut [u8], n: usize) -> &'a mut [u8] {
+    let all = std::mem::take(input);
+    let (head, rest) = all.split_at_mut(n.min(all.len()));
+    *input = rest;
+    head
+}
+
+impl Connection {
+    /// A server-side connection: expects masked frames, sends unmasked ones.
+    pub fn server(config: Config) -> Connection {
+        Connection::new(Role::Server, config, None)
+    }
+
+    /// A client-side connection: masks every frame with a key from `masks`, expects unmasked
+    /// frames.
+    pub fn client(config: Config, masks: impl MaskSource + 'static) -> Connection {
+        Connection::new(Role::Client, config, Some(Box::new(masks)))
+    }
+
+    fn new(role: Role, config: Config, masks: Option<Box<dyn MaskSource>>) -> Connection {
+        Connection {
+            role,
+            state: State::Open,
+            config,
+            rsv_allowed: 0,
+            error: None,
+            header: [0; MAX_HEADER_LEN],
+            header_len: 0,
+            frame: None,
+            in_message: false,
+            message_text: false,
+            message: Vec::new(),
+            control: Vec::new(),
+            utf8: Utf8Validator::default(),
+            out: Vec::new(),
+            out_pos: 0,
+            masks,
+            queued: None,
+        }
+    }
+
+    /// This connection's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Where the connection is in its life.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The limits and options in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The protocol error that failed this connection, if one did.
+    pub fn error(&self) -> Option<&ProtocolError> {
+        self.error.as_ref()
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Receiving
+    // ----------------------------------------------------------------------------------------
+
+    /// Parses the next event out of `input`, unmasking in place, and advances `input` past
+    /// what it consumed.
+    ///
+    /// Returns `Ok(None)` once `input` is used up: bytes of an unfinished frame have been
+    /// kept inside the connection, so the caller may reuse its buffer. Call it in a loop until
+    /// it returns `Ok(None)` or an error, then write out [`poll_transmit`](Self::poll_transmit)
+    /// (pongs and close replies are queued there).
+    ///
+    /// A message that arrived whole in `input` is handed out borrowing it, without a copy.
+    ///
+    /// On a protocol error the close frame with the matching code is queued, the state becomes
+    /// [`State::Closed`] and every later call returns the same error: write out the close
+    /// frame, then close the transport.
+    ///
+    /// ```
+    /// use rfc6455::{Config, Connection, Event};
+    /// let mut server = Connection::server(Config::default());
+    /// let mut buf = [0x82, 0x83, 1, 2, 3, 4, 1 ^ 0xA, 2 ^ 0xB, 3 ^ 0xC];
+    /// let mut input = &mut buf[..];
+    /// while let Some(event) = server.read(&mut input).unwrap() {
+    ///     if let Event::Message(m) = event {
+    ///         assert_eq!(m.as_bytes(), &[0xA, 0xB, 0xC]);
+    ///     }
+    /// }
+    /// ```
+    pub fn read<'a>(&mut self, input: &mut &'a mut [u8]) -> Result<Option<Event<'a>>, Error> {
+        if let Some(e) = &self.error {
+            return Err(Error::Protocol(e.clone()));
+        }
+        loop {
+            if self.state == State::Closed {
+                // Nothing after the close handshake is delivered.
+                take(input, usize::MAX);
+                return Ok(None);
+            }
+            let Some(mut frame) = self.frame else {
+                if input.is_empty() {
+                    return Ok(None);
+                }
+                match self.read_header(input) {
+                    Ok(Some(header)) => {
+                        if let Err(e) = self.start_frame(header) {
+                            return Err(self.fail_protocol(e));
+                        }
+                        continue;
+                    }
+                    Ok(None) => return Ok(None),
+                    Err(e) => return Err(self.fail_protocol(e)),
+                }
+            };
+
+            if frame.opcode.is_control() {
+                let need = frame.remaining as usize;
+                if self.control.is_empty() && input.len() >= need {
+                    let payload = take(input, need);
+                    if let Some(key) = frame.mask {
+                        apply_mask(payload, key, 0);
+                    }
+                    self.frame = None;
+                    return self.on_control(frame.opcode, Cow::Borrowed(payload));
+                }
+                let chunk = take(input, need);
+                if let Some(key) = frame.mask {
+                    frame.mask_pos = apply_mask(chunk, key, frame.mask_pos.into()) as u8;
+                }
+                self.control.extend_from_slice(chunk);
+                frame.remaining -= chunk.len() as u64;
+                if frame.remaining > 0 {
+                    self.frame = Some(frame);
+                    return Ok(None);
+                }
+                self.frame = None;
+                let payload = std::mem::take(&mut self.control);
+                return self.on_control(frame.opcode, Cow::Owned(payload));
+            }
+
+            // Fast path: a whole single-frame message lies in `input`.
+            if frame.untouched
+                && frame.fin
+                && frame.opcode != OpCode::Continuation
+                && input.len() as u64 >= frame.remaining
+            {
+                let payload = take(input, frame.remaining as usize);
+                if let Some(key) = frame.mask {
+                    apply_mask(payload, key, 0);
+                }
+                self.frame = None;
+                self.in_message = false;
+                let message = if frame.opcode == OpCode::Text {
+                    match std::str::from_utf8(payload) {
+                        Ok(text) => Message::Text(Cow::Borrowed(text)),
+                        Err(_) => return Err(self.fail_protocol(ProtocolError::InvalidUtf8)),
+                    }
+                } else {
+                    Message::Binary(Cow::Borrowed(payload))
+                };
+                return Ok(Some(Event::Message(message)));
+            }
+
+            // Slow path: collect the payload piece by piece.
+            let chunk = take(
+                input,
+                usize::try_from(frame.remaining).unwrap_or(usize::MAX),
+            );
+            if let Some(key) = frame.mask {
+                frame.mask_pos = apply_mask(chunk, key, frame.mask_pos.into()) as u8;
+            }
+            if self.message_text && self.utf8.feed(chunk).is_err() {
+                return Err(self.fail_protocol(ProtocolError::InvalidUtf8));
+            }
+            self.message.extend_from_slice(chunk);
+            frame.remaining -= chunk.len() as u64;
+            frame.untouched = false;
+            if frame.remaining > 0 {
+                self.frame = Some(frame);
+                return Ok(None);
+            }
+            self.frame = None;
+            if !frame.fin {
+                continue;
+            }
+            self.in_message = false;
+            let data = std::mem::take(&mut self.message);
+            let message = if self.message_text {
+                if self.utf8.finish().is_err() {
+                    return Err(self.fail_protocol(ProtocolError::InvalidUtf8));
+                }
+                match String::from_utf8(data) {
+                    Ok(text) => Message::Text(Cow::Owned(text)),
+                    Err(_) => return Err(self.fail_protocol(ProtocolError::InvalidUtf8)),
+                }
+            } else {
+                Message::Binary(Cow::Owned(data))
+            };
+            return Ok(Some(Event::Message(message)));
+        }
+    }
+
+    /// Reads a frame header, buffering a partial one. `Ok(None)`: `input` ran out first.
+    fn read_header(&mut self, input: &mut &mut [u8]) -> Result<Option<FrameHeader>, ProtocolError> {
+        let have = self.header_len as usize;
+        if have == 0 {
+            return match FrameHeader::parse(input)? {
+                Status::Complete(header, n) => {
+                    take(input, n);
+                    Ok(Some(header))
+                }
+                Status::Partial => {
+                    let rest = take(input, MAX_HEADER_LEN);
+                    self.header[..rest.len()].copy_from_slice(rest);
+                    self.header_len = rest.len() as u8;
+                    Ok(None)
+                }
+            };
+        }
+        let add = (MAX_HEADER_LEN - have).min(input.len());
+        self.header[have..have + add].copy_from_slice(&input[..add]);
+        match FrameHeader::parse(&self.header[..have + add])? {
+            Status::Complete(header, n) => {
+                take(input, n - have);
+                self.header_len = 0;
+                Ok(Some(header))
+            }
+            Status::Partial => {
+                take(input, add);
+                self.header_len = (have + add) as u8;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Checks a new frame against the role, the extensions, the message in progress and the
+    /// limits, before any of its payload is buffered.
+    fn start_frame(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
+        if header.rsv & !self.rsv_allowed != 0 {
+            return Err(ProtocolError::ReservedBits(header.rsv));
+        }
+        match (self.role, header.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        match header.opcode {
+            OpCode::Continuation if !self.in_message => {
+                return Err(ProtocolError::UnexpectedContinuation)
+            }
+            OpCode::Text | OpCode::Binary if self.in_message => {
+                return Err(ProtocolError::ExpectedContinuation)
+            }
+            OpCode::Text | OpCode::Binary => {
+                self.message_text = header.opcode == OpCode::Text;
+                self.utf8.reset();
+            }
+            _ => {}
+        }
+        if !header.opcode.is_control() {
+            if header.payload_len > self.config.max_frame_size as u64 {
+                return Err(ProtocolError::FrameTooLarge {
+                    len: header.payload_len,
+                    max: self.config.max_frame_size,
+                });
+            }
+            let total = self.message.len() as u64 + header.payload_len;
+            if total > self.config.max_message_size as u64 {
+                return Err(ProtocolError::MessageTooLarge {
+                    len: total,
+                    max: self.config.max_message_size,
+                });
+            }
+            self.in_message = !header.fin;
+        }
+        self.frame = Some(InFrame {
+            opcode: header.opcode,
+            fin: header.fin,
+            mask: header.mask,
+            remaining: header.payload_len,
+            mask_pos: 0,
+            untouched: true,
+        });
+        Ok(())
+    }
+
+    fn on_control<'a>(
+        &mut self,
+        opcode: OpCode,
+        payload: Cow<'a, [u8]>,
+    ) -> Result<Option<Event<'a>>, Error> {
+        match opcode {
+            OpCode::Ping => {
+                if self.config.auto_pong && self.state == State::Open {
+                    self.write_frame(OpCode::Pong, true, &payload);
+                }
+                Ok(Some(Event::Ping(payload)))
+            }
+            OpCode::Pong => Ok(Some(Event::Pong(payload))),
+            _ => {
+                let frame = match CloseFrame::parse(&payload) {
+                    Ok(frame) => frame.map(CloseFrame::into_owned),
+                    Err(e) => return Err(self.fail_protocol(e)),
+                };
+                if self.state == State::Open {
+                    // Echo the code, as RFC 6455 §5.5.1 suggests; no code gets an empty close.
+                    let mut reply = [0u8; 2];
+                    let len = match &frame {
+                        Some(f) => {
+                            reply = f.code.0.to_be_bytes();
+                            2
+                        }
+                        None => 0,
+                    };
+                    self.write_frame(OpCode::Close, true, &reply[..len]);
+                }
+                self.state = State::Closed;
+                self.release_receive_buffers();
+                Ok(Some(Event::Close(frame)))
+            }
+        }
+    }
+
+    /// Fails the connection for a peer error: queues the close frame (unless one was sent
+    /// already), makes the error sticky and drops receive buffers.
+    fn fail_protocol(&mut self, e: ProtocolError) -> Error {
+        if self.error.is_none() {
+            if self.state == State::Open {
+                self.write_close(e.close_code(), e.close_reason());
+            }
+            self.state = State::Closed;
+            self.error = Some(e.clone());
+            self.release_receive_buffers();
+        }
+        Error::Protocol(e)
+    }
+
+    fn release_receive_buffers(&mut self) {
+        self.frame = None;
+        self.in_message = false;
+        self.header_len = 0;
+        self.message = Vec::new();
+        self.control = Vec::new();
+    }
+
+    /// Feeds bytes the transport read; events are queued for [`poll_event`](Self::poll_event).
+    ///
+    /// Accepts any split of the stream, down to one byte at a time. Events parsed before an
+    /// error stay queued: nothing already accepted is lost. After calling it, drain
+    /// `poll_event`, then write out [`poll_transmit`](Self::poll_transmit).
+    pub fn handle_bytes(&mut self, data: &[u8]) -> Result<(), Error> {
+        let mut queued = self.queued.take().unwrap_or_default();
+        queued.scratch.clear();
+        queued.scratch.extend_from_slice(data);
+        let mut input = &mut queued.scratch[..];
+        let result = loop {
+            match self.read(&mut input) {
+                Ok(Some(event)) => queued.events.push_back(event.into_owned()),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        queued.scratch.clear();
+        self.queued = Some(queued);
+        result
+    }
+
+    /// The next event queued by [`handle_bytes`](Self::handle_bytes).
+    pub fn poll_event(&mut self) -> Option<Event<'static>> {
+        self.queued.as_mut()?.events.pop_front()
+    }
+
+    /// The transport reached end of stream.
+    ///
+    /// `Ok` if the close handshake had finished (or the connection had already failed);
+    /// otherwise [`Error::ConnectionLost`] (close code 1006) and the state becomes
+    /// [`State::Closed`].
+    pub fn handle_eof(&mut self) -> Result<(), Error> {
+        if self.state == State::Closed {
+            return Ok(());
+        }
+        self.state = State::Closed;
+        self.release_receive_buffers();
+        Err(Error::ConnectionLost)
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Sending
+    // ----------------------------------------------------------------------------------------
+
+    /// Queues a message. Messages over [`Config::max_send_frame_size`] go out as several
+    /// frames. Fails with [`Error::Closed`] once a close frame was sent or received.
+    pub fn send(&mut self, message: Message<'_>) -> Result<(), Error> {
+        match &message {
+            Message::Text(text) => self.send_data(OpCode::Text, text.as_bytes()),
+            Message::Binary(data) => self.send_data(OpCode::Binary, data),
+        }
+    }
+
+    /// Queues a text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.send_data(OpCode::Text, text.as_bytes())
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.send_data(OpCode::Binary, data)
+    }
+
+    fn send_data(&mut self, opcode: OpCode, data: &[u8]) -> Result<(), Error> {
+        if self.state != State::Open {
+            return Err(Error::Closed);
+        }
+        let max = self.config.max_send_frame_size.max(1);
+        if data.len() <= max {
+            self.write_frame(opcode, true, data);
+            return Ok(());
+        }
+        let mut chunks = data.chunks(max).peekable();
+        let mut opcode = opcode;
+        while let Some(chunk) = chunks.next() {
+            self.write_frame(opcode, chunks.peek().is_none(), chunk);
+            opcode = OpCode::Continuation;
+        }
+        Ok(())
+    }
+
+    /// Queues a ping (payload at most 125 bytes).
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.send_control(OpCode::Ping, payload)
+    }
+
+    /// Queues an unsolicited pong (payload at most 125 bytes), e.g. as a heartbeat.
+    pub fn pong(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.send_control(OpCode::Pong, payload)
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(Error::Usage(UsageError::ControlPayloadTooLong(
+                payload.len(),
+            )));
+        }
+        if self.state != State::Open {
+            return Err(Error::Closed);
+        }
+        self.write_frame(opcode, true, payload);
+        Ok(())
+    }
+
+    /// Starts the close handshake: queues a close frame and moves to [`State::Closing`].
+    /// A reason over 123 bytes is cut at a character boundary.
+    ///
+    /// Keep reading: the peer's close arrives as [`Event::Close`]. A server then closes the
+    /// transport; a client waits (a bounded time) for the server to.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        if !code.is_sendable() {
+            return Err(Error::Usage(UsageError::UnsendableCloseCode(code.0)));
+        }
+        if self.state != State::Open {
+            return Err(Error::Closed);
+        }
+        self.write_close(code, reason);
+        self.state = State::Closing;
+        Ok(())
+    }
+
+    /// Fails the connection on purpose (e.g. 1008 for a policy violation the application
+    /// detected): queues a close frame with `code` unless one was sent, and moves straight to
+    /// [`State::Closed`] without waiting for the peer's reply.
+    pub fn fail(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        if !code.is_sendable() {
+            return Err(Error::Usage(UsageError::UnsendableCloseCode(code.0)));
+        }
+        if self.state == State::Open {
+            self.write_close(code, reason);
+        }
+        self.state = State::Closed;
+        self.release_receive_buffers();
+        Ok(())
+    }
+
+    fn write_close(&mut self, code: CloseCode, reason: &str) {
+        let reason = truncate_reason(reason);
+        let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+        payload[..2].copy_from_slice(&code.0.to_be_bytes());
+        payload[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
+        self.write_frame(OpCode::Close, true, &payload[..2 + reason.len()]);
+    }
+
+    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+        let mask = self.masks.as_mut().map(|m| m.next_mask());
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        header.encode_to(&mut self.out);
+        let start = self.out.len();
+        self.out.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut self.out[start..], key, 0);
+        }
+    }
+
+    /// The bytes waiting to be written to the transport. Write as many as it takes, then
+    /// call [`consume_transmit`](Self::consume_transmit) with that count.
+    pub fn poll_transmit(&self) -> &[u8] {
+        &self.out[self.out_pos..]
+    }
+
+    /// Marks `n` bytes of [`poll_transmit`](Self::poll_transmit) as written.
+    pub fn consume_transmit(&mut self, n: usize) {
+        self.out_pos = (self.out_pos + n).min(self.out.len());
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+    }
+
+    /// Whether the caller should close the transport now: the connection is
+    /// [`State::Closed`], everything queued has been written, and this side is the one that
+    /// closes first (the server, or either side after a failure).
+    pub fn should_close_transport(&self) -> bool {
+        self.state == State::Closed
+            && self.poll_transmit().is_empty()
+            && (self.role == Role::Server || self.error.is_some())
+    }
+
+    /// Frees buffers that hold no data, so an idle connection costs only its fixed state.
+    pub fn shrink_buffers(&mut self) {
+        if self.out_pos == self.out.len() {
+            self.out = Vec::new();
+            self.out_pos = 0;
+        }
+        if self.frame.is_none() && !self.in_message {
+            self.message = Vec::new();
+            self.control = Vec::new();
+        }
+        if let Some(queued) = &self.queued {
+            if queued.events.is_empty() {
+                self.queued = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+// Config is #[non_exhaustive]: default-then-assign is how users build one too.
+#[allow(clippy::field_reassign_with_default)]
+mod tests {
+    use super::*;
+
+    fn server() -> Connection {
+        Connection::server(Config::default())
+    }
+
+    /// A masked client frame, as bytes.
+    fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut c = Connection::client(Config::default(), || [0xA1, 0xB2, 0xC3, 0xD4]);
+        let op = OpCode::from_bits(opcode).unwrap();
+        c.write_frame(op, fin, payload);
+        c.poll_transmit().to_vec()
+    }
+
+    fn events(conn: &mut Connection) -> Vec<Event<'static>> {
+        std::iter::from_fn(|| conn.poll_event()).collect()
+    }
+
+    #[test]
+    fn rfc_5_7_examples_server_receives() {
+        // A single-frame masked text message.
+        let mut s = server();
+        s.handle_bytes(&[
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ])
+        .unwrap();
+        assert_eq!(events(&mut s), vec![Event::Message(Message::text("Hello"))]);
+        // A masked ping; the pong goes back unmasked.
+        s.handle_bytes(&[
+            0x89, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ])
+        .unwrap();
+        assert_eq!(events(&mut s), vec![Event::Ping(Cow::Borrowed(b"Hello"))]);
+        assert_eq!(
+            s.poll_transmit(),
+            &[0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]
+        );
+    }
+
+    #[test]
+    fn rfc_5_7_examples_client_receives() {
+        let mut c = Connection::client(Config::default(), || [0x37, 0xfa, 0x21, 0x3d]);
+        // Unmasked "Hello", then the same in two fragments.
+        c.handle_bytes(&[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f])
+            .unwrap();
+        c.handle_bytes(&[0x01, 0x03, 0x48, 0x65, 0x6c]).unwrap();
+        c.handle_bytes(&[0x80, 0x02, 0x6c, 0x6f]).unwrap();
+        // Unmasked pong; 256 and 64 KiB binary headers.
+        c.handle_bytes(&[0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f])
+            .unwrap();
+        let mut big = vec![0x82, 0x7E, 0x01, 0x00];
+        big.extend(std::iter::repeat_n(7u8, 256));
+        big.extend([0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]);
+        big.extend(std::iter::repeat_n(9u8, 65536));
+        c.handle_bytes(&big).unwrap();
+        assert_eq!(
+            events(&mut c),
+            vec![
+                Event::Message(Message::text("Hello")),
+                Event::Message(Message::text("Hello")),
+                Event::Pong(Cow::Borrowed(b"Hello")),
+                Event::Message(Message::binary(vec![7u8; 256])),
+                Event::Message(Message::binary(vec![9u8; 65536])),
+            ]
+        );
+        // And the client's own "Hello" is the masked example byte for byte.
+        c.send_text("Hello").unwrap();
+        assert_eq!(
+            c.poll_transmit(),
+            &[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
+        );
+    }
+
+    #[test]
+    fn control_frames_inside_a_fragmented_message() {
+        let mut s = server();
+        let mut wire = client_frame(false, 0x1, b"Hel");
+        wire.extend(client_frame(true, 0x9, b"p"));
+        wire.extend(client_frame(false, 0x0, b"l"));
+        wire.extend(client_frame(true, 0xA, b""));
+        wire.extend(client_frame(true, 0x0, b"o"));
+        for byte in &wire {
+            s.handle_bytes(std::slice::from_ref(byte)).unwrap();
+        }
+        assert_eq!(
+            events(&mut s),
+            vec![
+                Event::Ping(Cow::Borrowed(b"p")),
+                Event::Pong(Cow::Borrowed(b"")),
+                Event::Message(Message::text("Hello")),
+            ]
+        );
+    }
+
+    #[test]
+    fn close_handshake_server_answers_and_closes_first() {
+        let mut s = server();
+        s.handle_bytes(&client_frame(true, 0x8, b"\x03\xe8bye"))
+            .unwrap();
+        assert_eq!(
+            events(&mut s),
+            vec![Event::Close(Some(CloseFrame {
+                code: CloseCode::NORMAL,
+                reason: "bye".into()
+            }))]
+        );
+        assert_eq!(s.state(), State::Closed);
+        assert_eq!(s.poll_transmit(), &[0x88, 0x02, 0x03, 0xe8]);
+        assert!(!s.should_close_transport(), "the reply is not written yet");
+        s.consume_transmit(4);
+        assert!(s.should_close_transport());
+        assert_eq!(s.send_text("late"), Err(Error::Closed));
+    }
+
+    #[test]
+    fn close_handshake_client_initiates_and_waits_for_the_server() {
+        let mut c = Connection::client(Config::default(), || [0; 4]);
+        c.close(CloseCode::GOING_AWAY, "done").unwrap();
+        assert_eq!(c.state(), State::Closing);
+        let n = c.poll_transmit().len();
+        c.consume_transmit(n);
+        // Messages the server sent before its close are still delivered.
+        c.handle_bytes(&[0x81, 0x02, b'h', b'i', 0x88, 0x02, 0x03, 0xe9])
+            .unwrap();
+        assert_eq!(
+            events(&mut c),
+            vec![
+                Event::Message(Message::text("hi")),
+                Event::Close(Some(CloseFrame {
+                    code: CloseCode::GOING_AWAY,
+                    reason: "".into()
+                }))
+            ]
+        );
+        assert_eq!(c.state(), State::Closed);
+        assert!(c.poll_transmit().is_empty(), "no second close frame");
+        assert!(
+            !c.should_close_transport(),
+            "a client waits for the server to close TCP"
+        );
+        assert_eq!(c.handle_eof(), Ok(()));
+    }
+
+    #[test]
+    fn eof_before_the_close_handshake_is_a_lost_connection() {
+        let mut s = server();
+        s.handle_bytes(&client_frame(true, 0x2, b"abc")[..5])
+            .unwrap();
+        assert_eq!(s.handle_eof(), Err(Error::ConnectionLost));
+        assert_eq!(s.state(), State::Closed);
+    }
+
+    #[test]
+    fn errors_queue_their_close_frame_and_stick() {
+        let mut s = server();
+        let err = s.handle_bytes(&client_frame(true, 0x0, b"x")).unwrap_err();
+        assert_eq!(err, Error::Protocol(ProtocolError::UnexpectedContinuation));
+        let out = s.poll_transmit();
+        assert_eq!(&out[..4], &[0x88, out[1], 0x03, 0xea]);
+        assert_eq!(s.handle_bytes(&client_frame(true, 0x1, b"fine")), Err(err));
+        assert!(events(&mut s).is_empty());
+    }
+
+    #[test]
+    fn limits_are_checked_against_the_length_field() {
+        let mut config = Config::default();
+        config.max_frame_size = 100;
+        config.max_message_size = 150;
+        let mut s = Connection::server(config.clone());
+        // Only the header of a 101-byte frame: refused before any payload arrives.
+        let frame = client_frame(true, 0x2, &[0; 101]);
+        let err = s.handle_bytes(&frame[..8]).unwrap_err();
+        assert_eq!(
+            err,
+            Error::Protocol(ProtocolError::FrameTooLarge { len: 101, max: 100 })
+        );
+        let mut s = Connection::server(config);
+        let mut wire = client_frame(false, 0x2, &[0; 100]);
+        wire.extend(client_frame(true, 0x0, &[0; 51]));
+        let err = s.handle_bytes(&wire).unwrap_err();
+        assert!(err.to_string().contains("max_message_size"), "{err}");
+        assert_eq!(&s.poll_transmit()[2..4], &[0x03, 0xf1]);
+    }
+
+    #[test]
+    fn invalid_utf8_fails_mid_frame() {
+        let mut s = server();
+        let frame = client_frame(
+            true,
+            0x1,
+            b"valid then \xF4\x90 and more that never arrives",
+        );
+        // Only up to the impossible byte: the frame is far from complete.
+        let err = s.handle_bytes(&frame[..6 + 13]).unwrap_err();
+        assert_eq!(err, Error::Protocol(ProtocolError::InvalidUtf8));
+        assert_eq!(&s.poll_transmit()[2..4], &[0x03, 0xef]);
+    }
+
+    #[test]
+    fn read_borrows_a_whole_message_from_the_input() {
+        let mut s = server();
+        let mut buf = client_frame(true, 0x2, b"zero copy");
+        let start = buf.as_ptr() as usize;
+        let mut input = &mut buf[..];
+        let Some(Event::Message(Message::Binary(Cow::Borrowed(data)))) =
+            s.read(&mut input).unwrap()
+        else {
+            panic!("expected a borrowed binary message");
+        };
+        assert_eq!(data, b"zero copy");
+        assert_eq!(
+            data.as_ptr() as usize,
+            start + 6,
+            "the payload is the input's own bytes"
+        );
+        assert!(s.read(&mut input).unwrap().is_none());
+    }
+
+    #[test]
+    fn large_messages_are_sent_in_frames_of_the_configured_size() {
+        let mut config = Config::default();
+        config.max_send_frame_size = 4;
+        let mut s = Connection::server(config);
+        s.send_binary(b"0123456789").unwrap();
+        assert_eq!(
+            s.poll_transmit(),
+            b"\x02\x040123\x00\x044567\x80\x0289".as_slice()
+        );
+    }
+
+    #[test]
+    fn usage_errors_change_nothing() {
+        let mut s = server();
+        assert_eq!(
+            s.ping(&[0; 126]),
+            Err(Error::Usage(UsageError::ControlPayloadTooLong(126)))
+        );
+        assert_eq!(
+            s.close(CloseCode::NO_STATUS, ""),
+            Err(Error::Usage(UsageError::UnsendableCloseCode(1005)))
+        );
+        assert!(s.poll_transmit().is_empty());
+        assert_eq!(s.state(), State::Open);
+    }
+
+    #[test]
+    fn auto_pong_can_be_switched_off() {
+        let mut config = Config::default();
+        config.auto_pong = false;
+        let mut s = Connection::server(config);
+        s.handle_bytes(&client_frame(true, 0x9, b"beat")).unwrap();
+        assert_eq!(events(&mut s), vec![Event::Ping(Cow::Borrowed(b"beat"))]);
+        assert!(s.poll_transmit().is_empty());
+    }
+}

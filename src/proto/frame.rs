@@ -110,7 +110,8 @@ impl FrameHeader {
         };
         let fin = b0 & 0x80 != 0;
         let rsv = (b0 >> 4) & 0x7;
-        let opcode = OpCode::from_bits(b0 & 0x0F).ok_or(ProtocolError::ReservedOpcode(b0 & 0x0F))?;
+        let opcode =
+            OpCode::from_bits(b0 & 0x0F).ok_or(ProtocolError::ReservedOpcode(b0 & 0x0F))?;
         let masked = b1 & 0x80 != 0;
         let len7 = b1 & 0x7F;
         if opcode.is_control() {
@@ -237,21 +238,38 @@ mod tests {
             header.encode_to(&mut buf);
             assert_eq!(buf.len(), wire_len);
             for cut in 0..wire_len {
-                assert_eq!(FrameHeader::parse(&buf[..cut]), Ok(Status::Partial), "cut {cut}");
+                assert_eq!(
+                    FrameHeader::parse(&buf[..cut]),
+                    Ok(Status::Partial),
+                    "cut {cut}"
+                );
             }
             buf.extend_from_slice(b"trailing payload");
-            assert_eq!(FrameHeader::parse(&buf), Ok(Status::Complete(header, wire_len)));
+            assert_eq!(
+                FrameHeader::parse(&buf),
+                Ok(Status::Complete(header, wire_len))
+            );
         }
     }
 
     #[test]
     fn minimal_length_encoding_at_the_boundaries() {
-        for (len, wire) in [(0, 2), (125, 2), (126, 4), (65535, 4), (65536, 10), (u64::MAX >> 1, 10)] {
+        for (len, wire) in [
+            (0, 2),
+            (125, 2),
+            (126, 4),
+            (65535, 4),
+            (65536, 10),
+            (u64::MAX >> 1, 10),
+        ] {
             let header = h(true, OpCode::Binary, None, len);
             assert_eq!(header.encoded_len(), wire, "len {len}");
             let mut buf = [0u8; MAX_HEADER_LEN];
             assert_eq!(header.encode(&mut buf), wire);
-            assert_eq!(FrameHeader::parse(&buf[..wire]), Ok(Status::Complete(header, wire)));
+            assert_eq!(
+                FrameHeader::parse(&buf[..wire]),
+                Ok(Status::Complete(header, wire))
+            );
         }
     }
 
@@ -259,12 +277,21 @@ mod tests {
     fn structural_errors_are_detected_from_the_bytes_present() {
         // Reserved opcodes, from the first two bytes alone.
         for op in [3u8, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF] {
-            assert_eq!(FrameHeader::parse(&[0x80 | op, 0x80]), Err(ProtocolError::ReservedOpcode(op)));
+            assert_eq!(
+                FrameHeader::parse(&[0x80 | op, 0x80]),
+                Err(ProtocolError::ReservedOpcode(op))
+            );
         }
         // A ping without FIN.
-        assert_eq!(FrameHeader::parse(&[0x09, 0x80]), Err(ProtocolError::FragmentedControlFrame));
+        assert_eq!(
+            FrameHeader::parse(&[0x09, 0x80]),
+            Err(ProtocolError::FragmentedControlFrame)
+        );
         // A close with a 126-byte payload (16-bit length form).
-        assert_eq!(FrameHeader::parse(&[0x88, 0xFE]), Err(ProtocolError::ControlFrameTooLong));
+        assert_eq!(
+            FrameHeader::parse(&[0x88, 0xFE]),
+            Err(ProtocolError::ControlFrameTooLong)
+        );
         // A 64-bit length with the top bit set.
         let bad = [0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(FrameHeader::parse(&bad), Err(ProtocolError::InvalidLength));

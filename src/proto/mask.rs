@@ -21,7 +21,12 @@
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) -> usize {
     let offset = offset & 3;
-    let key = [key[offset], key[(offset + 1) & 3], key[(offset + 2) & 3], key[(offset + 3) & 3]];
+    let key = [
+        key[offset],
+        key[(offset + 1) & 3],
+        key[(offset + 2) & 3],
+        key[(offset + 3) & 3],
+    ];
     let (chunks, tail) = buf.as_chunks_mut::<64>();
     if !chunks.is_empty() {
         let mut pattern = [0u8; 64];

@@ -123,10 +123,18 @@ mod tests {
         for bytes in cases {
             let expected = str::from_utf8(bytes).is_ok();
             for cut in 0..=bytes.len() {
-                assert_eq!(validate_split(bytes, &[cut]).is_ok(), expected, "{bytes:x?} cut at {cut}");
+                assert_eq!(
+                    validate_split(bytes, &[cut]).is_ok(),
+                    expected,
+                    "{bytes:x?} cut at {cut}"
+                );
             }
             let every: Vec<usize> = (1..bytes.len()).collect();
-            assert_eq!(validate_split(bytes, &every).is_ok(), expected, "{bytes:x?} byte by byte");
+            assert_eq!(
+                validate_split(bytes, &every).is_ok(),
+                expected,
+                "{bytes:x?} byte by byte"
+            );
         }
     }
 
