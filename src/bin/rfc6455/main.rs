@@ -1,0 +1,30 @@
+//! The `rfc6455` command: `echo` (the Autobahn testee), `client` (a terminal client).
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod client;
+mod echo;
+
+/// A WebSocket stack written from RFC 6455 up.
+#[derive(Parser)]
+#[command(name = "rfc6455", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Echo every text and binary message back (the Autobahn testee).
+    Echo(echo::Args),
+    /// An interactive client: stdin lines go out as messages, messages received are printed.
+    Client(client::Args),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Echo(args) => echo::run(args),
+        Command::Client(args) => client::run(args),
+    }
+}
