@@ -1,0 +1,544 @@
+//! The sans-IO core end to end: bad inputs and the close code each must produce, any message
+//! sequence surviving any split of the byte stream, and an in-memory client⇄server pair.
+
+use proptest::prelude::*;
+use rfc6455::proto::frame::{FrameHeader, OpCode, Status};
+use rfc6455::{
+    CloseCode, CloseFrame, Config, Connection, Error, Event, Message, ProtocolError, Role, State,
+};
+use std::borrow::Cow;
+
+const KEY: [u8; 4] = [0x5a, 0x17, 0xc3, 0x88];
+
+/// One raw frame: `b0` is the first byte (FIN, RSV, opcode); masked with `KEY` when `masked`.
+fn raw(b0: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![b0];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n @ 0..=125 => out.push(mask_bit | n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(mask_bit | 126);
+            out.extend((n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend((n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        out.extend(KEY);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ KEY[i % 4]));
+    } else {
+        out.extend(payload);
+    }
+    out
+}
+
+/// A frame as a client sends it (masked).
+fn c(b0: u8, payload: &[u8]) -> Vec<u8> {
+    raw(b0, true, payload)
+}
+
+fn cat(frames: &[Vec<u8>]) -> Vec<u8> {
+    frames.concat()
+}
+
+fn small_limits() -> Config {
+    let mut config = Config::default();
+    config.max_frame_size = 1000;
+    config.max_message_size = 1500;
+    config
+}
+
+/// The close code in the first frame of `wire` (which must be an unmasked close frame).
+fn close_code_sent(wire: &[u8]) -> Option<u16> {
+    let Ok(Status::Complete(header, n)) = FrameHeader::parse(wire) else {
+        return None;
+    };
+    if header.opcode != OpCode::Close || header.mask.is_some() || wire.len() < n + 2 {
+        return None;
+    }
+    Some(u16::from_be_bytes([wire[n], wire[n + 1]]))
+}
+
+#[test]
+fn bad_input_table_each_fails_with_its_close_code() {
+    let server = Role::Server;
+    let client = Role::Client;
+    let table: Vec<(&str, Role, Vec<u8>, ProtocolError, u16)> = vec![
+        (
+            "unmasked frame to a server",
+            server,
+            raw(0x81, false, b"hi"),
+            ProtocolError::UnmaskedFrame,
+            1002,
+        ),
+        (
+            "masked frame to a client",
+            client,
+            raw(0x81, true, b"hi"),
+            ProtocolError::MaskedFrame,
+            1002,
+        ),
+        (
+            "RSV1 without an extension",
+            server,
+            c(0xC1, b"hi"),
+            ProtocolError::ReservedBits(4),
+            1002,
+        ),
+        (
+            "RSV2",
+            server,
+            c(0xA2, b"hi"),
+            ProtocolError::ReservedBits(2),
+            1002,
+        ),
+        (
+            "RSV3 on a ping",
+            server,
+            c(0x99, b""),
+            ProtocolError::ReservedBits(1),
+            1002,
+        ),
+        (
+            "reserved data opcode 3",
+            server,
+            c(0x83, b""),
+            ProtocolError::ReservedOpcode(3),
+            1002,
+        ),
+        (
+            "reserved control opcode B",
+            server,
+            c(0x8B, b""),
+            ProtocolError::ReservedOpcode(0xB),
+            1002,
+        ),
+        (
+            "fragmented ping",
+            server,
+            c(0x09, b"x"),
+            ProtocolError::FragmentedControlFrame,
+            1002,
+        ),
+        (
+            "ping of 126 bytes",
+            server,
+            c(0x89, &[0; 126]),
+            ProtocolError::ControlFrameTooLong,
+            1002,
+        ),
+        (
+            "64-bit length with the top bit",
+            server,
+            vec![0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4],
+            ProtocolError::InvalidLength,
+            1002,
+        ),
+        (
+            "continuation without a start",
+            server,
+            c(0x80, b"x"),
+            ProtocolError::UnexpectedContinuation,
+            1002,
+        ),
+        (
+            "new message inside a fragmented one",
+            server,
+            cat(&[c(0x01, b"a"), c(0x81, b"b")]),
+            ProtocolError::ExpectedContinuation,
+            1002,
+        ),
+        (
+            "frame over max_frame_size",
+            server,
+            c(0x82, &[0; 1001]),
+            ProtocolError::FrameTooLarge {
+                len: 1001,
+                max: 1000,
+            },
+            1009,
+        ),
+        (
+            "message over max_message_size",
+            server,
+            cat(&[c(0x02, &[0; 1000]), c(0x80, &[0; 501])]),
+            ProtocolError::MessageTooLarge {
+                len: 1501,
+                max: 1500,
+            },
+            1009,
+        ),
+        (
+            "invalid UTF-8 in one frame",
+            server,
+            c(0x81, b"\xce\xba\xff"),
+            ProtocolError::InvalidUtf8,
+            1007,
+        ),
+        (
+            "invalid UTF-8 across fragments",
+            server,
+            cat(&[c(0x01, b"\xce"), c(0x80, b"\x41")]),
+            ProtocolError::InvalidUtf8,
+            1007,
+        ),
+        (
+            "text ending inside a code point",
+            server,
+            c(0x81, b"ok\xe2\x82"),
+            ProtocolError::InvalidUtf8,
+            1007,
+        ),
+        (
+            "close with 1 byte",
+            server,
+            c(0x88, b"\x03"),
+            ProtocolError::InvalidClosePayload,
+            1002,
+        ),
+        (
+            "close code 1005",
+            server,
+            c(0x88, b"\x03\xed"),
+            ProtocolError::InvalidCloseCode(1005),
+            1002,
+        ),
+        (
+            "close code 1006",
+            server,
+            c(0x88, b"\x03\xee"),
+            ProtocolError::InvalidCloseCode(1006),
+            1002,
+        ),
+        (
+            "close code 999",
+            server,
+            c(0x88, b"\x03\xe7"),
+            ProtocolError::InvalidCloseCode(999),
+            1002,
+        ),
+        (
+            "close code 1016",
+            server,
+            c(0x88, b"\x03\xf8"),
+            ProtocolError::InvalidCloseCode(1016),
+            1002,
+        ),
+        (
+            "close code 2999",
+            server,
+            c(0x88, b"\x0b\xb7"),
+            ProtocolError::InvalidCloseCode(2999),
+            1002,
+        ),
+        (
+            "close code 5000",
+            server,
+            c(0x88, b"\x13\x88"),
+            ProtocolError::InvalidCloseCode(5000),
+            1002,
+        ),
+        (
+            "close reason not UTF-8",
+            server,
+            c(0x88, b"\x03\xe8\xff"),
+            ProtocolError::InvalidUtf8,
+            1007,
+        ),
+        (
+            "client: close code 1015",
+            client,
+            raw(0x88, false, b"\x03\xf7"),
+            ProtocolError::InvalidCloseCode(1015),
+            1002,
+        ),
+    ];
+    for (name, role, wire, expected, code) in table {
+        assert_eq!(
+            expected.close_code(),
+            CloseCode(code),
+            "{name}: code mapping"
+        );
+        // Whole, and one byte at a time: the same verdict.
+        for step in [wire.len(), 1] {
+            let mut conn = match role {
+                Role::Server => Connection::server(small_limits()),
+                Role::Client => Connection::client(small_limits(), || [9, 9, 9, 9]),
+            };
+            let mut result = Ok(());
+            for piece in wire.chunks(step.max(1)) {
+                result = conn.handle_bytes(piece);
+                if result.is_err() {
+                    break;
+                }
+            }
+            assert_eq!(
+                result,
+                Err(Error::Protocol(expected.clone())),
+                "{name} (step {step})"
+            );
+            assert_eq!(conn.state(), State::Closed, "{name}");
+            if role == Role::Server {
+                assert_eq!(
+                    close_code_sent(conn.poll_transmit()),
+                    Some(code),
+                    "{name}: close frame queued"
+                );
+            } else {
+                assert!(
+                    !conn.poll_transmit().is_empty(),
+                    "{name}: close frame queued"
+                );
+            }
+            // Sticky: the same error again, even for good input.
+            assert_eq!(
+                conn.handle_bytes(&c(0x81, b"ok")),
+                Err(Error::Protocol(expected.clone())),
+                "{name}"
+            );
+            assert!(conn.should_close_transport() || !conn.poll_transmit().is_empty());
+        }
+    }
+}
+
+#[test]
+fn a_code_point_split_across_frames_is_fine() {
+    let mut s = Connection::server(Config::default());
+    // "€" = E2 82 AC, split over three frames.
+    let wire = cat(&[c(0x01, b"\xe2"), c(0x00, b"\x82"), c(0x80, b"\xac")]);
+    s.handle_bytes(&wire).unwrap();
+    assert_eq!(s.poll_event(), Some(Event::Message(Message::text("€"))));
+}
+
+#[test]
+fn invalid_utf8_fails_before_the_frame_ends() {
+    // Autobahn 6.4.x: the bad byte arrives, the rest of the frame never does.
+    let mut s = Connection::server(Config::default());
+    let frame = c(0x81, "κόσμε\u{1}\u{1}".as_bytes());
+    let mut poisoned = frame.clone();
+    let bad_at = 6 + 4; // header, then the 4th payload byte
+    poisoned[bad_at] = 0xff ^ KEY[(bad_at - 6) % 4];
+    assert!(s.handle_bytes(&poisoned[..bad_at]).is_ok());
+    assert_eq!(
+        s.handle_bytes(&poisoned[bad_at..=bad_at]),
+        Err(Error::Protocol(ProtocolError::InvalidUtf8))
+    );
+}
+
+#[test]
+fn events_before_an_error_are_kept() {
+    let mut s = Connection::server(Config::default());
+    let wire = cat(&[c(0x81, b"first"), c(0x89, b"p"), c(0x83, b"")]);
+    assert!(s.handle_bytes(&wire).is_err());
+    assert_eq!(s.poll_event(), Some(Event::Message(Message::text("first"))));
+    assert_eq!(s.poll_event(), Some(Event::Ping(Cow::Borrowed(b"p"))));
+    assert_eq!(s.poll_event(), None);
+    // The pong went out before the close.
+    let out = s.poll_transmit();
+    assert_eq!(&out[..3], &[0x8A, 0x01, b'p']);
+    assert_eq!(close_code_sent(&out[3..]), Some(1002));
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        ".{0,300}".prop_map(Op::Text),
+        proptest::collection::vec(any::<u8>(), 0..2000).prop_map(Op::Binary),
+        proptest::collection::vec(any::<u8>(), 0..=125).prop_map(Op::Ping),
+    ]
+}
+
+/// Sends `ops` from `from`, feeds the bytes to `to` cut at `cuts`, returns what `to` saw.
+fn transfer(
+    from: &mut Connection,
+    to: &mut Connection,
+    ops: &[Op],
+    cuts: &[usize],
+    zero_copy: bool,
+) -> Vec<Event<'static>> {
+    for op in ops {
+        match op {
+            Op::Text(t) => from.send_text(t).unwrap(),
+            Op::Binary(b) => from.send_binary(b).unwrap(),
+            Op::Ping(p) => from.ping(p).unwrap(),
+        }
+    }
+    let wire = from.poll_transmit().to_vec();
+    from.consume_transmit(wire.len());
+    let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+    bounds.push(0);
+    bounds.push(wire.len());
+    bounds.sort_unstable();
+    let mut seen = Vec::new();
+    for pair in bounds.windows(2) {
+        let piece = &wire[pair[0]..pair[1]];
+        if zero_copy {
+            let mut buf = piece.to_vec();
+            let mut input = &mut buf[..];
+            while let Some(event) = to.read(&mut input).unwrap() {
+                seen.push(event.into_owned());
+            }
+        } else {
+            to.handle_bytes(piece).unwrap();
+            seen.extend(std::iter::from_fn(|| to.poll_event()));
+        }
+    }
+    seen
+}
+
+fn expected(ops: &[Op]) -> Vec<Event<'static>> {
+    ops.iter()
+        .map(|op| match op {
+            Op::Text(t) => Event::Message(Message::text(t.clone())),
+            Op::Binary(b) => Event::Message(Message::binary(b.clone())),
+            Op::Ping(p) => Event::Ping(Cow::Owned(p.clone())),
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn any_messages_in_any_split_arrive_intact(
+        ops in proptest::collection::vec(op(), 0..12),
+        cuts in proptest::collection::vec(any::<usize>(), 0..40),
+        frame_size in 1usize..600,
+        client_sends in any::<bool>(),
+        zero_copy in any::<bool>(),
+        mask_seed in any::<u32>(),
+    ) {
+        let mut config = Config::default();
+        config.max_send_frame_size = frame_size;
+        let mut seed = mask_seed;
+        let masks = move || { seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223); seed.to_be_bytes() };
+        let mut client = Connection::client(config.clone(), masks);
+        let mut server = Connection::server(config);
+        let seen = if client_sends {
+            transfer(&mut client, &mut server, &ops, &cuts, zero_copy)
+        } else {
+            transfer(&mut server, &mut client, &ops, &cuts, zero_copy)
+        };
+        prop_assert_eq!(seen, expected(&ops));
+    }
+
+    #[test]
+    fn one_byte_at_a_time(ops in proptest::collection::vec(op(), 1..4)) {
+        let mut client = Connection::client(Config::default(), || KEY);
+        let mut server = Connection::server(Config::default());
+        let cuts: Vec<usize> = (1..20_000).collect();
+        let seen = transfer(&mut client, &mut server, &ops, &cuts, false);
+        prop_assert_eq!(seen, expected(&ops));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_errors_carry_a_close_code(
+        bytes in proptest::collection::vec(any::<u8>(), 0..600),
+        step in 1usize..64,
+        server_role in any::<bool>(),
+    ) {
+        let mut conn = if server_role {
+            Connection::server(small_limits())
+        } else {
+            Connection::client(small_limits(), || KEY)
+        };
+        for piece in bytes.chunks(step) {
+            if let Err(e) = conn.handle_bytes(piece) {
+                let Error::Protocol(p) = e else { panic!("unexpected {e:?}") };
+                prop_assert!(p.close_code().is_sendable());
+                prop_assert_eq!(conn.state(), State::Closed);
+                break;
+            }
+        }
+        while let Some(event) = conn.poll_event() {
+            if let Event::Message(m) = event {
+                prop_assert!(m.len() <= 1500);
+            }
+        }
+    }
+}
+
+/// Moves everything `from` has to send into `to`, returning the events `to` produced.
+fn pump(from: &mut Connection, to: &mut Connection) -> Result<Vec<Event<'static>>, Error> {
+    let wire = from.poll_transmit().to_vec();
+    from.consume_transmit(wire.len());
+    to.handle_bytes(&wire)?;
+    Ok(std::iter::from_fn(|| to.poll_event()).collect())
+}
+
+#[test]
+fn in_memory_pair_echo_then_client_closes() {
+    let mut client = Connection::client(Config::default(), || KEY);
+    let mut server = Connection::server(Config::default());
+    let big = vec![0xA5u8; 3 << 20]; // split into 1 MiB frames by default
+    client.send_text("hello").unwrap();
+    client.send_binary(&big).unwrap();
+    client.ping(b"are you there").unwrap();
+    let got = pump(&mut client, &mut server).unwrap();
+    assert_eq!(got.len(), 3);
+    for event in got {
+        if let Event::Message(m) = event {
+            server.send(m).unwrap();
+        }
+    }
+    let echoed = pump(&mut server, &mut client).unwrap();
+    assert_eq!(
+        echoed,
+        vec![
+            // The pong was queued while the ping was handled, before the application echoed.
+            Event::Pong(Cow::Borrowed(b"are you there")),
+            Event::Message(Message::text("hello")),
+            Event::Message(Message::binary(big)),
+        ]
+    );
+
+    client.close(CloseCode::NORMAL, "bye").unwrap();
+    let at_server = pump(&mut client, &mut server).unwrap();
+    assert_eq!(
+        at_server,
+        vec![Event::Close(Some(CloseFrame {
+            code: CloseCode::NORMAL,
+            reason: "bye".into()
+        }))]
+    );
+    let at_client = pump(&mut server, &mut client).unwrap();
+    assert_eq!(
+        at_client,
+        vec![Event::Close(Some(CloseFrame {
+            code: CloseCode::NORMAL,
+            reason: "".into()
+        }))]
+    );
+    assert!(server.should_close_transport());
+    assert_eq!(client.state(), State::Closed);
+    assert_eq!(client.handle_eof(), Ok(()));
+}
+
+#[test]
+fn in_memory_pair_server_closes_and_fails() {
+    let mut client = Connection::client(Config::default(), || KEY);
+    let mut server = Connection::server(Config::default());
+    server
+        .fail(CloseCode::POLICY_VIOLATION, "no thanks")
+        .unwrap();
+    assert_eq!(server.state(), State::Closed);
+    let got = pump(&mut server, &mut client).unwrap();
+    assert_eq!(
+        got,
+        vec![Event::Close(Some(CloseFrame {
+            code: CloseCode::POLICY_VIOLATION,
+            reason: "no thanks".into()
+        }))]
+    );
+    // The client answered; the server, already closed, ignores the answer.
+    assert_eq!(pump(&mut client, &mut server).unwrap(), vec![]);
+    assert!(server.should_close_transport());
+}
