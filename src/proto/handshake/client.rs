@@ -307,7 +307,8 @@ impl ClientHandshake {
 pub struct Response {
     head: Head,
     status: u16,
-    /// Index into the `Sec-WebSocket-Protocol` header's value (kept in `head`).
+    /// The position in the offered list of the subprotocol the server chose; its text is the
+    /// `Sec-WebSocket-Protocol` value kept in `head`.
     protocol: Option<usize>,
     extensions: Vec<ExtensionOffer>,
 }
