@@ -1,10 +1,12 @@
-//! The `rfc6455` command: `echo` (the Autobahn testee), `client` (a terminal client).
+//! The `rfc6455` command: `echo` (the Autobahn testee), `client` (a terminal client),
+//! `load` (a load generator).
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod client;
 mod echo;
+mod load;
 
 /// A WebSocket stack written from RFC 6455 up.
 #[derive(Parser)]
@@ -20,11 +22,14 @@ enum Command {
     Echo(echo::Args),
     /// An interactive client: stdin lines go out as messages, messages received are printed.
     Client(client::Args),
+    /// A load generator: many connections echoing messages, with throughput and latency.
+    Load(load::Args),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Echo(args) => echo::run(args),
         Command::Client(args) => client::run(args),
+        Command::Load(args) => load::run(args),
     }
 }
