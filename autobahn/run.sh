@@ -4,6 +4,7 @@
 #   bash autobahn/run.sh server   # wstest fuzzingclient  -> our server (`rfc6455 echo`)
 #   bash autobahn/run.sh client   # wstest fuzzingserver  -> our client (examples/autobahn_client)
 #   bash autobahn/run.sh all      # both, one after the other
+#   bash autobahn/run.sh install  # only install wstest (each mode does it first anyway)
 #
 # Environment (all optional):
 #   RFC6455_CACHE           cache dir for the wstest virtualenv (default ~/.cache/rfc6455)
@@ -18,15 +19,16 @@
 #                           ws://127.0.0.1:$AUTOBAHN_PORT rfc6455` (no cargo build then)
 #   AUTOBAHN_EXPECTED_DIR   where the expected results live (default autobahn/expected)
 #   AUTOBAHN_UPDATE=1       rewrite the expected file from this run (summarize.py --update)
-#   AUTOBAHN_TIMEOUT        seconds for one mode, all included (default 900)
-#   AUTOBAHN_START_TIMEOUT  seconds to wait for a listener to accept (default 30)
+#   AUTOBAHN_TIMEOUT        seconds for one mode, build included (default 900)
+#   AUTOBAHN_INSTALL_TIMEOUT  seconds for installing wstest when missing (default 1200)
+#   AUTOBAHN_START_TIMEOUT  seconds to wait for a listener to accept (default 120)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 
 usage() {
-    echo "usage: $0 server|client|all" >&2
+    echo "usage: $0 server|client|all|install" >&2
     exit 2
 }
 
@@ -48,7 +50,7 @@ run_child() {
 
 MODE=${1:-}
 case "$MODE" in
-server | client) ;;
+server | client | install) ;;
 all)
     rc=0
     run_child bash "$0" server || rc=$?
@@ -59,13 +61,21 @@ all)
 *) usage ;;
 esac
 
-# The whole mode runs under one timeout. On the timeout (or INT/TERM) the inner run's
-# trap stops the processes it started.
-TOTAL_TIMEOUT=${AUTOBAHN_TIMEOUT:-900}
+# Installing wstest (slow only the first time: it downloads) runs under its own timeout,
+# then the whole mode under one timeout. timeout(1) runs the inner script in a process
+# group of its own and signals that whole group on expiry or on INT/TERM (run_child passes
+# them on), so nothing is left behind: not cargo, pip, wstest or the server.
 if [[ -z ${AUTOBAHN_INNER:-} ]]; then
+    INSTALL_TIMEOUT=${AUTOBAHN_INSTALL_TIMEOUT:-1200}
+    TOTAL_TIMEOUT=${AUTOBAHN_TIMEOUT:-900}
     rc=0
-    AUTOBAHN_INNER=1 run_child timeout --foreground -k 30 "$TOTAL_TIMEOUT" bash "$0" "$MODE" || rc=$?
-    if [[ $rc -eq 124 ]]; then
+    AUTOBAHN_INNER=1 run_child timeout -k 30 "$INSTALL_TIMEOUT" bash "$0" install || rc=$?
+    if ((rc == 124)); then
+        echo "autobahn: installing wstest timed out after ${INSTALL_TIMEOUT}s (AUTOBAHN_INSTALL_TIMEOUT)" >&2
+    fi
+    if ((rc != 0)) || [[ $MODE == install ]]; then exit "$rc"; fi
+    AUTOBAHN_INNER=1 run_child timeout -k 30 "$TOTAL_TIMEOUT" bash "$0" "$MODE" || rc=$?
+    if ((rc == 124)); then
         echo "autobahn: $MODE mode timed out after ${TOTAL_TIMEOUT}s (AUTOBAHN_TIMEOUT)" >&2
     fi
     exit "$rc"
@@ -73,7 +83,7 @@ fi
 
 HOST=127.0.0.1
 PORT=${AUTOBAHN_PORT:-9001}
-START_TIMEOUT=${AUTOBAHN_START_TIMEOUT:-30}
+START_TIMEOUT=${AUTOBAHN_START_TIMEOUT:-120}
 CACHE=${RFC6455_CACHE:-$HOME/.cache/rfc6455}
 VENV=$CACHE/wstest-venv
 WSTEST=$VENV/bin/wstest
@@ -138,8 +148,15 @@ wait_for_port() {
 
 # ---------------------------------------------------------------- wstest
 
+# The marker is written once wstest imports; checking it is instant, while importing
+# Twisted can take many seconds on a busy machine.
 ensure_wstest() {
+    local marker=$VENV/.rfc6455-wstest-ok
+    if [[ -x $WSTEST && -f $marker ]]; then
+        return 0
+    fi
     if [[ -x $WSTEST ]] && "$VENV/bin/python" -c 'import autobahntestsuite' 2>/dev/null; then
+        touch "$marker"
         return 0
     fi
     log "installing wstest into $VENV"
@@ -157,7 +174,7 @@ ensure_wstest() {
     rm -rf "$VENV"
     mkdir -p "$CACHE"
     "$py27" -m virtualenv --quiet "$VENV"
-    if ! "$VENV/bin/pip" install --quiet --disable-pip-version-check autobahntestsuite; then
+    if ! "$VENV/bin/pip" install --progress-bar off --disable-pip-version-check autobahntestsuite; then
         rm -rf "$VENV"
         die "pip install autobahntestsuite failed"
     fi
@@ -165,6 +182,7 @@ ensure_wstest() {
         rm -rf "$VENV"
         die "autobahntestsuite installed but does not import"
     }
+    touch "$marker"
     log "wstest installed: $WSTEST"
 }
 
@@ -300,6 +318,10 @@ run_client_mode() {
 
 # ---------------------------------------------------------------- main
 
+if [[ $MODE == install ]]; then
+    ensure_wstest
+    exit 0
+fi
 command -v python3 >/dev/null 2>&1 || die "python3 is needed for summarize.py"
 if [[ ${AUTOBAHN_UPDATE:-0} == 1 && -n ${AUTOBAHN_CASES:-} ]]; then
     die "AUTOBAHN_UPDATE=1 needs the full suite; unset AUTOBAHN_CASES"
