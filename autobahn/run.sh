@@ -130,6 +130,13 @@ port_open() {
     timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$PORT" 2>/dev/null
 }
 
+# Another process on the port would answer in our place: refuse to start.
+ensure_port_free() {
+    if port_open; then
+        die "something already listens on $HOST:$PORT; stop it or set AUTOBAHN_PORT"
+    fi
+}
+
 # wait_for_port PID NAME LOGFILE: until $HOST:$PORT accepts, while PID lives.
 wait_for_port() {
     local pid=$1 name=$2 logfile=$3 deadline=$((SECONDS + START_TIMEOUT))
@@ -239,6 +246,7 @@ run_server_mode() {
     rm -rf "$REPORTS/servers"
     spec=$(write_spec "$HERE/fuzzingclient.json")
 
+    ensure_port_free # again: the build may have taken a while
     log "starting server: $cmd"
     bash -c "exec $cmd" >"$server_log" 2>&1 &
     server_pid=$!
@@ -290,6 +298,7 @@ run_client_mode() {
     rm -rf "$REPORTS/clients"
     spec=$(write_spec "$HERE/fuzzingserver.json")
 
+    ensure_port_free # again: the build may have taken a while
     # -u 0: no embedded web server (it would take port 8080).
     log "starting wstest -m fuzzingserver -s $(basename "$spec") (log: $wstest_log)"
     (cd "$HERE" && exec "$WSTEST" -m fuzzingserver -u 0 -s "$spec") >"$wstest_log" 2>&1 &
@@ -327,9 +336,7 @@ if [[ ${AUTOBAHN_UPDATE:-0} == 1 && -n ${AUTOBAHN_CASES:-} ]]; then
     die "AUTOBAHN_UPDATE=1 needs the full suite; unset AUTOBAHN_CASES"
 fi
 mkdir -p "$REPORTS"
-if port_open; then
-    die "something already listens on $HOST:$PORT; stop it or set AUTOBAHN_PORT"
-fi
+ensure_port_free
 ensure_wstest
 
 case "$MODE" in
