@@ -958,3 +958,18 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_idle_connection_is_a_few_hundred_bytes() {
+        // The slab adds at most a word for its vacant/occupied tag.
+        let entry = std::mem::size_of::<super::Entry>();
+        let conn = std::mem::size_of::<crate::Connection>();
+        eprintln!("connection entry {entry} bytes, of which the core's Connection {conn}");
+        assert!(
+            entry <= 512,
+            "a connection's fixed state grew to {entry} bytes"
+        );
+    }
+}
