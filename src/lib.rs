@@ -37,6 +37,8 @@
 #![forbid(unsafe_code)]
 
 pub mod proto;
+#[cfg(feature = "server")]
+pub mod server;
 
 #[cfg(feature = "client")]
 pub mod client;
