@@ -9,8 +9,11 @@ use std::time::Duration;
 
 const BOUND: Duration = Duration::from_secs(10);
 
-/// Echoes until the client closes; returns what it received and the close code.
-fn echo_server() -> (String, JoinHandle<(Vec<tungstenite::Message>, Option<u16>)>) {
+/// What the server received, and the client's close code.
+type Seen = (Vec<tungstenite::Message>, Option<u16>);
+
+/// Echoes until the client closes.
+fn echo_server() -> (String, JoinHandle<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("ws://{}/", listener.local_addr().unwrap());
     let handle = thread::spawn(move || {
