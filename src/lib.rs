@@ -40,6 +40,12 @@ pub mod proto;
 #[cfg(feature = "server")]
 pub mod server;
 
+#[cfg(feature = "client")]
+pub mod client;
+
 pub use proto::{
     CloseCode, CloseFrame, Config, Connection, Error, Event, Message, ProtocolError, Role, State,
 };
+
+#[cfg(feature = "client")]
+pub use client::Client;

@@ -1,13 +1,228 @@
-//! `rfc6455 client`: not written yet.
+//! `rfc6455 client URL`: an interactive client for the terminal, in the spirit of wscat.
+//!
+//! - Each line of stdin is sent as a text message (`--binary`: as a binary message), without
+//!   its line ending.
+//! - Each message received is printed to stdout on its own line: text as it is, binary as
+//!   `[binary N bytes] HEX` (the whole payload in lowercase hex).
+//! - Connection events (connected, pongs, the close code and reason, errors) go to stderr.
+//! - When stdin ends (e.g. `echo hi | rfc6455 client URL`), messages are still printed for
+//!   `--wait` seconds (default 1), then the client closes with 1000 and exits.
+//! - Exit status: 0 after a close handshake with 1000, 1001 or no code; 1 for any other close
+//!   code, a lost connection or an error; 2 for bad arguments.
+//!
+//! A thread reads stdin into a channel; the main thread owns the connection and waits on the
+//! socket with a short read timeout (50 ms), checking the channel in between.
 
+use rfc6455::client::{Client, ClientError, ConnectOptions};
+use rfc6455::{CloseCode, Event, Message};
+use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
+use std::sync::mpsc::{self, TryRecvError};
+use std::time::{Duration, Instant};
+
+/// How long the main loop waits on the socket before looking at stdin again.
+const TICK: Duration = Duration::from_millis(50);
 
 /// Options of `rfc6455 client`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The server's URL, e.g. ws://127.0.0.1:9001/chat (wss:// is not supported yet).
+    url: String,
+    /// Send each line as a binary message instead of text.
+    #[arg(long)]
+    binary: bool,
+    /// Offer a subprotocol (repeat for several, most preferred first).
+    #[arg(long = "subprotocol", value_name = "P")]
+    subprotocols: Vec<String>,
+    /// Send an extra handshake header, e.g. -H 'Authorization: Bearer abc' (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Send a ping every SECS seconds (pongs are reported on stderr).
+    #[arg(long, value_name = "SECS")]
+    ping_interval: Option<f64>,
+    /// After stdin ends, keep printing messages for SECS seconds, then close with 1000.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    wait: f64,
+    /// Give up connecting (TCP and handshake) after SECS seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    connect_timeout: f64,
+}
+
+fn seconds(name: &str, secs: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("--{name} {secs}: give a number of seconds, 0 or more"))
+}
 
 /// Runs the command.
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("rfc6455 client: not implemented yet");
-    ExitCode::FAILURE
+pub fn run(args: Args) -> ExitCode {
+    let setup = || -> Result<(ConnectOptions, Option<Duration>, Duration), String> {
+        let mut options = ConnectOptions::default()
+            .connect_timeout(Some(seconds("connect-timeout", args.connect_timeout)?));
+        for p in &args.subprotocols {
+            options = options.protocol(p.clone());
+        }
+        for h in &args.headers {
+            let Some((name, value)) = h.split_once(':') else {
+                return Err(format!("-H {h:?}: write a header as 'Name: value'"));
+            };
+            options = options.header(name.trim(), value.trim());
+        }
+        let ping = match args.ping_interval {
+            Some(secs) => Some(seconds("ping-interval", secs)?).filter(|d| !d.is_zero()),
+            None => None,
+        };
+        Ok((options, ping, seconds("wait", args.wait)?))
+    };
+    let (options, ping_interval, wait) = match setup() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("rfc6455 client: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut client = match Client::connect_with(&args.url, &options) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("rfc6455 client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.protocol() {
+        Some(p) => eprintln!("connected to {} (subprotocol {p})", args.url),
+        None => eprintln!("connected to {}", args.url),
+    }
+    match session(&mut client, args.binary, ping_interval, wait) {
+        Ok(code) => report_close(code),
+        Err(e) => {
+            eprintln!("rfc6455 client: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Shows how the connection closed; 0 for a normal ending.
+fn report_close(frame: Option<rfc6455::CloseFrame<'_>>) -> ExitCode {
+    match frame {
+        Some(f) => {
+            if f.reason.is_empty() {
+                eprintln!("closed: {} {}", f.code.0, f.code);
+            } else {
+                eprintln!("closed: {} {}: {}", f.code.0, f.code, f.reason);
+            }
+            if matches!(f.code, CloseCode::NORMAL | CloseCode::GOING_AWAY) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        None => {
+            eprintln!("closed: no status code");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// A line from stdin, or its end.
+enum Input {
+    Line(Vec<u8>),
+    End,
+}
+
+fn spawn_stdin_reader() -> mpsc::Receiver<Input> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let stdin = io::stdin();
+        let mut stdin = stdin.lock();
+        loop {
+            let mut line = Vec::new();
+            match stdin.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if line.ends_with(b"\n") {
+                        line.pop();
+                        if line.ends_with(b"\r") {
+                            line.pop();
+                        }
+                    }
+                    if tx.send(Input::Line(line)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(Input::End);
+    });
+    rx
+}
+
+/// Runs until the connection closes; returns the close frame that ended it.
+fn session(
+    client: &mut Client,
+    binary: bool,
+    ping_interval: Option<Duration>,
+    wait: Duration,
+) -> Result<Option<rfc6455::CloseFrame<'static>>, ClientError> {
+    client.set_read_timeout(Some(TICK))?;
+    let lines = spawn_stdin_reader();
+    let mut stdin_done_at: Option<Instant> = None;
+    let mut next_ping = ping_interval.map(|d| Instant::now() + d);
+    let stdout = io::stdout();
+    loop {
+        // Send what stdin has.
+        while stdin_done_at.is_none() {
+            match lines.try_recv() {
+                Ok(Input::Line(line)) => {
+                    if binary {
+                        client.send_binary(&line)?;
+                    } else {
+                        match String::from_utf8(line) {
+                            Ok(text) => client.send_text(&text)?,
+                            Err(_) => eprintln!(
+                                "rfc6455 client: skipped a line that is not UTF-8 (use --binary to send raw bytes)"
+                            ),
+                        }
+                    }
+                }
+                Ok(Input::End) | Err(TryRecvError::Disconnected) => {
+                    stdin_done_at = Some(Instant::now())
+                }
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        if stdin_done_at.is_some_and(|t| t.elapsed() >= wait) {
+            return client.close(CloseCode::NORMAL, "");
+        }
+        if let (Some(at), Some(every)) = (next_ping, ping_interval) {
+            if Instant::now() >= at {
+                client.ping(b"")?;
+                next_ping = Some(Instant::now() + every);
+            }
+        }
+        match client.recv() {
+            Ok(Event::Message(m)) => {
+                let mut out = stdout.lock();
+                let written = match &m {
+                    Message::Text(text) => writeln!(out, "{text}"),
+                    Message::Binary(data) => write!(out, "[binary {} bytes] ", data.len())
+                        .and_then(|()| {
+                            for b in data.iter() {
+                                write!(out, "{b:02x}")?;
+                            }
+                            writeln!(out)
+                        }),
+                }
+                .and_then(|()| out.flush());
+                if written.is_err() {
+                    // stdout is gone (e.g. `| head -1`): nothing more to show.
+                    return client.close(CloseCode::GOING_AWAY, "");
+                }
+            }
+            Ok(Event::Ping(_)) => {}
+            Ok(Event::Pong(_)) => eprintln!("pong"),
+            Ok(Event::Close(frame)) => return Ok(frame),
+            Ok(_) => {}
+            Err(ClientError::Timeout { during: "a read" }) => {}
+            Err(e) => return Err(e),
+        }
+    }
 }

@@ -1,0 +1,694 @@
+//! A blocking WebSocket client over [`std::net::TcpStream`], driven by the sans-IO
+//! [`Connection`].
+//!
+//! ```no_run
+//! use rfc6455::client::{Client, ConnectOptions};
+//! use rfc6455::{CloseCode, Event};
+//! use std::time::Duration;
+//!
+//! let options = ConnectOptions::default()
+//!     .protocol("chat")
+//!     .header("Authorization", "Bearer abc")
+//!     .read_timeout(Some(Duration::from_secs(30)));
+//! let mut client = Client::connect_with("ws://127.0.0.1:9001/chat", &options)?;
+//! client.send_text("hello")?;
+//! match client.recv()? {
+//!     Event::Message(m) => println!("got {m:?}"),
+//!     Event::Close(frame) => println!("server closed: {frame:?}"),
+//!     _ => {} // pings are answered automatically; pongs are reported
+//! }
+//! // Sends the close frame, waits (bounded) for the server's close and its TCP close.
+//! let reply = client.close(CloseCode::NORMAL, "bye")?;
+//! println!("server answered {reply:?}");
+//! # Ok::<(), rfc6455::client::ClientError>(())
+//! ```
+//!
+//! **Received messages are owned** ([`Event<'static>`]). The client reads into its own buffer
+//! and parses with [`Connection::read`], so any number of frames per read and messages of any
+//! size (up to [`Config::max_message_size`]) work. A message that arrived in one read is
+//! copied once out of that buffer; a larger or fragmented one is assembled by the connection
+//! and handed over without a further copy.
+//!
+//! **Timeouts** ([`ConnectOptions`]): the connect timeout bounds the TCP connect and the
+//! opening handshake; a read timeout makes [`Client::recv`] return [`ClientError::Timeout`]
+//! *without* harming the connection (call it again); the close timeout bounds the wait for
+//! the server's close frame and for its TCP close.
+//!
+//! `wss://` is not supported yet: connecting to one fails with [`ClientError::TlsNotSupported`].
+//!
+//! [`Reconnect`] wraps a client with exponential backoff and jitter.
+
+mod backoff;
+
+pub use backoff::{should_reconnect, Backoff, Reconnect};
+
+use crate::proto::{
+    ClientHandshake, ClientHandshakeError, ClientOptions, CloseCode, CloseFrame, Config,
+    Connection, Error, Event, HeaderError, Message, ProtocolError, RandomKeys, Response, State,
+    Status, Url, UrlError, UsageError,
+};
+use std::fmt;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// The size of the client's read buffer.
+const READ_BUF: usize = 64 * 1024;
+
+/// How to connect: what to offer in the handshake, timeouts, and the connection's limits.
+///
+/// ```
+/// use rfc6455::client::ConnectOptions;
+/// use std::time::Duration;
+///
+/// let mut options = ConnectOptions::default()
+///     .protocol("v2.chat")
+///     .header("Origin", "https://example.com")
+///     .connect_timeout(Some(Duration::from_secs(3)));
+/// options.config.max_message_size = 1 << 20;
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// Subprotocols, extensions and extra headers to send, and limits on the response head.
+    pub handshake: ClientOptions,
+    /// Limits and options of the WebSocket connection (message sizes, auto-pong …).
+    pub config: Config,
+    /// Bounds the TCP connect and, separately, the opening handshake. `None` waits as long as
+    /// the OS does. Default 10 s.
+    pub connect_timeout: Option<Duration>,
+    /// How long [`Client::recv`] waits for data before returning [`ClientError::Timeout`].
+    /// `None` waits forever. Default `None`.
+    pub read_timeout: Option<Duration>,
+    /// How long a write may block (the server not reading) before failing with
+    /// [`ClientError::Timeout`]. `None` waits forever. Default 30 s.
+    pub write_timeout: Option<Duration>,
+    /// How long closing waits for the server's close frame, and then for the server to close
+    /// TCP. Default 5 s.
+    pub close_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> ConnectOptions {
+        ConnectOptions {
+            handshake: ClientOptions::default(),
+            config: Config::default(),
+            connect_timeout: Some(Duration::from_secs(10)),
+            read_timeout: None,
+            write_timeout: Some(Duration::from_secs(30)),
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// Adds a subprotocol to offer (most preferred first).
+    pub fn protocol(mut self, protocol: impl Into<String>) -> ConnectOptions {
+        self.handshake.protocols.push(protocol.into());
+        self
+    }
+
+    /// Adds a header to the handshake request, e.g. `Authorization` or `Origin`.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> ConnectOptions {
+        self.handshake.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the connection's limits and options.
+    pub fn config(mut self, config: Config) -> ConnectOptions {
+        self.config = config;
+        self
+    }
+
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> ConnectOptions {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`read_timeout`](Self::read_timeout).
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> ConnectOptions {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Sets [`write_timeout`](Self::write_timeout).
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> ConnectOptions {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Sets [`close_timeout`](Self::close_timeout).
+    pub fn close_timeout(mut self, timeout: Duration) -> ConnectOptions {
+        self.close_timeout = timeout;
+        self
+    }
+}
+
+/// What a [`Client`] call can fail with.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The URL does not parse.
+    Url(UrlError),
+    /// The URL is `wss://`: TLS is not supported yet.
+    TlsNotSupported,
+    /// A subprotocol or header in the options cannot be sent.
+    InvalidOption(HeaderError),
+    /// The TCP connection could not be made (name resolution, refused, unreachable, timeout).
+    Connect {
+        /// `host:port` from the URL.
+        addr: String,
+        /// The last error from the OS.
+        source: io::Error,
+    },
+    /// The server refused the opening handshake or answered it wrongly.
+    Handshake(ClientHandshakeError),
+    /// A timeout from [`ConnectOptions`] elapsed. After a read timeout in
+    /// [`Client::recv`] the connection is intact and `recv` may be called again.
+    Timeout {
+        /// What was being waited for: "the opening handshake", "a read", "a write" or
+        /// "the close handshake".
+        during: &'static str,
+    },
+    /// The server broke the protocol. The close frame with the matching code was sent and
+    /// the connection is closed.
+    Protocol(ProtocolError),
+    /// The TCP connection ended (EOF or reset) before the close handshake finished: close
+    /// code 1006. The OS error, if there was one.
+    ConnectionLost(Option<io::Error>),
+    /// Another I/O error from the socket.
+    Io(io::Error),
+    /// The connection is closed: the close handshake is over. The server's close frame, if
+    /// it had a code.
+    Closed(Option<CloseFrame<'static>>),
+    /// A call the protocol does not allow (a ping over 125 bytes, an unsendable close
+    /// code); nothing was sent and the connection is unchanged.
+    Usage(UsageError),
+    /// [`Reconnect::close`] was called, or an earlier ending did not call for a reconnect.
+    Stopped,
+    /// [`Reconnect`] gave up after this many failed attempts in a row.
+    GaveUp {
+        /// Failed attempts.
+        attempts: u32,
+    },
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Url(e) => write!(f, "invalid WebSocket URL: {e}"),
+            ClientError::TlsNotSupported => f.write_str(
+                "wss:// (WebSocket over TLS) is not supported by this client yet; use ws://, \
+                 or put a TLS-terminating proxy such as stunnel in front",
+            ),
+            ClientError::InvalidOption(e) => write!(f, "invalid connect option: {e}"),
+            ClientError::Connect { addr, source } => write!(
+                f,
+                "could not connect to {addr}: {source}; check that the server is running and \
+                 that the host and port are right"
+            ),
+            ClientError::Handshake(e) => write!(f, "WebSocket handshake failed: {e}"),
+            ClientError::Timeout { during } => write!(
+                f,
+                "timed out waiting for {during}; the server did not answer in time (raise the \
+                 timeout in ConnectOptions if it is just slow)"
+            ),
+            ClientError::Protocol(e) => write!(
+                f,
+                "the server broke the WebSocket protocol: {e}; the connection was closed"
+            ),
+            ClientError::ConnectionLost(None) => {
+                f.write_str("the server closed the TCP connection without a close handshake (1006)")
+            }
+            ClientError::ConnectionLost(Some(e)) => write!(
+                f,
+                "the connection was lost before the close handshake finished (1006): {e}"
+            ),
+            ClientError::Io(e) => write!(f, "socket error: {e}"),
+            ClientError::Closed(None) => f.write_str("the connection is closed"),
+            ClientError::Closed(Some(frame)) => {
+                write!(f, "the connection is closed (server's close: {frame})")
+            }
+            ClientError::Usage(e) => write!(f, "{}", Error::Usage(e.clone())),
+            ClientError::Stopped => f.write_str(
+                "the reconnecting client was closed on purpose or hit an error a reconnect \
+                 would not fix; make a new one to connect again",
+            ),
+            ClientError::GaveUp { attempts } => write!(
+                f,
+                "gave up reconnecting after {attempts} failed attempts in a row (see \
+                 Backoff::max_attempts)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientError::Url(e) => Some(e),
+            ClientError::InvalidOption(e) => Some(e),
+            ClientError::Connect { source, .. } => Some(source),
+            ClientError::Handshake(e) => Some(e),
+            ClientError::Protocol(e) => Some(e),
+            ClientError::ConnectionLost(Some(e)) | ClientError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// I/O errors that mean the peer is gone.
+fn is_lost(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::UnexpectedEof
+            | ErrorKind::NotConnected
+    )
+}
+
+fn is_timeout(kind: ErrorKind) -> bool {
+    matches!(kind, ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// A WebSocket connection to a server, blocking.
+///
+/// Pings are answered automatically (unless [`Config::auto_pong`] is off) and still
+/// reported by [`recv`](Self::recv). Dropping a client without [`close`](Self::close) just
+/// closes TCP; the server sees 1006.
+pub struct Client {
+    stream: TcpStream,
+    conn: Connection,
+    buf: Vec<u8>,
+    /// `buf[start..end]` is read but not parsed yet.
+    start: usize,
+    end: usize,
+    response: Response,
+    read_timeout: Option<Duration>,
+    close_timeout: Duration,
+    /// The server's close frame, once received.
+    peer_close: Option<CloseFrame<'static>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("peer", &self.stream.peer_addr().ok())
+            .field("conn", &self.conn)
+            .field("protocol", &self.protocol())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects to a `ws://` URL with default options.
+    pub fn connect(url: &str) -> Result<Client, ClientError> {
+        Client::connect_with(url, &ConnectOptions::default())
+    }
+
+    /// Connects to a `ws://` URL: TCP connect, opening handshake (random key), then the
+    /// connection is open.
+    pub fn connect_with(url: &str, options: &ConnectOptions) -> Result<Client, ClientError> {
+        let url = Url::parse(url).map_err(ClientError::Url)?;
+        if url.is_secure() {
+            return Err(ClientError::TlsNotSupported);
+        }
+        let handshake = ClientHandshake::new(&url, &options.handshake, &mut RandomKeys)
+            .map_err(ClientError::InvalidOption)?;
+        let mut stream = tcp_connect(&url, options.connect_timeout)?;
+        // Small frames (pings, short messages) should not wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        let (response, buf, start, end) =
+            opening_handshake(&mut stream, &handshake, options.connect_timeout)?;
+        stream
+            .set_write_timeout(options.write_timeout)
+            .map_err(ClientError::Io)?;
+        stream
+            .set_read_timeout(options.read_timeout)
+            .map_err(ClientError::Io)?;
+        Ok(Client {
+            stream,
+            conn: Connection::client(options.config.clone(), rand::random::<[u8; 4]>),
+            buf,
+            start,
+            end,
+            response,
+            read_timeout: options.read_timeout,
+            close_timeout: options.close_timeout,
+            peer_close: None,
+        })
+    }
+
+    /// The server's `101` response (its headers, the chosen subprotocol and extensions).
+    pub fn response(&self) -> &Response {
+        &self.response
+    }
+
+    /// The subprotocol the server chose, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.response.protocol()
+    }
+
+    /// Where the connection is: [`State::Open`], or [`State::Closed`] after the close
+    /// handshake or a failure.
+    pub fn state(&self) -> State {
+        self.conn.state()
+    }
+
+    /// The server's close frame, once received (`None` before, or if it had no code).
+    pub fn close_frame(&self) -> Option<&CloseFrame<'static>> {
+        self.peer_close.as_ref()
+    }
+
+    /// The TCP stream (e.g. for its addresses). Reading or writing it directly breaks the
+    /// connection.
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Changes how long [`recv`](Self::recv) waits for data (`None`: forever).
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        self.read_timeout = timeout;
+        self.stream
+            .set_read_timeout(timeout)
+            .map_err(ClientError::Io)
+    }
+
+    /// Sends a message (written before returning; large ones go out in several frames, see
+    /// [`Config::max_send_frame_size`]).
+    pub fn send(&mut self, message: Message<'_>) -> Result<(), ClientError> {
+        let result = self.conn.send(message);
+        self.after_core(result)
+    }
+
+    /// Sends a text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), ClientError> {
+        let result = self.conn.send_text(text);
+        self.after_core(result)
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), ClientError> {
+        let result = self.conn.send_binary(data);
+        self.after_core(result)
+    }
+
+    /// Sends a ping (at most 125 bytes); its pong arrives through [`recv`](Self::recv) as
+    /// [`Event::Pong`].
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), ClientError> {
+        let result = self.conn.ping(payload);
+        self.after_core(result)
+    }
+
+    fn after_core(&mut self, result: Result<(), Error>) -> Result<(), ClientError> {
+        result.map_err(|e| self.core_error(e))?;
+        self.flush("a write")
+    }
+
+    fn core_error(&self, e: Error) -> ClientError {
+        match e {
+            Error::Protocol(e) => ClientError::Protocol(e),
+            Error::ConnectionLost => ClientError::ConnectionLost(None),
+            Error::Usage(e) => ClientError::Usage(e),
+            _ => match self.conn.error() {
+                Some(e) => ClientError::Protocol(e.clone()),
+                None => ClientError::Closed(self.peer_close.clone()),
+            },
+        }
+    }
+
+    /// The next event from the server: a message, a ping (already answered), a pong, or
+    /// the server's close.
+    ///
+    /// On [`Event::Close`] the close handshake is completed before returning: the reply is
+    /// sent and the server's TCP close awaited (at most the close timeout). Then every call
+    /// returns [`ClientError::Closed`].
+    ///
+    /// With a read timeout set, [`ClientError::Timeout`] means no complete event arrived in
+    /// time; the connection is unharmed and `recv` can be called again.
+    pub fn recv(&mut self) -> Result<Event<'static>, ClientError> {
+        if self.conn.state() == State::Closed {
+            return Err(self.core_error(Error::Closed));
+        }
+        self.next_event("a read")
+    }
+
+    fn next_event(&mut self, during: &'static str) -> Result<Event<'static>, ClientError> {
+        loop {
+            if self.start == self.end {
+                self.fill(during)?;
+            }
+            let mut input = &mut self.buf[self.start..self.end];
+            let before = input.len();
+            let result = self
+                .conn
+                .read(&mut input)
+                .map(|event| event.map(Event::into_owned));
+            self.start += before - input.len();
+            match result {
+                Ok(Some(Event::Close(frame))) => {
+                    self.peer_close.clone_from(&frame);
+                    // The reply (if this side had not closed first); a failed write changes
+                    // nothing: the handshake is over either way.
+                    let _ = self.flush(during);
+                    self.await_server_eof();
+                    return Ok(Event::Close(frame));
+                }
+                Ok(Some(event)) => {
+                    // A pong for a ping, maybe.
+                    self.flush(during)?;
+                    return Ok(event);
+                }
+                Ok(None) if self.conn.state() == State::Closed => {
+                    return Err(self.core_error(Error::Closed));
+                }
+                Ok(None) => {}
+                Err(Error::Protocol(e)) => {
+                    // The close frame with the code is queued: send it, give the server the
+                    // close timeout to close TCP, then close it.
+                    let _ = self.flush(during);
+                    self.await_server_eof();
+                    return Err(ClientError::Protocol(e));
+                }
+                Err(e) => return Err(self.core_error(e)),
+            }
+        }
+    }
+
+    /// Reads more bytes into the (empty) buffer.
+    fn fill(&mut self, during: &'static str) -> Result<(), ClientError> {
+        self.start = 0;
+        self.end = 0;
+        loop {
+            match self.stream.read(&mut self.buf) {
+                Ok(0) => {
+                    return match self.conn.handle_eof() {
+                        Ok(()) => Err(self.core_error(Error::Closed)),
+                        Err(_) => Err(ClientError::ConnectionLost(None)),
+                    };
+                }
+                Ok(n) => {
+                    self.end = n;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(e.kind()) => return Err(ClientError::Timeout { during }),
+                Err(e) => {
+                    let _ = self.conn.handle_eof();
+                    return Err(if is_lost(e.kind()) {
+                        ClientError::ConnectionLost(Some(e))
+                    } else {
+                        ClientError::Io(e)
+                    });
+                }
+            }
+        }
+    }
+
+    /// Writes out everything the connection has queued.
+    fn flush(&mut self, during: &'static str) -> Result<(), ClientError> {
+        while !self.conn.poll_transmit().is_empty() {
+            match self.stream.write(self.conn.poll_transmit()) {
+                Ok(0) => {
+                    let _ = self.conn.handle_eof();
+                    return Err(ClientError::ConnectionLost(None));
+                }
+                Ok(n) => self.conn.consume_transmit(n),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(e.kind()) => {
+                    return Err(ClientError::Timeout {
+                        during: if during == "a read" {
+                            "a write"
+                        } else {
+                            during
+                        },
+                    })
+                }
+                Err(e) => {
+                    let _ = self.conn.handle_eof();
+                    return Err(if is_lost(e.kind()) {
+                        ClientError::ConnectionLost(Some(e))
+                    } else {
+                        ClientError::Io(e)
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After the close handshake (or a failure): the server closes TCP first (RFC 6455
+    /// §7.1.1). Wait for its EOF at most the close timeout, then close our side.
+    fn await_server_eof(&mut self) {
+        let deadline = Instant::now() + self.close_timeout;
+        let mut scratch = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
+                break;
+            }
+            match self.stream.read(&mut scratch) {
+                Ok(0) => break,
+                Ok(_) => {} // nothing after a close frame means anything
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.start = 0;
+        self.end = 0;
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// Closes the connection: sends a close frame with `code` and `reason` (cut to 123
+    /// bytes), waits for the server's close frame and then for it to close TCP, both bounded
+    /// by the close timeout. Returns the server's close frame (`None` if it had no code).
+    ///
+    /// Messages the server sent before it saw the close are dropped. If the server already
+    /// closed, returns its close frame without sending anything. Fails with
+    /// [`ClientError::Timeout`] if the server does not answer in time (TCP is closed anyway),
+    /// or [`ClientError::Usage`] for a code that may not be sent (1005, 1006 …).
+    pub fn close(
+        &mut self,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<Option<CloseFrame<'static>>, ClientError> {
+        const DURING: &str = "the close handshake";
+        match self.conn.state() {
+            State::Closed => {
+                return match self.conn.error() {
+                    Some(e) => Err(ClientError::Protocol(e.clone())),
+                    None => Ok(self.peer_close.clone()),
+                }
+            }
+            State::Open => {
+                self.conn
+                    .close(code, reason)
+                    .map_err(|e| self.core_error(e))?;
+            }
+            _ => {}
+        }
+        let deadline = Instant::now() + self.close_timeout;
+        let result = self.flush(DURING).and_then(|()| loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Err(ClientError::Timeout { during: DURING });
+            }
+            self.stream
+                .set_read_timeout(Some(left))
+                .map_err(ClientError::Io)?;
+            match self.next_event(DURING) {
+                Ok(Event::Close(frame)) => break Ok(frame),
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            }
+        });
+        if result.is_err() {
+            let _ = self.conn.fail(CloseCode::NORMAL, "");
+            let _ = self.stream.shutdown(Shutdown::Both);
+        }
+        // Restore the caller's timeout, should the socket be used again (it is not).
+        let _ = self.stream.set_read_timeout(self.read_timeout);
+        result
+    }
+}
+
+/// Sends the request and reads the response. Returns it, the read buffer, and where in the
+/// buffer the frames the server sent right behind its response start and end.
+fn opening_handshake(
+    stream: &mut TcpStream,
+    handshake: &ClientHandshake,
+    timeout: Option<Duration>,
+) -> Result<(Response, Vec<u8>, usize, usize), ClientError> {
+    const DURING: &str = "the opening handshake";
+    let deadline = timeout.map(|t| Instant::now() + t);
+    stream.set_write_timeout(timeout).map_err(ClientError::Io)?;
+    stream
+        .write_all(handshake.request())
+        .map_err(|e| match e.kind() {
+            k if is_timeout(k) => ClientError::Timeout { during: DURING },
+            k if is_lost(k) => ClientError::ConnectionLost(Some(e)),
+            _ => ClientError::Io(e),
+        })?;
+    let mut buf = vec![0; READ_BUF];
+    let mut end = 0;
+    loop {
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout { during: DURING });
+            }
+            stream
+                .set_read_timeout(Some(left))
+                .map_err(ClientError::Io)?;
+        }
+        if end == buf.len() {
+            // Only if the caller raised the head limit above the buffer size.
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = match stream.read(&mut buf[end..]) {
+            Ok(0) => {
+                return Err(ClientError::Handshake(ClientHandshakeError::Malformed(
+                    "no complete head (the server closed the connection before finishing it)",
+                )))
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if is_timeout(e.kind()) => return Err(ClientError::Timeout { during: DURING }),
+            Err(e) if is_lost(e.kind()) => return Err(ClientError::ConnectionLost(Some(e))),
+            Err(e) => return Err(ClientError::Io(e)),
+        };
+        end += n;
+        match handshake.parse_response(&buf[..end]) {
+            Ok(Status::Complete(response, head_len)) => return Ok((response, buf, head_len, end)),
+            Ok(Status::Partial) => {}
+            Err(e) => return Err(ClientError::Handshake(e)),
+        }
+    }
+}
+
+/// Resolves the URL's host and connects to the first address that answers.
+fn tcp_connect(url: &Url, timeout: Option<Duration>) -> Result<TcpStream, ClientError> {
+    let connect_error = |source| ClientError::Connect {
+        addr: format!("{}:{}", url.host(), url.port()),
+        source,
+    };
+    let addrs: Vec<SocketAddr> = (url.host(), url.port())
+        .to_socket_addrs()
+        .map_err(connect_error)?
+        .collect();
+    let mut last = io::Error::new(ErrorKind::NotFound, "the host name resolved to no address");
+    for addr in addrs {
+        let result = match timeout {
+            Some(t) => TcpStream::connect_timeout(&addr, t),
+            None => TcpStream::connect(addr),
+        };
+        match result {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(connect_error(last))
+}

@@ -1,0 +1,95 @@
+//! `rfc6455 client` in a pipe, against a tungstenite echo server on 127.0.0.1.
+#![cfg(all(feature = "client", feature = "server"))]
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+const BOUND: Duration = Duration::from_secs(10);
+
+/// What the server received, and the client's close code.
+type Seen = (Vec<tungstenite::Message>, Option<u16>);
+
+/// Echoes until the client closes.
+fn echo_server() -> (String, JoinHandle<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let handle = thread::spawn(move || {
+        let (stream, _): (TcpStream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(BOUND)).unwrap();
+        let mut ws = tungstenite::accept(stream).unwrap();
+        let mut got = Vec::new();
+        let mut code = None;
+        loop {
+            match ws.read() {
+                Ok(tungstenite::Message::Close(frame)) => code = frame.map(|f| u16::from(f.code)),
+                Ok(m) if m.is_text() || m.is_binary() => {
+                    got.push(m.clone());
+                    ws.send(m).unwrap();
+                }
+                Ok(_) => {}
+                Err(_) => return (got, code),
+            }
+        }
+    });
+    (url, handle)
+}
+
+fn run(url: &str, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+        .arg("client")
+        .arg(url)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    // The client's own bounds (--wait, the close timeout) end it; no sleep here.
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn echo_hi_in_a_pipe() {
+    let (url, server) = echo_server();
+    let out = run(&url, &["--wait", "0.5"], b"hi\nsecond line\r\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\nsecond line\n");
+    assert!(stderr.contains("closed: 1000"), "{stderr}");
+    let (got, code) = server.join().unwrap();
+    assert_eq!(
+        got,
+        [
+            tungstenite::Message::text("hi"),
+            tungstenite::Message::text("second line")
+        ]
+    );
+    assert_eq!(code, Some(1000));
+}
+
+#[test]
+fn binary_lines_come_back_as_hex() {
+    let (url, server) = echo_server();
+    let out = run(&url, &["--binary", "--wait", "0.5"], b"\x00\xffab\n");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "[binary 4 bytes] 00ff6162\n"
+    );
+    let (got, _) = server.join().unwrap();
+    assert_eq!(got, [tungstenite::Message::binary(b"\x00\xffab".to_vec())]);
+}
+
+#[test]
+fn bad_arguments_and_refusals_say_why() {
+    let out = run("ws://127.0.0.1:1/", &["-H", "no colon"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'Name: value'"));
+    let out = run("wss://127.0.0.1:1/", &[], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wss://"));
+}

@@ -1,0 +1,106 @@
+//! Our client against our own server: `rfc6455 echo` run as a child process on 127.0.0.1.
+#![cfg(all(feature = "client", feature = "server"))]
+
+use rfc6455::client::{Client, ConnectOptions};
+use rfc6455::{CloseCode, Config, Event, Message, State};
+use std::borrow::Cow;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BOUND: Duration = Duration::from_secs(10);
+
+/// `rfc6455 echo` on a free port; killed on drop.
+struct EchoServer {
+    child: Child,
+    url: String,
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn echo_server() -> EchoServer {
+    // A port that was free a moment ago.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+        .args(["echo", "--threads", "1", "--listen", &addr.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let server = EchoServer {
+        child,
+        url: format!("ws://{addr}/echo"),
+    };
+    // Until it accepts (bounded): a wait for start-up, not an assertion.
+    let deadline = Instant::now() + BOUND;
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "rfc6455 echo did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}
+
+fn options() -> ConnectOptions {
+    let mut config = Config::default();
+    config.max_frame_size = 64 << 20;
+    ConnectOptions::default()
+        .config(config)
+        .read_timeout(Some(BOUND))
+        .close_timeout(Duration::from_secs(2))
+}
+
+#[test]
+fn round_trips_from_0_bytes_to_16_mib() {
+    let server = echo_server();
+    let mut client = Client::connect_with(&server.url, &options()).unwrap();
+    for len in [0, 1, 125, 126, 65536, 1 << 20, 16 << 20] {
+        let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        client.send_binary(&data).unwrap();
+        match client.recv().unwrap() {
+            Event::Message(Message::Binary(got)) => assert!(got == data, "{len}"),
+            other => panic!("{len}: {other:?}"),
+        }
+        let text = "ü".repeat(len / 2);
+        client.send_text(&text).unwrap();
+        assert_eq!(client.recv().unwrap(), Event::Message(Message::text(text)));
+    }
+    client.ping(b"ours").unwrap();
+    assert_eq!(
+        client.recv().unwrap(),
+        Event::Pong(Cow::Borrowed(b"ours".as_slice()))
+    );
+    let reply = client.close(CloseCode::NORMAL, "bye").unwrap();
+    assert_eq!(reply.map(|f| f.code), Some(CloseCode::NORMAL));
+    assert_eq!(client.state(), State::Closed);
+}
+
+#[test]
+fn many_clients_at_once() {
+    let server = echo_server();
+    let threads: Vec<_> = (0..8)
+        .map(|n| {
+            let url = server.url.clone();
+            std::thread::spawn(move || {
+                let mut client = Client::connect_with(&url, &options()).unwrap();
+                for i in 0..100 {
+                    let text = format!("client {n} message {i}");
+                    client.send_text(&text).unwrap();
+                    assert_eq!(client.recv().unwrap(), Event::Message(Message::text(text)));
+                }
+                client.close(CloseCode::NORMAL, "").unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
