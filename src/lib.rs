@@ -38,6 +38,9 @@
 
 pub mod proto;
 
+#[doc(hidden)]
+pub mod __fuzz;
+
 pub use proto::{
     CloseCode, CloseFrame, Config, Connection, Error, Event, Message, ProtocolError, Role, State,
 };
