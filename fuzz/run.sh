@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS each, one after another (never two at once).
 #
-#   fuzz/run.sh [SECONDS]        # default 60; works from any directory
+#   fuzz/run.sh [SECONDS [TARGET...]]   # default 60 s, every target; works from any directory
 #
 # Prints one line per target with the executions run. Exits non-zero if any target finds a
 # crash, a timeout or an out-of-memory; the input is copied to fuzz/regressions/<target>/,
@@ -9,9 +9,11 @@
 set -u -o pipefail
 
 secs="${1:-60}"
+shift $(($# > 0 ? 1 : 0))
+only=("$@")
 case "$secs" in
 '' | *[!0-9]*)
-    echo "usage: $0 [SECONDS]" >&2
+    echo "usage: $0 [SECONDS [TARGET...]]" >&2
     exit 2
     ;;
 esac
@@ -40,6 +42,8 @@ targets=(
     "frame_header 64 256"
     "server_connection 4096 64"
     "client_connection 4096 64"
+    "handshake_request 4098 64"
+    "handshake_response 4098 64"
 )
 
 cd "$root" || exit 2
@@ -56,6 +60,9 @@ logs="$fuzz_dir/target/logs"
 failed=0
 for spec in "${targets[@]}"; do
     read -r target max_len malloc_mb <<<"$spec"
+    if [ ${#only[@]} -gt 0 ] && [[ " ${only[*]} " != *" $target "* ]]; then
+        continue
+    fi
     # New inputs go to a scratch corpus (first directory); the committed seeds are read only.
     work="$fuzz_dir/target/corpus/$target"
     seeds="$fuzz_dir/corpus/$target"

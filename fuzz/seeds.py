@@ -164,3 +164,110 @@ seeds["fragmented_split"] = conn(HELLO_FRAGMENTED, splits=[1, 4, 2])
 seeds["close_first_then_peer_close"] = conn(HELLO + s(0x88, b"\x03\xe8"), close_first=True)
 seeds["no_auto_pong"] = conn(PING + HELLO, auto_pong=False)
 write("client_connection", seeds)
+
+
+# Opening handshake: 2 limit bytes (max_head_size 16 + 16*b0, max_headers b1 % 72), then the head.
+def hs(head, max_head=255, max_headers=64):
+    return bytes([max_head, max_headers]) + head.replace(b"\n", b"\r\n")
+
+
+RFC_REQUEST = b"""GET /chat HTTP/1.1
+Host: server.example.com
+Upgrade: websocket
+Connection: Upgrade
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
+Origin: http://example.com
+Sec-WebSocket-Protocol: chat, superchat
+Sec-WebSocket-Version: 13
+
+"""
+CHROME = b"""GET /chat?room=1 HTTP/1.1
+Host: localhost:9001
+Connection: Upgrade
+Pragma: no-cache
+Cache-Control: no-cache
+User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36
+Upgrade: websocket
+Origin: http://localhost:9001
+Sec-WebSocket-Version: 13
+Accept-Encoding: gzip, deflate, br, zstd
+Accept-Language: en-US,en;q=0.9
+Cookie: session=8f2a1c; theme=dark
+Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==
+Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits
+
+"""
+FIREFOX = b"""GET /ws HTTP/1.1
+Host: localhost:9001
+User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0
+Accept: */*
+Accept-Language: en-US,en;q=0.5
+Accept-Encoding: gzip, deflate, br
+Sec-WebSocket-Version: 13
+Origin: http://localhost:9001
+Sec-WebSocket-Extensions: permessage-deflate
+Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==
+Connection: keep-alive, Upgrade
+Sec-Fetch-Dest: empty
+Sec-Fetch-Mode: websocket
+Sec-Fetch-Site: same-origin
+Pragma: no-cache
+Cache-Control: no-cache
+Upgrade: websocket
+
+"""
+SAFARI = b"""GET /socket HTTP/1.1
+Host: example.com
+Sec-WebSocket-Extensions: permessage-deflate
+Sec-WebSocket-Key: E4WSEcseoWr4csPLS2QJHA==
+Upgrade: websocket
+Origin: https://example.com
+Cache-Control: no-cache
+Pragma: no-cache
+User-Agent: Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15
+Connection: Upgrade
+Sec-WebSocket-Version: 13
+
+"""
+write("handshake_request", {
+    "rfc_1_3": hs(RFC_REQUEST),
+    "chrome": hs(CHROME),
+    "firefox": hs(FIREFOX),
+    "safari": hs(SAFARI),
+    "rfc_with_frame_after": hs(RFC_REQUEST) + HELLO_MASKED,
+    "rfc_bare_lf": bytes([255, 64]) + RFC_REQUEST,
+    "partial": hs(RFC_REQUEST)[:60],
+    "too_large": hs(CHROME, max_head=20),
+    "too_many_headers": hs(CHROME, max_headers=5),
+    "post": hs(RFC_REQUEST.replace(b"GET", b"POST")),
+    "http_1_0": hs(RFC_REQUEST.replace(b"HTTP/1.1", b"HTTP/1.0")),
+    "no_upgrade": hs(RFC_REQUEST.replace(b"Upgrade: websocket\n", b"")),
+    "version_8": hs(RFC_REQUEST.replace(b"Version: 13", b"Version: 8")),
+    "short_key": hs(RFC_REQUEST.replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"dGhlIHNhbXBsZQ==")),
+    "two_hosts": hs(RFC_REQUEST.replace(b"Host: server.example.com\n", b"Host: a\nHost: b\n")),
+    "bad_extensions": hs(RFC_REQUEST.replace(b"Origin", b"Sec-WebSocket-Extensions: ;;\nOrigin")),
+    "malformed": hs(b"GET /chat HTTP/1.1\nHo st: x\n\n"),
+})
+
+RFC_RESPONSE = b"""HTTP/1.1 101 Switching Protocols
+Upgrade: websocket
+Connection: Upgrade
+Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=
+Sec-WebSocket-Protocol: chat
+
+"""
+write("handshake_response", {
+    "rfc_1_3": hs(RFC_RESPONSE),
+    "no_protocol": hs(RFC_RESPONSE.replace(b"Sec-WebSocket-Protocol: chat\n", b"")),
+    "deflate": hs(RFC_RESPONSE.replace(b"\n\n", b"\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=15\n\n")),
+    "with_frame_after": hs(RFC_RESPONSE) + HELLO,
+    "bare_lf": bytes([255, 64]) + RFC_RESPONSE,
+    "partial": hs(RFC_RESPONSE)[:40],
+    "forbidden": hs(b"HTTP/1.1 403 Forbidden\nContent-Length: 0\n\n"),
+    "wrong_accept": hs(RFC_RESPONSE.replace(b"s3pP", b"AAAA")),
+    "unoffered_protocol": hs(RFC_RESPONSE.replace(b"Protocol: chat", b"Protocol: mqtt")),
+    "unoffered_extension": hs(RFC_RESPONSE.replace(b"\n\n", b"\nSec-WebSocket-Extensions: x-webkit-deflate-frame\n\n")),
+    "no_upgrade": hs(RFC_RESPONSE.replace(b"Upgrade: websocket\n", b"")),
+    "too_large": hs(RFC_RESPONSE, max_head=3),
+    "malformed": hs(b"HTTP/1.1 10x Switching\n\n"),
+})

@@ -13,7 +13,9 @@
 use crate::proto::close::CloseFrame;
 use crate::proto::frame::{FrameHeader, OpCode, Status, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::proto::{apply_mask, CloseCode, Config, Connection, Error, Event, ProtocolError};
+use crate::proto::{ClientHandshake, ClientOptions, ExtensionOffer, HandshakeLimits, Request, Url};
 use crate::proto::{Role, State};
+use base64::Engine as _;
 
 // ---------------------------------------------------------------------------------------------
 // Frame headers
@@ -141,10 +143,12 @@ struct ConnInput<'a> {
 impl<'a> ConnInput<'a> {
     fn decode(data: &'a [u8]) -> ConnInput<'a> {
         let byte = |i: usize| data.get(i).copied().unwrap_or(0);
-        let mut config = Config::default();
-        config.auto_pong = byte(0) & 1 != 0;
-        config.max_frame_size = usize::from(byte(1)) * 4;
-        config.max_message_size = usize::from(byte(2)) * 8;
+        let config = Config {
+            auto_pong: byte(0) & 1 != 0,
+            max_frame_size: usize::from(byte(1)) * 4,
+            max_message_size: usize::from(byte(2)) * 8,
+            ..Config::default()
+        };
         let rest = data.get(4..).unwrap_or(&[]);
         let (lens, stream) = rest.split_at(usize::from(byte(3) % 16).min(rest.len()));
         let mut chunks = Vec::new();
@@ -395,5 +399,208 @@ fn check_transmit(role: Role, input: &ConnInput<'_>, outcome: &Outcome) {
         (None, Some(None), Some(payload)) => assert!(payload.is_empty()),
         (None, None, None) => {}
         other => panic!("close frames do not match what happened: {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opening handshake
+// ---------------------------------------------------------------------------------------------
+
+/// Byte 0 picks `max_head_size` (16 + 16·b, so 16–4096), byte 1 `max_headers` (b mod 72, so
+/// the header array is sometimes on the heap); the rest is the peer's bytes.
+fn handshake_input(data: &[u8]) -> (HandshakeLimits, &[u8]) {
+    let byte = |i: usize| data.get(i).copied().unwrap_or(0);
+    let limits = HandshakeLimits {
+        max_head_size: 16 + 16 * usize::from(byte(0)),
+        max_headers: usize::from(byte(1) % 72),
+    };
+    (limits, data.get(2..).unwrap_or(&[]))
+}
+
+/// The prefix lengths worth checking: all of them for short inputs, an even sample plus those
+/// around `head_len` for long ones (each parse costs up to the whole input).
+fn prefix_lengths(len: usize, head_len: Option<usize>) -> Vec<usize> {
+    let step = (len / 128).max(1);
+    let mut ks: Vec<usize> = (0..len).step_by(step).collect();
+    if let Some(n) = head_len {
+        ks.extend([n.saturating_sub(2), n.saturating_sub(1), n, n + 1]);
+    }
+    ks.push(len.saturating_sub(1));
+    ks.retain(|&k| k <= len);
+    ks.sort_unstable();
+    ks.dedup();
+    ks
+}
+
+/// `Request::parse` (the server's side) on arbitrary bytes, with limits from the input.
+///
+/// - A complete request: its head length is ≤ the input and ≤ `max_head_size`, ends a line,
+///   and parsing just the head gives the same request; the key is base64 of 16 bytes; every
+///   accessor works; and the server's `accept()` answer is accepted by a client that sent
+///   that key (`ClientHandshake::parse_response`).
+/// - `Partial` only while the input is shorter than `max_head_size`.
+/// - An error maps to a 4xx status whose `response()` is a well-formed HTTP/1.1 response with
+///   that status, `Connection: close` and a `Content-Length` matching its body.
+/// - Prefixes: every prefix shorter than a complete head is `Partial`, every longer one gives
+///   the same request; a prefix of an input that fails is `Partial` or fails with the same
+///   status.
+pub fn check_handshake_request(data: &[u8]) {
+    let (limits, buf) = handshake_input(data);
+    let full = Request::parse(buf, &limits);
+    let head_len = match &full {
+        Ok(Status::Complete(req, n)) => {
+            let n = *n;
+            assert!(
+                n <= buf.len() && n <= limits.max_head_size,
+                "head length {n}"
+            );
+            assert!(buf[..n].ends_with(b"\n"), "a head ends with a line end");
+            assert_eq!(Request::parse(&buf[..n], &limits), full);
+            let key: [u8; 16] = base64::engine::general_purpose::STANDARD
+                .decode(req.key())
+                .expect("the key is base64")
+                .try_into()
+                .expect("the key is 16 bytes");
+            let _ = (
+                req.target(),
+                req.path(),
+                req.query(),
+                req.host(),
+                req.origin(),
+            );
+            let _ = (
+                req.protocols().count(),
+                req.extensions(),
+                req.headers().count(),
+            );
+            // The server's answer satisfies a client that sent this key.
+            let url = Url::parse("ws://example.com/").unwrap();
+            let client = ClientHandshake::new(&url, &ClientOptions::default(), &mut || key)
+                .expect("default options always form a request");
+            let answer = req.accept().to_bytes();
+            match client.parse_response(&answer) {
+                Ok(Status::Complete(_, m)) => assert_eq!(m, answer.len()),
+                other => panic!("the client refuses the server's accept: {other:?}"),
+            }
+            Some(n)
+        }
+        Ok(Status::Partial) => {
+            assert!(
+                buf.len() < limits.max_head_size,
+                "Partial past the head limit"
+            );
+            None
+        }
+        Err(e) => {
+            check_rejection(e.status(), &e.response());
+            None
+        }
+    };
+    for k in prefix_lengths(buf.len(), head_len) {
+        let r = Request::parse(&buf[..k], &limits);
+        match (&full, &r) {
+            (Ok(Status::Complete(_, n)), _) if k >= *n => assert_eq!(r, full, "prefix {k}"),
+            (_, Ok(Status::Partial)) => {}
+            (Err(e), Err(p)) => assert_eq!(p.status(), e.status(), "prefix {k}: {p:?} vs {e:?}"),
+            _ => panic!("prefix {k} gives {r:?}, the whole input {full:?}"),
+        }
+    }
+}
+
+/// The response the server sends with a refusal.
+fn check_rejection(status: u16, response: &[u8]) {
+    assert!((400..500).contains(&status), "status {status}");
+    let mut headers = [httparse::EMPTY_HEADER; 16];
+    let mut res = httparse::Response::new(&mut headers);
+    let Ok(httparse::Status::Complete(n)) = res.parse(response) else {
+        panic!(
+            "the rejection does not parse: {:?}",
+            String::from_utf8_lossy(response)
+        );
+    };
+    assert_eq!(res.version, Some(1));
+    assert_eq!(res.code, Some(status));
+    let header = |name: &str| {
+        res.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    assert_eq!(header("connection"), Some(&b"close"[..]));
+    let len = header("content-length").expect("a Content-Length");
+    assert_eq!(len, (response.len() - n).to_string().as_bytes());
+}
+
+/// The client's offer the response target answers: subprotocols `chat` and `superchat`,
+/// permessage-deflate, and the RFC 6455 §1.3 key (`dGhlIHNhbXBsZSBub25jZQ==`).
+fn fuzz_client(limits: HandshakeLimits) -> ClientHandshake {
+    let mut options = ClientOptions::default()
+        .protocol("chat")
+        .protocol("superchat");
+    options.extensions =
+        vec![ExtensionOffer::new("permessage-deflate").with_param("client_max_window_bits", None)];
+    options.limits = limits;
+    let url = Url::parse("ws://server.example.com/chat").unwrap();
+    ClientHandshake::new(&url, &options, &mut || *b"the sample nonce").unwrap()
+}
+
+/// `ClientHandshake::parse_response` (the client's side) on arbitrary bytes, answering a fixed
+/// offer (`fuzz_client`), with limits from the input.
+///
+/// - A complete response: its head length is ≤ the input and ≤ `max_head_size`, ends a line,
+///   and parsing just the head gives the same response; the status is 101, the accept value
+///   is the one for the key sent, the subprotocol (if any) and every extension were offered.
+/// - `Partial` only while the input is shorter than `max_head_size`.
+/// - Prefixes: as for requests, with "the same kind of error" for "the same status".
+pub fn check_handshake_response(data: &[u8]) {
+    let (limits, buf) = handshake_input(data);
+    let client = fuzz_client(limits.clone());
+    assert_eq!(client.key(), "dGhlIHNhbXBsZSBub25jZQ==");
+    let full = client.parse_response(buf);
+    let head_len = match &full {
+        Ok(Status::Complete(res, n)) => {
+            let n = *n;
+            assert!(
+                n <= buf.len() && n <= limits.max_head_size,
+                "head length {n}"
+            );
+            assert!(buf[..n].ends_with(b"\n"), "a head ends with a line end");
+            assert_eq!(client.parse_response(&buf[..n]), full);
+            assert_eq!(res.status(), 101);
+            assert_eq!(
+                res.header("sec-websocket-accept"),
+                Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+            );
+            assert!(matches!(res.protocol(), None | Some("chat" | "superchat")));
+            for e in res.extensions() {
+                assert!(e.name.eq_ignore_ascii_case("permessage-deflate"), "{e:?}");
+            }
+            let _ = (res.reason(), res.headers().count());
+            Some(n)
+        }
+        Ok(Status::Partial) => {
+            assert!(
+                buf.len() < limits.max_head_size,
+                "Partial past the head limit"
+            );
+            None
+        }
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            None
+        }
+    };
+    for k in prefix_lengths(buf.len(), head_len) {
+        let r = client.parse_response(&buf[..k]);
+        match (&full, &r) {
+            (Ok(Status::Complete(_, n)), _) if k >= *n => assert_eq!(r, full, "prefix {k}"),
+            (_, Ok(Status::Partial)) => {}
+            (Err(e), Err(p)) => assert_eq!(
+                std::mem::discriminant(p),
+                std::mem::discriminant(e),
+                "prefix {k}: {p:?} vs {e:?}"
+            ),
+            _ => panic!("prefix {k} gives {r:?}, the whole input {full:?}"),
+        }
     }
 }

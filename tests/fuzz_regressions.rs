@@ -9,8 +9,11 @@ use rfc6455::{__fuzz, Role};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
+/// The property check of one fuzz target: panics on a violation.
+type Check = fn(&[u8]);
+
 /// Each fuzz target's name and the check it runs.
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+const TARGETS: &[(&str, Check)] = &[
     ("frame_header", __fuzz::check_frame_header),
     ("server_connection", |d| {
         __fuzz::check_connection(Role::Server, d)
@@ -18,10 +21,12 @@ const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("client_connection", |d| {
         __fuzz::check_connection(Role::Client, d)
     }),
+    ("handshake_request", __fuzz::check_handshake_request),
+    ("handshake_response", __fuzz::check_handshake_response),
 ];
 
 /// Runs `check` on every file in `fuzz/<kind>/<target>/`; returns how many ran and which failed.
-fn replay(kind: &str, target: &str, check: fn(&[u8])) -> (usize, Vec<String>) {
+fn replay(kind: &str, target: &str, check: Check) -> (usize, Vec<String>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz")
         .join(kind)
