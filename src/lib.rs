@@ -43,6 +43,9 @@ pub mod server;
 #[cfg(feature = "client")]
 pub mod client;
 
+#[doc(hidden)]
+pub mod __fuzz;
+
 pub use proto::{
     CloseCode, CloseFrame, Config, Connection, Error, Event, Message, ProtocolError, Role, State,
 };

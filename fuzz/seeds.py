@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora under fuzz/corpus/<target>/ (committed; rerun after changing it).
+
+Seeds come from the RFC 6455 §5.7 examples, the tables in tests/core.rs and real browser
+handshake heads. Connection seeds carry the 4-byte prefix + split lengths described in
+src/__fuzz.rs (`ConnInput`).
+"""
+import os
+import shutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KEY = bytes([0x5A, 0x17, 0xC3, 0x88])
+
+
+def frame(b0, payload=b"", masked=False, key=KEY):
+    n = len(payload)
+    bit = 0x80 if masked else 0
+    if n <= 125:
+        out = bytes([b0, bit | n])
+    elif n <= 0xFFFF:
+        out = bytes([b0, bit | 126]) + n.to_bytes(2, "big")
+    else:
+        out = bytes([b0, bit | 127]) + n.to_bytes(8, "big")
+    if masked:
+        out += key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    else:
+        out += payload
+    return out
+
+
+def c(b0, payload=b""):
+    return frame(b0, payload, masked=True)
+
+
+def s(b0, payload=b""):
+    return frame(b0, payload, masked=False)
+
+
+def conn(stream, splits=(), auto_pong=True, close_first=False, max_frame=1000, max_message=1500):
+    flags = (1 if auto_pong else 0) | (2 if close_first else 0)
+    head = bytes([flags, min(max_frame // 4, 255), min(max_message // 8, 255), len(splits)])
+    return head + bytes(splits) + stream
+
+
+def write(target, seeds):
+    d = os.path.join(HERE, "corpus", target)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    for name, data in seeds.items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+
+
+HELLO_MASKED = bytes.fromhex("818537fa213d7f9f4d5158")  # RFC 6455 §5.7
+HELLO = bytes.fromhex("810548656c6c6f")
+HELLO_FRAGMENTED = bytes.fromhex("010348656c") + bytes.fromhex("80026c6f")
+PING_MASKED = bytes.fromhex("898537fa213d7f9f4d5158")
+PING = bytes.fromhex("890548656c6c6f")
+PONG_MASKED = bytes.fromhex("8a8537fa213d7f9f4d5158")
+PONG = bytes.fromhex("8a0548656c6c6f")
+BIN256 = bytes.fromhex("827e0100") + bytes([7]) * 256
+
+write("frame_header", {
+    "rfc_hello": HELLO,
+    "rfc_hello_masked": HELLO_MASKED,
+    "rfc_fragment_first": HELLO_FRAGMENTED[:5],
+    "rfc_fragment_last": HELLO_FRAGMENTED[5:],
+    "rfc_ping_masked": PING_MASKED,
+    "rfc_pong_masked": PONG_MASKED,
+    "rfc_256_binary": bytes.fromhex("827e0100"),
+    "rfc_64k_binary": bytes.fromhex("827f0000000000010000"),
+    "len16_masked": bytes.fromhex("82fe01000a0b0c0d"),
+    "len64_masked": bytes.fromhex("02ff0000000000010000a1b2c3d4"),
+    "len64_max": bytes.fromhex("827f7fffffffffffffff"),
+    "non_minimal_16": bytes.fromhex("827e0005"),
+    "non_minimal_64": bytes.fromhex("827f0000000000000005"),
+    "rsv_all": bytes.fromhex("f100"),
+    "close_125": bytes.fromhex("887d"),
+    "err_reserved_opcode": bytes.fromhex("8380"),
+    "err_reserved_control_opcode": bytes.fromhex("8b80"),
+    "err_fragmented_ping": bytes.fromhex("0980"),
+    "err_close_126": bytes.fromhex("88fe"),
+    "err_len64_top_bit": bytes.fromhex("827f8000000000000000"),
+    "partial_one_byte": bytes.fromhex("81"),
+    "partial_len64": bytes.fromhex("82ff000000"),
+})
+
+# Server side: the peer is a client, so frames are masked.
+server_bad = {
+    "bad_unmasked": s(0x81, b"hi"),
+    "bad_reserved_opcode": c(0x83),
+    "bad_reserved_control": c(0x8B),
+    "bad_rsv1": c(0xC1, b"x"),
+    "bad_ping_126": bytes([0x89, 0xFE, 0x00, 0x7E]) + KEY + bytes(126),
+    "bad_len64_top_bit": bytes.fromhex("82ff8000000000000001") + bytes.fromhex("01020304"),
+    "bad_unexpected_continuation": c(0x80, b"x"),
+    "bad_expected_continuation": c(0x01, b"a") + c(0x81, b"b"),
+    "bad_frame_too_large": c(0x82, bytes(1001)),
+    "bad_message_too_large": c(0x02, bytes(1000)) + c(0x80, bytes(501)),
+    "bad_utf8": c(0x81, b"\xce\xba\xff"),
+    "bad_utf8_across_frames": c(0x01, b"\xce") + c(0x80, b"\x41"),
+    "bad_utf8_truncated": c(0x81, b"ok\xe2\x82"),
+    "bad_utf8_mid_frame": c(0x81, b"valid then \xf4\x90 and more"),
+    "bad_close_1_byte": c(0x88, b"\x03"),
+    "bad_close_1005": c(0x88, b"\x03\xed"),
+    "bad_close_1006": c(0x88, b"\x03\xee"),
+    "bad_close_999": c(0x88, b"\x03\xe7"),
+    "bad_close_1016": c(0x88, b"\x03\xf8"),
+    "bad_close_2999": c(0x88, b"\x0b\xb7"),
+    "bad_close_5000": c(0x88, b"\x13\x88"),
+    "bad_close_reason_utf8": c(0x88, b"\x03\xe8\xff"),
+    "events_then_error": c(0x81, b"first") + c(0x89, b"p") + c(0x83),
+}
+server_good = {
+    "rfc_hello_masked": HELLO_MASKED,
+    "rfc_ping_masked": PING_MASKED,
+    "rfc_pong_masked": PONG_MASKED,
+    "fragmented_with_controls": c(0x01, b"Hel") + c(0x89, b"p") + c(0x00, b"l") + c(0x8A) + c(0x80, b"o"),
+    "code_point_across_frames": c(0x01, b"\xe2") + c(0x00, b"\x82") + c(0x80, b"\xac"),
+    "utf8_text": c(0x81, "κόσμε Hello-µ@ßöäüàá-UTF-8!!".encode()),
+    "binary_256": frame(0x82, bytes(range(256)), masked=True),
+    "empty_messages": c(0x81) + c(0x82) + c(0x89) + c(0x8A),
+    "close_normal": c(0x88, b"\x03\xe8bye") + c(0x81, b"after close"),
+    "close_empty": c(0x88),
+    "close_4000": c(0x88, b"\x0f\xa0bye"),
+}
+seeds = {}
+for name, stream in {**server_good, **server_bad}.items():
+    seeds[name] = conn(stream)
+seeds["hello_byte_by_byte"] = conn(HELLO_MASKED, splits=[1] * 10)
+seeds["fragmented_split"] = conn(server_good["fragmented_with_controls"], splits=[3, 7, 1, 0, 9])
+seeds["utf8_split"] = conn(server_good["utf8_text"], splits=[7, 1, 1, 1, 2])
+seeds["no_auto_pong"] = conn(PING_MASKED + HELLO_MASKED, auto_pong=False)
+seeds["close_first_then_peer_close"] = conn(HELLO_MASKED + c(0x88, b"\x03\xe8"), close_first=True)
+seeds["close_first_then_error"] = conn(c(0x89, b"p") + c(0x83), close_first=True)
+seeds["tiny_limits"] = conn(c(0x01, b"abcd") + c(0x80, b"efgh"), max_frame=4, max_message=8)
+write("server_connection", seeds)
+
+# Client side: the peer is a server, so frames are unmasked.
+client_streams = {
+    "rfc_hello": HELLO,
+    "rfc_hello_fragmented": HELLO_FRAGMENTED,
+    "rfc_ping": PING,
+    "rfc_pong": PONG,
+    "rfc_256_binary": BIN256,
+    "fragmented_with_controls": s(0x01, b"Hel") + s(0x89, b"p") + s(0x00, b"l") + s(0x8A) + s(0x80, b"o"),
+    "close_normal": s(0x88, b"\x03\xe8bye"),
+    "close_going_away_after_text": s(0x81, b"hi") + s(0x88, b"\x03\xe9"),
+    "close_empty": s(0x88),
+    "bad_masked": c(0x81, b"hi"),
+    "bad_rsv": s(0xF1),
+    "bad_reserved_opcode": s(0x83),
+    "bad_unexpected_continuation": s(0x80, b"x"),
+    "bad_expected_continuation": s(0x01, b"a") + s(0x81, b"b"),
+    "bad_frame_too_large": s(0x82, bytes(1001)),
+    "bad_utf8": s(0x81, b"\xce\xba\xff"),
+    "bad_close_1_byte": s(0x88, b"\x03"),
+    "bad_close_1015": s(0x88, b"\x03\xf7"),
+    "bad_close_reason_utf8": s(0x88, b"\x03\xe8\xff"),
+}
+seeds = {name: conn(stream) for name, stream in client_streams.items()}
+seeds["hello_byte_by_byte"] = conn(HELLO, splits=[1] * 7)
+seeds["fragmented_split"] = conn(HELLO_FRAGMENTED, splits=[1, 4, 2])
+seeds["close_first_then_peer_close"] = conn(HELLO + s(0x88, b"\x03\xe8"), close_first=True)
+seeds["no_auto_pong"] = conn(PING + HELLO, auto_pong=False)
+write("client_connection", seeds)
+
+
+# Opening handshake: 2 limit bytes (max_head_size 16 + 16*b0, max_headers b1 % 72), then the head.
+def hs(head, max_head=255, max_headers=64):
+    return bytes([max_head, max_headers]) + head.replace(b"\n", b"\r\n")
+
+
+RFC_REQUEST = b"""GET /chat HTTP/1.1
+Host: server.example.com
+Upgrade: websocket
+Connection: Upgrade
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==
+Origin: http://example.com
+Sec-WebSocket-Protocol: chat, superchat
+Sec-WebSocket-Version: 13
+
+"""
+CHROME = b"""GET /chat?room=1 HTTP/1.1
+Host: localhost:9001
+Connection: Upgrade
+Pragma: no-cache
+Cache-Control: no-cache
+User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36
+Upgrade: websocket
+Origin: http://localhost:9001
+Sec-WebSocket-Version: 13
+Accept-Encoding: gzip, deflate, br, zstd
+Accept-Language: en-US,en;q=0.9
+Cookie: session=8f2a1c; theme=dark
+Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==
+Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits
+
+"""
+FIREFOX = b"""GET /ws HTTP/1.1
+Host: localhost:9001
+User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0
+Accept: */*
+Accept-Language: en-US,en;q=0.5
+Accept-Encoding: gzip, deflate, br
+Sec-WebSocket-Version: 13
+Origin: http://localhost:9001
+Sec-WebSocket-Extensions: permessage-deflate
+Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==
+Connection: keep-alive, Upgrade
+Sec-Fetch-Dest: empty
+Sec-Fetch-Mode: websocket
+Sec-Fetch-Site: same-origin
+Pragma: no-cache
+Cache-Control: no-cache
+Upgrade: websocket
+
+"""
+SAFARI = b"""GET /socket HTTP/1.1
+Host: example.com
+Sec-WebSocket-Extensions: permessage-deflate
+Sec-WebSocket-Key: E4WSEcseoWr4csPLS2QJHA==
+Upgrade: websocket
+Origin: https://example.com
+Cache-Control: no-cache
+Pragma: no-cache
+User-Agent: Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15
+Connection: Upgrade
+Sec-WebSocket-Version: 13
+
+"""
+write("handshake_request", {
+    "rfc_1_3": hs(RFC_REQUEST),
+    "chrome": hs(CHROME),
+    "firefox": hs(FIREFOX),
+    "safari": hs(SAFARI),
+    "rfc_with_frame_after": hs(RFC_REQUEST) + HELLO_MASKED,
+    "rfc_bare_lf": bytes([255, 64]) + RFC_REQUEST,
+    "partial": hs(RFC_REQUEST)[:60],
+    "too_large": hs(CHROME, max_head=20),
+    "too_many_headers": hs(CHROME, max_headers=5),
+    "post": hs(RFC_REQUEST.replace(b"GET", b"POST")),
+    "http_1_0": hs(RFC_REQUEST.replace(b"HTTP/1.1", b"HTTP/1.0")),
+    "no_upgrade": hs(RFC_REQUEST.replace(b"Upgrade: websocket\n", b"")),
+    "version_8": hs(RFC_REQUEST.replace(b"Version: 13", b"Version: 8")),
+    "short_key": hs(RFC_REQUEST.replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"dGhlIHNhbXBsZQ==")),
+    "two_hosts": hs(RFC_REQUEST.replace(b"Host: server.example.com\n", b"Host: a\nHost: b\n")),
+    "bad_extensions": hs(RFC_REQUEST.replace(b"Origin", b"Sec-WebSocket-Extensions: ;;\nOrigin")),
+    "malformed": hs(b"GET /chat HTTP/1.1\nHo st: x\n\n"),
+})
+
+RFC_RESPONSE = b"""HTTP/1.1 101 Switching Protocols
+Upgrade: websocket
+Connection: Upgrade
+Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=
+Sec-WebSocket-Protocol: chat
+
+"""
+write("handshake_response", {
+    "rfc_1_3": hs(RFC_RESPONSE),
+    "no_protocol": hs(RFC_RESPONSE.replace(b"Sec-WebSocket-Protocol: chat\n", b"")),
+    "deflate": hs(RFC_RESPONSE.replace(b"\n\n", b"\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=15\n\n")),
+    "with_frame_after": hs(RFC_RESPONSE) + HELLO,
+    "bare_lf": bytes([255, 64]) + RFC_RESPONSE,
+    "partial": hs(RFC_RESPONSE)[:40],
+    "forbidden": hs(b"HTTP/1.1 403 Forbidden\nContent-Length: 0\n\n"),
+    "wrong_accept": hs(RFC_RESPONSE.replace(b"s3pP", b"AAAA")),
+    "unoffered_protocol": hs(RFC_RESPONSE.replace(b"Protocol: chat", b"Protocol: mqtt")),
+    "unoffered_extension": hs(RFC_RESPONSE.replace(b"\n\n", b"\nSec-WebSocket-Extensions: x-webkit-deflate-frame\n\n")),
+    "no_upgrade": hs(RFC_RESPONSE.replace(b"Upgrade: websocket\n", b"")),
+    "too_large": hs(RFC_RESPONSE, max_head=3),
+    "malformed": hs(b"HTTP/1.1 10x Switching\n\n"),
+})
