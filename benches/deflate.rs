@@ -1,0 +1,2 @@
+//! permessage-deflate throughput (written in a later commit).
+fn main() {}
