@@ -207,11 +207,12 @@ fn client_validates_the_response() {
         param: param.into(),
         value: value.map(Into::into),
     };
-    let cases: Vec<(
-        &DeflateConfig,
-        &str,
+    type Case<'a> = (
+        &'a DeflateConfig,
+        &'a str,
         Result<Option<DeflateParams>, NegotiationError>,
-    )> = vec![
+    );
+    let cases: Vec<Case> = vec![
         (&p, "x-other", Ok(None)),
         (
             &p,
@@ -345,7 +346,7 @@ fn both_sides_agree_for_every_combination() {
                 .server_negotiate(&[client.client_offer()])
                 .expect("a client offer is always acceptable");
             let client_params = client
-                .client_accept_response(&[response.clone()])
+                .client_accept_response(std::slice::from_ref(&response))
                 .unwrap_or_else(|e| panic!("{}: {e}", show(&response)))
                 .expect("accepted");
             // The client may keep a smaller window than the server allowed (it announced it).
@@ -548,9 +549,8 @@ fn max_distance(stream: &[u8]) -> usize {
         }
         fn decode(&mut self, (count, symbol): &(Vec<usize>, Vec<usize>)) -> Option<usize> {
             let (mut code, mut first, mut index) = (0, 0, 0);
-            for len in 1..16 {
+            for &n in &count[1..16] {
                 code |= self.bits(1)?;
-                let n = count[len];
                 if code < first + n {
                     return Some(symbol[index + code - first]);
                 }
