@@ -19,5 +19,6 @@ pub use config::Config;
 pub use connection::{Connection, Event, Message, Role, State};
 pub use error::{Error, ProtocolError, UsageError};
 pub use frame::{FrameHeader, OpCode, Status};
+pub use handshake::{accept_key, format_extensions, parse_extensions, Accept, ClientHandshake, ClientHandshakeError, ClientOptions, ExtensionError, ExtensionOffer, HandshakeError, HandshakeLimits, HeaderError, KeySource, RandomKeys, Rejection, Request, Response, Url, UrlError};
 pub use mask::apply_mask;
 pub use utf8::Utf8Validator;

@@ -1,1 +1,0 @@
-//! The opening handshake (RFC 6455 §4): to be written (issue 3).
