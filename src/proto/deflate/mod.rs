@@ -13,29 +13,45 @@
 //! ```
 //!
 //! Both sides call [`Connection::set_deflate`](crate::Connection::set_deflate) right after the
-//! handshake, before feeding the connection any bytes or sending anything.
+//! handshake, before feeding the connection any bytes or sending anything. With the
+//! handshake types of [`proto::handshake`](super::handshake):
 //!
 //! ```
-//! use rfc6455::proto::deflate::{DeflateConfig, ExtensionOffer};
-//! use rfc6455::{Config, Connection, Message};
+//! use rfc6455::proto::deflate::DeflateConfig;
+//! use rfc6455::proto::{ClientHandshake, ClientOptions, HandshakeLimits, Request, Status, Url};
+//! use rfc6455::{Config, Connection, Event, Message};
 //!
-//! let config = DeflateConfig::default();
-//! // Client: offer, then check what the server answered.
-//! let offer: ExtensionOffer = config.client_offer();
-//! // Server: pick the first acceptable offer; send `response` back in
-//! // Sec-WebSocket-Extensions and enable the extension on the connection.
-//! let (response, server_params) = config.server_negotiate(&[offer]).expect("acceptable offer");
+//! let deflate = DeflateConfig::default();
+//!
+//! // Client: offer permessage-deflate in the request.
+//! let url: Url = "ws://example.com/chat".parse()?;
+//! let options = ClientOptions::default().extension(deflate.client_offer());
+//! let handshake = ClientHandshake::new(&url, &options, &mut || [7u8; 16])?;
+//!
+//! // Server: pick from the offers, answer, enable.
+//! let Status::Complete(request, _) = Request::parse(handshake.request(), &HandshakeLimits::default())? else {
+//!     unreachable!()
+//! };
+//! let mut accept = request.accept();
 //! let mut server = Connection::server(Config::default());
-//! server.set_deflate(server_params);
-//! // Client: validate the answer (an error means: fail the connection, RFC 7692 §5).
-//! let client_params = config.client_accept_response(&[response])?.expect("server accepted");
+//! if let Some((answer, params)) = deflate.server_negotiate(request.extensions()) {
+//!     accept = accept.extensions(&[answer])?;
+//!     server.set_deflate(params);
+//! }
+//! let reply = accept.to_bytes();
+//!
+//! // Client: validate the answer (an error means: fail the connection), enable.
+//! let Status::Complete(response, _) = handshake.parse_response(&reply)? else { unreachable!() };
 //! let mut client = Connection::client(Config::default(), || [1, 2, 3, 4]);
-//! client.set_deflate(client_params);
+//! if let Some(params) = deflate.client_accept_response(response.extensions())? {
+//!     client.set_deflate(params);
+//! }
 //!
 //! client.send_text(&"compress me! ".repeat(20))?;
 //! let wire = client.poll_transmit().to_vec();
 //! assert!(wire.len() < 100, "260 bytes of text went out compressed");
 //! server.handle_bytes(&wire)?;
+//! assert!(matches!(server.poll_event(), Some(Event::Message(Message::Text(_)))));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -86,10 +102,10 @@
 //! | (no deflate)                                    |         | 0.2 KiB  |
 
 mod codec;
-mod standin;
 
+/// The handshake's generic extension element, re-exported for convenience.
+pub use super::handshake::ExtensionOffer;
 pub(crate) use codec::Codec;
-pub use standin::ExtensionOffer;
 
 use std::fmt;
 
