@@ -16,8 +16,10 @@
 
 use super::close::{truncate_reason, CloseCode, CloseFrame};
 use super::config::Config;
+#[cfg(feature = "deflate")]
+use super::deflate::{Codec, DeflateParams};
 use super::error::{Error, ProtocolError, UsageError};
-use super::frame::{FrameHeader, OpCode, Status, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use super::frame::{FrameHeader, OpCode, Status, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 use std::borrow::Cow;
@@ -215,6 +217,8 @@ pub struct Connection {
     /// A fragmented message has started and its final frame has not.
     in_message: bool,
     message_text: bool,
+    /// The message in progress had RSV1 on its first frame (permessage-deflate).
+    message_compressed: bool,
     message: Vec<u8>,
     control: Vec<u8>,
     utf8: Utf8Validator,
@@ -223,6 +227,9 @@ pub struct Connection {
     out_pos: usize,
     masks: Option<Box<dyn MaskSource>>,
     queued: Option<Box<Queued>>,
+    /// permessage-deflate, once negotiated (see [`Connection::set_deflate`]).
+    #[cfg(feature = "deflate")]
+    deflate: Option<Box<Codec>>,
 }
 
 impl fmt::Debug for Connection {
@@ -269,6 +276,7 @@ impl Connection {
             frame: None,
             in_message: false,
             message_text: false,
+            message_compressed: false,
             message: Vec::new(),
             control: Vec::new(),
             utf8: Utf8Validator::default(),
@@ -276,6 +284,8 @@ impl Connection {
             out_pos: 0,
             masks,
             queued: None,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 
@@ -297,6 +307,49 @@ impl Connection {
     /// The protocol error that failed this connection, if one did.
     pub fn error(&self) -> Option<&ProtocolError> {
         self.error.as_ref()
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // permessage-deflate (RFC 7692)
+    // ----------------------------------------------------------------------------------------
+
+    /// Enables permessage-deflate with the parameters the handshake agreed on
+    /// ([`DeflateConfig::server_negotiate`] on a server,
+    /// [`DeflateConfig::client_accept_response`] on a client).
+    ///
+    /// Call it right after creating the connection, before the first
+    /// [`read`](Self::read)/[`handle_bytes`](Self::handle_bytes) or send: the peer may
+    /// compress its very first message. From then on RSV1 is accepted on the first frame of
+    /// a data message (still 1002 on continuation and control frames); such messages are
+    /// inflated — bounded by [`Config::max_message_size`] (1009), UTF-8 checked as the text
+    /// comes out (1007), corrupt data is 1007 — and handed out owned. Messages of at least
+    /// [`DeflateParams::compression_threshold`] bytes are sent compressed; control frames
+    /// never are. Uncompressed messages keep the zero-copy path.
+    ///
+    /// ```
+    /// use rfc6455::proto::deflate::DeflateParams;
+    /// use rfc6455::{Config, Connection, Event, Message};
+    ///
+    /// let mut client = Connection::client(Config::default(), || [0; 4]);
+    /// client.set_deflate(DeflateParams::default());
+    /// // RFC 7692 §7.2.3.1: "Hello" compressed, from the server.
+    /// client.handle_bytes(&[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00])?;
+    /// assert_eq!(client.poll_event(), Some(Event::Message(Message::text("Hello"))));
+    /// # Ok::<(), rfc6455::Error>(())
+    /// ```
+    ///
+    /// [`DeflateConfig::server_negotiate`]: super::deflate::DeflateConfig::server_negotiate
+    /// [`DeflateConfig::client_accept_response`]: super::deflate::DeflateConfig::client_accept_response
+    #[cfg(feature = "deflate")]
+    pub fn set_deflate(&mut self, params: DeflateParams) {
+        self.deflate = Some(Box::new(Codec::new(params, self.role)));
+        self.rsv_allowed |= RSV1;
+    }
+
+    /// The permessage-deflate parameters in force, if the extension is enabled.
+    #[cfg(feature = "deflate")]
+    pub fn deflate_params(&self) -> Option<&DeflateParams> {
+        self.deflate.as_deref().map(Codec::params)
     }
 
     // ----------------------------------------------------------------------------------------
@@ -383,6 +436,7 @@ impl Connection {
             if frame.untouched
                 && frame.fin
                 && frame.opcode != OpCode::Continuation
+                && !self.message_compressed
                 && input.len() as u64 >= frame.remaining
             {
                 let payload = take(input, frame.remaining as usize);
@@ -410,10 +464,18 @@ impl Connection {
             if let Some(key) = frame.mask {
                 frame.mask_pos = apply_mask(chunk, key, frame.mask_pos.into()) as u8;
             }
-            if self.message_text && self.utf8.feed(chunk).is_err() {
-                return Err(self.fail_protocol(ProtocolError::InvalidUtf8));
+            if self.message_compressed {
+                if let Err(e) =
+                    self.inflate_chunk(chunk, frame.fin && frame.remaining == chunk.len() as u64)
+                {
+                    return Err(self.fail_protocol(e));
+                }
+            } else {
+                if self.message_text && self.utf8.feed(chunk).is_err() {
+                    return Err(self.fail_protocol(ProtocolError::InvalidUtf8));
+                }
+                self.message.extend_from_slice(chunk);
             }
-            self.message.extend_from_slice(chunk);
             frame.remaining -= chunk.len() as u64;
             frame.untouched = false;
             if frame.remaining > 0 {
@@ -480,6 +542,12 @@ impl Connection {
         if header.rsv & !self.rsv_allowed != 0 {
             return Err(ProtocolError::ReservedBits(header.rsv));
         }
+        // permessage-deflate owns RSV1 on the first frame of a data message only
+        // (RFC 7692 §6.1); anywhere else it is still a protocol error.
+        let compressed = header.rsv & RSV1 != 0;
+        if compressed && !matches!(header.opcode, OpCode::Text | OpCode::Binary) {
+            return Err(ProtocolError::ReservedBits(header.rsv));
+        }
         match (self.role, header.mask.is_some()) {
             (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
             (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
@@ -494,6 +562,7 @@ impl Connection {
             }
             OpCode::Text | OpCode::Binary => {
                 self.message_text = header.opcode == OpCode::Text;
+                self.message_compressed = compressed;
                 self.utf8.reset();
             }
             _ => {}
@@ -505,8 +574,9 @@ impl Connection {
                     max: self.config.max_frame_size,
                 });
             }
+            // A compressed message's size is what it inflates to, checked as it inflates.
             let total = self.message.len() as u64 + header.payload_len;
-            if total > self.config.max_message_size as u64 {
+            if !self.message_compressed && total > self.config.max_message_size as u64 {
                 return Err(ProtocolError::MessageTooLarge {
                     len: total,
                     max: self.config.max_message_size,
@@ -579,9 +649,36 @@ impl Connection {
     fn release_receive_buffers(&mut self) {
         self.frame = None;
         self.in_message = false;
+        self.message_compressed = false;
         self.header_len = 0;
         self.message = Vec::new();
         self.control = Vec::new();
+        // Only called once nothing more can be sent or received.
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = &mut self.deflate {
+            codec.release();
+        }
+    }
+
+    /// Inflates a piece of a compressed message onto `self.message`; `last` ends the message.
+    #[cfg(feature = "deflate")]
+    fn inflate_chunk(&mut self, chunk: &[u8], last: bool) -> Result<(), ProtocolError> {
+        let max = self.config.max_message_size;
+        let Some(codec) = self.deflate.as_deref_mut() else {
+            // start_frame only lets RSV1 through once set_deflate has run.
+            return Err(ProtocolError::ReservedBits(RSV1));
+        };
+        let mut text = self.message_text.then_some(&mut self.utf8);
+        codec.inflate(chunk, &mut self.message, max, text.as_deref_mut())?;
+        if last {
+            codec.finish_message(&mut self.message, max, text)?;
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "deflate"))]
+    fn inflate_chunk(&mut self, _chunk: &[u8], _last: bool) -> Result<(), ProtocolError> {
+        Err(ProtocolError::ReservedBits(RSV1))
     }
 
     /// Feeds bytes the transport read; events are queued for [`poll_event`](Self::poll_event).
@@ -652,18 +749,34 @@ impl Connection {
         if self.state != State::Open {
             return Err(Error::Closed);
         }
-        let max = self.config.max_send_frame_size.max(1);
-        if data.len() <= max {
-            self.write_frame(opcode, true, data);
+        #[cfg(feature = "deflate")]
+        if let Some(mut codec) = self.deflate.take() {
+            if let Some(compressed) = codec.compress(data) {
+                self.write_message(opcode, RSV1, compressed);
+            } else {
+                self.write_message(opcode, 0, data);
+            }
+            self.deflate = Some(codec);
             return Ok(());
         }
-        let mut chunks = data.chunks(max).peekable();
-        let mut opcode = opcode;
-        while let Some(chunk) = chunks.next() {
-            self.write_frame(opcode, chunks.peek().is_none(), chunk);
-            opcode = OpCode::Continuation;
-        }
+        self.write_message(opcode, 0, data);
         Ok(())
+    }
+
+    /// Queues a message as frames of at most `max_send_frame_size`, `rsv` on the first.
+    fn write_message(&mut self, opcode: OpCode, rsv: u8, data: &[u8]) {
+        let max = self.config.max_send_frame_size.max(1);
+        if data.len() <= max {
+            self.write_frame_rsv(opcode, true, rsv, data);
+            return;
+        }
+        let mut chunks = data.chunks(max).peekable();
+        let (mut opcode, mut rsv) = (opcode, rsv);
+        while let Some(chunk) = chunks.next() {
+            self.write_frame_rsv(opcode, chunks.peek().is_none(), rsv, chunk);
+            opcode = OpCode::Continuation;
+            rsv = 0;
+        }
     }
 
     /// Queues a ping (payload at most 125 bytes).
@@ -730,6 +843,10 @@ impl Connection {
     }
 
     fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        self.write_frame_rsv(opcode, fin, 0, payload);
+    }
+
+    fn write_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) {
         if self.out_pos == self.out.len() {
             self.out.clear();
             self.out_pos = 0;
@@ -737,7 +854,7 @@ impl Connection {
         let mask = self.masks.as_mut().map(|m| m.next_mask());
         let header = FrameHeader {
             fin,
-            rsv: 0,
+            rsv,
             opcode,
             mask,
             payload_len: payload.len() as u64,
@@ -788,6 +905,10 @@ impl Connection {
             if queued.events.is_empty() {
                 self.queued = None;
             }
+        }
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = &mut self.deflate {
+            codec.shrink(self.frame.is_some() || self.in_message);
         }
     }
 
