@@ -94,6 +94,8 @@ impl Rss {
 /// A client echoing small messages through the whole scenario, on its own thread.
 struct Canary {
     id: ConnId,
+    /// Echoes completed so far.
+    rounds: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<(Client, usize)>,
 }
@@ -105,6 +107,8 @@ impl Canary {
         let id = server.next_open();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let counter = rounds.clone();
         let thread = std::thread::spawn(move || {
             let mut rounds = 0;
             while !stopping.load(Ordering::SeqCst) {
@@ -112,12 +116,18 @@ impl Canary {
                 client.send(message.clone());
                 assert_eq!(client.next_message(), message, "canary round {rounds}");
                 rounds += 1;
+                counter.store(rounds, Ordering::SeqCst);
                 // Pacing only: keeps the canary from competing with the scenario for CPU.
                 std::thread::sleep(Duration::from_millis(10));
             }
             (client, rounds)
         });
-        Canary { id, stop, thread }
+        Canary {
+            id,
+            rounds,
+            stop,
+            thread,
+        }
     }
 
     /// The canary echoed all along and still does; then it closes cleanly.
@@ -861,6 +871,68 @@ fn idle_peers_are_closed_and_silent_ones_dropped_after_the_close_timeout() {
     assert_eq!(bytes.get(head_end), Some(&0x88), "then a close frame");
 
     memory.check("idle and close timeouts", 16 * MIB);
+    canary.finish(&server);
+    server.stop();
+}
+
+// ---------------------------------------------------------------------- fairness
+
+#[test]
+fn a_flooding_peer_does_not_starve_the_others_on_its_loop() {
+    let _serial = serial();
+    // One loop: the flooder and the canary share it.
+    let server = Running::start_with(
+        Config::default(),
+        Limits::default(),
+        no_heartbeat(Timeouts::default()),
+        1,
+    );
+    let canary = Canary::start(&server);
+    let flooder = Client::connect(server.addr);
+    let id = server.next_open();
+    let memory = Rss::now();
+    // Unsolicited pongs: valid, answered with nothing, so no backpressure ever pauses the
+    // flooder. Written as fast as the socket takes them until the canary has been served.
+    let pongs: Vec<u8> = (0..1000)
+        .flat_map(|_| frame(0x8A, &[0x55; 125], [3, 1, 4, 1]))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooding = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let mut w = flooder.stream.try_clone().unwrap();
+        let (stop, flooding) = (stop.clone(), flooding.clone());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            while !stop.load(Ordering::SeqCst) && started.elapsed() < BOUND {
+                if w.write_all(&pongs).is_err() {
+                    break;
+                }
+            }
+            flooding.store(false, Ordering::SeqCst);
+        })
+    };
+    // The canary must get echoes through while the flood goes on.
+    let at_start = canary.rounds.load(Ordering::SeqCst);
+    let started = Instant::now();
+    while canary.rounds.load(Ordering::SeqCst) < at_start + 10 {
+        assert!(started.elapsed() < BOUND, "the canary was starved");
+        std::thread::sleep(Duration::from_millis(5)); // polling, not deciding
+    }
+    let starved = !flooding.load(Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    assert!(
+        !starved,
+        "the canary got its echoes only after the flood ended ({:?})",
+        started.elapsed()
+    );
+    eprintln!(
+        "pong flood: the canary got 10 echoes in {:?} during it",
+        started.elapsed()
+    );
+    memory.check("pong flood", 16 * MIB);
+    drop(flooder);
+    assert_eq!(server.close_of(id), "Lost");
     canary.finish(&server);
     server.stop();
 }
