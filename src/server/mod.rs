@@ -32,7 +32,9 @@
 //!   Connection counts for the global and per-IP limits are the only shared state, touched
 //!   once at accept and once at close.
 //! - **Reads** go into one buffer per loop (64 KiB); [`Connection::read`](crate::Connection::read)
-//!   parses in place, so a connection keeps only the bytes of an unfinished frame.
+//!   parses in place, so a connection keeps only the bytes of an unfinished frame. A
+//!   connection gets at most 16 reads (1 MiB) per turn, then waits behind the loop's other
+//!   events, so one fast sender cannot starve its neighbours.
 //! - **Writes** are direct: everything one readiness event produces for a connection goes out
 //!   in one `write` (a vectored one while the handshake response is still pending); only what
 //!   the socket refuses stays queued and `WRITABLE` interest is on only while it does. The loop
