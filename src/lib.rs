@@ -37,6 +37,8 @@
 #![forbid(unsafe_code)]
 
 pub mod proto;
+#[cfg(feature = "server")]
+pub mod server;
 
 pub use proto::{
     CloseCode, CloseFrame, Config, Connection, Error, Event, Message, ProtocolError, Role, State,

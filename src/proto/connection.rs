@@ -790,6 +790,24 @@ impl Connection {
             }
         }
     }
+
+    /// Exchanges the (empty) transmit buffer with `spare`, so an event loop can lend one
+    /// allocation to whichever connection it is serving and take it back once everything
+    /// was written: no allocation per message, and an idle connection holds no buffer.
+    ///
+    /// Does nothing and returns `false` while bytes wait in
+    /// [`poll_transmit`](Self::poll_transmit); otherwise `spare` is cleared, swapped in, and
+    /// `spare` receives the connection's previous (empty) buffer.
+    pub fn swap_transmit_buffer(&mut self, spare: &mut Vec<u8>) -> bool {
+        if self.out_pos != self.out.len() {
+            return false;
+        }
+        spare.clear();
+        std::mem::swap(&mut self.out, spare);
+        spare.clear();
+        self.out_pos = 0;
+        true
+    }
 }
 
 #[cfg(test)]
@@ -1039,6 +1057,21 @@ mod tests {
         );
         assert!(s.poll_transmit().is_empty());
         assert_eq!(s.state(), State::Open);
+    }
+
+    #[test]
+    fn transmit_buffer_is_lent_and_taken_back_only_when_empty() {
+        let mut s = server();
+        let mut spare = Vec::with_capacity(4096);
+        assert!(s.swap_transmit_buffer(&mut spare));
+        assert_eq!(spare.capacity(), 0, "the connection's own buffer was empty");
+        s.send_text("hi").unwrap();
+        assert!(!s.swap_transmit_buffer(&mut spare), "bytes are pending");
+        assert_eq!(s.poll_transmit(), b"\x81\x02hi");
+        s.consume_transmit(4);
+        assert!(s.swap_transmit_buffer(&mut spare));
+        assert!(spare.capacity() >= 4096 && spare.is_empty());
+        assert!(s.poll_transmit().is_empty());
     }
 
     #[test]

@@ -1,13 +1,116 @@
-//! `rfc6455 echo`: not written yet.
+//! `rfc6455 echo`: echoes every text and binary message; the Autobahn testee.
+//!
+//! Options map onto the server's [`Builder`] in [`Args::builder`]; a new flag is a field
+//! here plus a line there.
 
+use rfc6455::server::{CloseReason, Context, Handler, Heartbeat, Limits, Server, Timeouts};
+use rfc6455::{Config, Message};
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Options of `rfc6455 echo`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Address to listen on; repeat for several.
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    listen: Vec<String>,
+    /// Event loop threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Largest message accepted, in bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    max_message_size: usize,
+    /// Most connections open at once.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// Ping a peer after this many seconds of silence (0: never).
+    #[arg(long, default_value_t = 30)]
+    heartbeat: u64,
+    /// Log a line per connection opened and closed.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+impl Args {
+    fn builder(&self) -> rfc6455::server::Builder {
+        let mut config = Config::default();
+        config.max_message_size = self.max_message_size;
+        config.max_frame_size = self.max_message_size;
+        let mut limits = Limits::default();
+        limits.max_connections = self.max_connections;
+        // Room to echo the largest message on top of the backpressure mark.
+        limits.max_write_queue = self.max_message_size + limits.write_high_water + (1 << 20);
+        let mut timeouts = Timeouts::default();
+        timeouts.heartbeat = (self.heartbeat > 0)
+            .then(|| Heartbeat::new(Duration::from_secs(self.heartbeat), Duration::from_secs(10)));
+        let mut builder = Server::builder()
+            .config(config)
+            .limits(limits)
+            .timeouts(timeouts)
+            .threads(self.threads.unwrap_or(0));
+        for addr in &self.listen {
+            builder = builder.listen(addr.clone());
+        }
+        builder
+    }
+}
+
+/// Echoes messages back; logs connections when verbose.
+#[derive(Clone)]
+struct Echo {
+    verbose: bool,
+}
+
+impl Handler for Echo {
+    fn open(
+        &mut self,
+        ctx: &mut Context<'_>,
+        request: &rfc6455::proto::Request,
+    ) -> Result<rfc6455::proto::Accept, rfc6455::proto::Rejection> {
+        if self.verbose {
+            eprintln!("{} {} open {}", ctx.id(), ctx.peer_addr(), request.target());
+        }
+        Ok(request.accept())
+    }
+
+    fn message(&mut self, ctx: &mut Context<'_>, message: Message<'_>) {
+        // Fails only once the connection is closing: then there is no one to echo to.
+        let _ = ctx.send(message);
+    }
+
+    fn close(&mut self, ctx: &mut Context<'_>, reason: CloseReason<'_>) {
+        if self.verbose {
+            eprintln!("{} {} closed: {reason:?}", ctx.id(), ctx.peer_addr());
+        }
+    }
+}
 
 /// Runs the command.
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("rfc6455 echo: not implemented yet");
-    ExitCode::FAILURE
+pub fn run(args: Args) -> ExitCode {
+    let server = match args.builder().bind(Echo {
+        verbose: args.verbose,
+    }) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("rfc6455 echo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addrs: Vec<String> = server
+        .local_addrs()
+        .iter()
+        .map(|a| format!("ws://{a}"))
+        .collect();
+    println!(
+        "rfc6455 echo: listening on {} ({} threads)",
+        addrs.join(", "),
+        server.threads()
+    );
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rfc6455 echo: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# Run the Autobahn|Testsuite against rfc6455 and check the results.
+#
+#   bash autobahn/run.sh server   # wstest fuzzingclient  -> our server (`rfc6455 echo`)
+#   bash autobahn/run.sh client   # wstest fuzzingserver  -> our client (examples/autobahn_client)
+#   bash autobahn/run.sh all      # both, one after the other
+#
+# Environment (all optional):
+#   RFC6455_CACHE           cache dir for the wstest virtualenv (default ~/.cache/rfc6455)
+#   AUTOBAHN_PORT           port wstest / our server listen on (default 9001)
+#   AUTOBAHN_CASES          comma-separated case patterns, e.g. '1.*,2.*,7.*' (default: all);
+#                           only the cases that ran are compared with the expected file
+#   AUTOBAHN_DEFLATE=1      add --deflate to the default server command; compared with
+#                           expected/servers-deflate.json instead of expected/servers.json
+#   AUTOBAHN_SERVER_CMD     server to test instead of `target/release/rfc6455 echo ...`
+#                           (no cargo build then); must listen on 127.0.0.1:$AUTOBAHN_PORT
+#   AUTOBAHN_CLIENT_CMD     client to test instead of `target/release/examples/autobahn_client
+#                           ws://127.0.0.1:$AUTOBAHN_PORT rfc6455` (no cargo build then)
+#   AUTOBAHN_EXPECTED_DIR   where the expected results live (default autobahn/expected)
+#   AUTOBAHN_UPDATE=1       rewrite the expected file from this run (summarize.py --update)
+#   AUTOBAHN_TIMEOUT        seconds for one mode, all included (default 900)
+#   AUTOBAHN_START_TIMEOUT  seconds to wait for a listener to accept (default 30)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+
+usage() {
+    echo "usage: $0 server|client|all" >&2
+    exit 2
+}
+
+# run_child CMD...: run CMD in the background, pass INT/TERM on to it, return its status.
+# (A foreground child would keep running if this shell were killed while waiting.)
+run_child() {
+    local child rc
+    "$@" &
+    child=$!
+    trap 'kill -TERM "$child" 2>/dev/null || true' INT TERM
+    while :; do
+        rc=0
+        wait "$child" || rc=$?
+        kill -0 "$child" 2>/dev/null || break
+    done
+    trap - INT TERM
+    return "$rc"
+}
+
+MODE=${1:-}
+case "$MODE" in
+server | client) ;;
+all)
+    rc=0
+    run_child bash "$0" server || rc=$?
+    if ((rc == 130 || rc == 143)); then exit "$rc"; fi # interrupted: stop here
+    run_child bash "$0" client || rc=$?
+    exit "$rc"
+    ;;
+*) usage ;;
+esac
+
+# The whole mode runs under one timeout. On the timeout (or INT/TERM) the inner run's
+# trap stops the processes it started.
+TOTAL_TIMEOUT=${AUTOBAHN_TIMEOUT:-900}
+if [[ -z ${AUTOBAHN_INNER:-} ]]; then
+    rc=0
+    AUTOBAHN_INNER=1 run_child timeout --foreground -k 30 "$TOTAL_TIMEOUT" bash "$0" "$MODE" || rc=$?
+    if [[ $rc -eq 124 ]]; then
+        echo "autobahn: $MODE mode timed out after ${TOTAL_TIMEOUT}s (AUTOBAHN_TIMEOUT)" >&2
+    fi
+    exit "$rc"
+fi
+
+HOST=127.0.0.1
+PORT=${AUTOBAHN_PORT:-9001}
+START_TIMEOUT=${AUTOBAHN_START_TIMEOUT:-30}
+CACHE=${RFC6455_CACHE:-$HOME/.cache/rfc6455}
+VENV=$CACHE/wstest-venv
+WSTEST=$VENV/bin/wstest
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+REPORTS=$HERE/reports
+EXPECTED_DIR=${AUTOBAHN_EXPECTED_DIR:-$HERE/expected}
+
+log() { printf 'autobahn: %s\n' "$*"; }
+die() {
+    printf 'autobahn: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# ---------------------------------------------------------------- process bookkeeping
+
+PIDS=()
+
+stop_pid() {
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        stop_pid "$pid"
+    done
+    PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_open() {
+    timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$PORT" 2>/dev/null
+}
+
+# wait_for_port PID NAME LOGFILE: until $HOST:$PORT accepts, while PID lives.
+wait_for_port() {
+    local pid=$1 name=$2 logfile=$3 deadline=$((SECONDS + START_TIMEOUT))
+    until port_open; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 30 "$logfile" >&2 || true
+            die "$name exited before listening on $HOST:$PORT (log: $logfile)"
+        fi
+        if ((SECONDS >= deadline)); then
+            tail -n 30 "$logfile" >&2 || true
+            die "$name did not accept on $HOST:$PORT within ${START_TIMEOUT}s (log: $logfile)"
+        fi
+        sleep 0.2
+    done
+}
+
+# ---------------------------------------------------------------- wstest
+
+ensure_wstest() {
+    if [[ -x $WSTEST ]] && "$VENV/bin/python" -c 'import autobahntestsuite' 2>/dev/null; then
+        return 0
+    fi
+    log "installing wstest into $VENV"
+    local pyenv_root py27
+    if command -v pyenv >/dev/null 2>&1; then
+        pyenv_root=$(pyenv root)
+    else
+        pyenv_root=${PYENV_ROOT:-$HOME/.pyenv}
+    fi
+    py27=$pyenv_root/versions/2.7.18/bin/python
+    [[ -x $py27 ]] || die "wstest needs Python 2.7.18 from pyenv, not found at $py27 (pyenv install 2.7.18)"
+    if ! "$py27" -c 'import virtualenv' 2>/dev/null; then
+        "$py27" -m pip install --quiet --disable-pip-version-check 'virtualenv<20.22'
+    fi
+    rm -rf "$VENV"
+    mkdir -p "$CACHE"
+    "$py27" -m virtualenv --quiet "$VENV"
+    if ! "$VENV/bin/pip" install --quiet --disable-pip-version-check autobahntestsuite; then
+        rm -rf "$VENV"
+        die "pip install autobahntestsuite failed"
+    fi
+    "$VENV/bin/python" -c 'import autobahntestsuite' || {
+        rm -rf "$VENV"
+        die "autobahntestsuite installed but does not import"
+    }
+    log "wstest installed: $WSTEST"
+}
+
+# write_spec SRC: print the spec to use, applying AUTOBAHN_PORT / AUTOBAHN_CASES to a copy.
+write_spec() {
+    local src=$1 dst
+    if [[ $PORT == 9001 && -z ${AUTOBAHN_CASES:-} ]]; then
+        echo "$src"
+        return
+    fi
+    dst=$REPORTS/$(basename "$src" .json).effective.json
+    python3 - "$src" "$dst" "$PORT" "${AUTOBAHN_CASES:-}" <<'EOF'
+import json, sys
+src, dst, port, cases = sys.argv[1:]
+spec = json.load(open(src))
+url = "ws://127.0.0.1:%s" % port
+if "servers" in spec:
+    for s in spec["servers"]:
+        s["url"] = url
+else:
+    spec["url"] = url
+if cases:
+    spec["cases"] = [c.strip() for c in cases.split(",") if c.strip()]
+json.dump(spec, open(dst, "w"), indent=2)
+EOF
+    echo "$dst"
+}
+
+summarize() {
+    local kind=$1 expected=$2
+    local args=("$kind" --reports "$REPORTS" --expected "$expected")
+    [[ -n ${AUTOBAHN_CASES:-} ]] && args+=(--subset)
+    [[ ${AUTOBAHN_UPDATE:-0} == 1 ]] && args+=(--update)
+    python3 "$HERE/summarize.py" "${args[@]}"
+}
+
+# ---------------------------------------------------------------- modes
+
+run_server_mode() {
+    local cmd spec rc=0 server_pid wstest_pid server_log=$REPORTS/server.log
+    local wstest_log=$REPORTS/wstest-fuzzingclient.log expected=$EXPECTED_DIR/servers.json
+    if [[ -n ${AUTOBAHN_SERVER_CMD:-} ]]; then
+        cmd=$AUTOBAHN_SERVER_CMD
+    else
+        log "cargo build --release --bin rfc6455"
+        (cd "$ROOT" && cargo build --release --bin rfc6455)
+        cmd="$TARGET_DIR/release/rfc6455 echo --listen $HOST:$PORT"
+        if [[ ${AUTOBAHN_DEFLATE:-0} == 1 ]]; then
+            cmd+=" --deflate"
+            expected=$EXPECTED_DIR/servers-deflate.json
+        fi
+    fi
+
+    rm -rf "$REPORTS/servers"
+    spec=$(write_spec "$HERE/fuzzingclient.json")
+
+    log "starting server: $cmd"
+    bash -c "exec $cmd" >"$server_log" 2>&1 &
+    server_pid=$!
+    PIDS+=("$server_pid")
+    wait_for_port "$server_pid" "server" "$server_log"
+
+    log "wstest -m fuzzingclient -s $(basename "$spec") (log: $wstest_log)"
+    local t0=$SECONDS
+    (cd "$HERE" && exec "$WSTEST" -m fuzzingclient -s "$spec") >"$wstest_log" 2>&1 &
+    wstest_pid=$!
+    PIDS+=("$wstest_pid")
+    wait "$wstest_pid" || rc=$?
+    log "wstest finished in $((SECONDS - t0))s (exit $rc)"
+
+    local crashed=0
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        crashed=1
+        local status=0
+        wait "$server_pid" 2>/dev/null || status=$?
+        log "server exited during the run (status $status)"
+        tail -n 30 "$server_log" >&2 || true
+    fi
+    cleanup
+    if ((rc != 0)); then
+        tail -n 30 "$wstest_log" >&2 || true
+        die "wstest fuzzingclient failed (exit $rc)"
+    fi
+    if grep -q "^Connection to .* failed" "$wstest_log"; then
+        grep "^Connection to .* failed" "$wstest_log" >&2
+    fi
+
+    rc=0
+    summarize servers "$expected" || rc=$?
+    ((crashed == 0)) || die "the server died during the run (log: $server_log)"
+    return "$rc"
+}
+
+run_client_mode() {
+    local cmd spec rc=0 wstest_pid client_pid client_log=$REPORTS/client.log
+    local wstest_log=$REPORTS/wstest-fuzzingserver.log
+    if [[ -n ${AUTOBAHN_CLIENT_CMD:-} ]]; then
+        cmd=$AUTOBAHN_CLIENT_CMD
+    else
+        log "cargo build --release --example autobahn_client"
+        (cd "$ROOT" && cargo build --release --example autobahn_client)
+        cmd="$TARGET_DIR/release/examples/autobahn_client ws://$HOST:$PORT rfc6455"
+    fi
+
+    rm -rf "$REPORTS/clients"
+    spec=$(write_spec "$HERE/fuzzingserver.json")
+
+    # -u 0: no embedded web server (it would take port 8080).
+    log "starting wstest -m fuzzingserver -s $(basename "$spec") (log: $wstest_log)"
+    (cd "$HERE" && exec "$WSTEST" -m fuzzingserver -u 0 -s "$spec") >"$wstest_log" 2>&1 &
+    wstest_pid=$!
+    PIDS+=("$wstest_pid")
+    wait_for_port "$wstest_pid" "wstest fuzzingserver" "$wstest_log"
+
+    log "running client: $cmd (log: $client_log)"
+    local t0=$SECONDS
+    bash -c "exec $cmd" >"$client_log" 2>&1 &
+    client_pid=$!
+    PIDS+=("$client_pid")
+    wait "$client_pid" || rc=$?
+    log "client finished in $((SECONDS - t0))s (exit $rc)"
+    cleanup
+    if ((rc != 0)); then
+        tail -n 30 "$client_log" >&2 || true
+        log "client exited with status $rc"
+    fi
+
+    local src=0
+    summarize clients "$EXPECTED_DIR/clients.json" || src=$?
+    ((rc == 0)) || die "the client failed (exit $rc, log: $client_log)"
+    return "$src"
+}
+
+# ---------------------------------------------------------------- main
+
+command -v python3 >/dev/null 2>&1 || die "python3 is needed for summarize.py"
+if [[ ${AUTOBAHN_UPDATE:-0} == 1 && -n ${AUTOBAHN_CASES:-} ]]; then
+    die "AUTOBAHN_UPDATE=1 needs the full suite; unset AUTOBAHN_CASES"
+fi
+mkdir -p "$REPORTS"
+if port_open; then
+    die "something already listens on $HOST:$PORT; stop it or set AUTOBAHN_PORT"
+fi
+ensure_wstest
+
+case "$MODE" in
+server) run_server_mode ;;
+client) run_client_mode ;;
+esac

@@ -1,0 +1,975 @@
+//! One event loop: a mio `Poll`, its listeners, a slab of connections, a timer heap, a read
+//! buffer and a spare transmit buffer. See the module docs of [`server`](super) for the shape.
+
+use super::{CloseReason, ConnId, Context, Handle, Handler, Limits, TimeoutKind, Timeouts};
+use crate::proto::{
+    CloseCode, Config, Connection, Error, Event, Message, Rejection, Request, State, Status,
+};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener as StdListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The waker's token.
+pub(super) const WAKER: Token = Token(usize::MAX);
+
+/// Listener `i` has token `LISTENERS + i`; connections have their slab key, always below.
+const LISTENERS: usize = usize::MAX / 2;
+
+/// The read buffer every connection of a loop shares.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// The spare transmit buffer is kept up to this capacity between uses.
+const SPARE_KEEP: usize = 4 << 20;
+
+/// Refused connections lingering (to deliver their 503/429) beyond this are just dropped.
+const MAX_REFUSING: usize = 1024;
+
+/// Work for a loop from a [`Handle`].
+pub(super) enum Command {
+    Send(ConnId, Message<'static>),
+    Close(ConnId, CloseCode, String),
+}
+
+/// A loop's mailbox: commands plus the waker that makes it look.
+pub(super) struct Mailbox {
+    pub(super) tx: SyncSender<Command>,
+    pub(super) waker: Waker,
+}
+
+/// What all loops share: mailboxes, the shutdown flag, connection counts for the limits.
+pub(super) struct Shared {
+    pub(super) mailboxes: Vec<Mailbox>,
+    pub(super) shutdown: AtomicBool,
+    connections: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Shared {
+    pub(super) fn new(mailboxes: Vec<Mailbox>) -> Shared {
+        Shared {
+            mailboxes,
+            shutdown: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Reading the request head into `http`.
+    Handshake,
+    /// Writing a refusal from `http`; then linger.
+    Refusing,
+    /// WebSocket frames; `http` holds what is left of the 101.
+    Open,
+    /// Write side shut down; reading and discarding until EOF or the close timeout.
+    Linger,
+}
+
+/// One connection. Times are milliseconds since the loop started.
+struct Entry {
+    stream: TcpStream,
+    peer: SocketAddr,
+    conn: Connection,
+    /// The request head while it is incomplete, then the HTTP response not yet written.
+    http: Vec<u8>,
+    generation: u32,
+    phase: Phase,
+    /// Counted in the connection limits (refused ones are not).
+    counted: bool,
+    /// `Handler::open` accepted it and `Handler::close` has not been called yet.
+    reportable: bool,
+    writable: bool,
+    paused: bool,
+    overflow: bool,
+    /// When the phase began (accept, linger), or the close started.
+    since: u64,
+    closing_since: Option<u64>,
+    last_heard: u64,
+    last_message: u64,
+    ping_sent: Option<u64>,
+    timer_at: Option<u64>,
+}
+
+pub(super) struct EventLoop<H: Handler> {
+    index: u32,
+    poll: Poll,
+    rx: Receiver<Command>,
+    listeners: Vec<TcpListener>,
+    handler: H,
+    handle: Handle,
+    config: Config,
+    timeouts: Timeouts,
+    limits: Limits,
+
+    conns: Slab<Entry>,
+    timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    buf: Vec<u8>,
+    spare: Vec<u8>,
+    epoch: Instant,
+    now: u64,
+    next_generation: u32,
+    refusing: usize,
+    shutdown_at: Option<u64>,
+    /// Connections with output to flush after the mailbox was drained.
+    dirty: Vec<usize>,
+    /// Paused connections whose queue drained: read them again (edge-triggered, so no new
+    /// event would come for bytes already waiting).
+    resume: Vec<usize>,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+impl<H: Handler> EventLoop<H> {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        index: u32,
+        poll: Poll,
+        rx: Receiver<Command>,
+        std_listeners: Vec<StdListener>,
+        handler: H,
+        handle: Handle,
+        config: Config,
+        timeouts: Timeouts,
+        limits: Limits,
+    ) -> io::Result<EventLoop<H>> {
+        let mut listeners = Vec::with_capacity(std_listeners.len());
+        for (i, l) in std_listeners.into_iter().enumerate() {
+            l.set_nonblocking(true)?;
+            let mut l = TcpListener::from_std(l);
+            poll.registry()
+                .register(&mut l, Token(LISTENERS + i), Interest::READABLE)?;
+            listeners.push(l);
+        }
+        Ok(EventLoop {
+            index,
+            poll,
+            rx,
+            listeners,
+            handler,
+            handle,
+            config,
+            timeouts,
+            limits,
+            conns: Slab::new(),
+            timers: BinaryHeap::new(),
+            buf: vec![0; READ_BUFFER],
+            spare: Vec::new(),
+            epoch: Instant::now(),
+            now: 0,
+            next_generation: 0,
+            refusing: 0,
+            shutdown_at: None,
+            dirty: Vec::new(),
+            resume: Vec::new(),
+        })
+    }
+
+    pub(super) fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.now = ms(self.epoch.elapsed());
+            for event in events.iter() {
+                let token = event.token();
+                if token == WAKER {
+                    self.drain_mailbox();
+                } else if token.0 >= LISTENERS {
+                    self.accept(token.0 - LISTENERS);
+                } else {
+                    let key = token.0;
+                    if event.is_writable() {
+                        self.on_writable(key);
+                    }
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        self.on_readable(key);
+                    }
+                }
+            }
+            if self.shutdown_at.is_none() && self.handle.shared.shutdown.load(Ordering::SeqCst) {
+                // Commands queued before the shutdown go out before the close frames.
+                self.drain_mailbox();
+                self.begin_shutdown();
+            }
+            self.run_timers();
+            while let Some(key) = self.resume.pop() {
+                self.on_readable(key);
+            }
+            if let Some(at) = self.shutdown_at {
+                if self.conns.is_empty() {
+                    return Ok(());
+                }
+                if self.now >= at {
+                    let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                    for key in keys {
+                        self.report(key, CloseReason::Timeout(TimeoutKind::Close));
+                        self.remove(key);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn poll_timeout(&mut self) -> Option<Duration> {
+        let now = ms(self.epoch.elapsed());
+        let mut next = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        if let Some(at) = self.shutdown_at {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        next.map(|at| Duration::from_millis(at.saturating_sub(now)))
+    }
+
+    // ------------------------------------------------------------------------ accepting
+
+    fn accept(&mut self, index: usize) {
+        loop {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            let (stream, peer) = match listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if would_block(&e) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                // Out of descriptors or memory: connections wait in the backlog until the next
+                // accept edge. Nothing to do here that would not spin.
+                Err(_) => return,
+            };
+            let _ = stream.set_nodelay(true);
+            let refusal = self.admit(peer.ip());
+            if refusal.is_some() && self.refusing >= MAX_REFUSING {
+                continue; // dropped: even refusing politely has a bound
+            }
+            let generation = self.next_generation;
+            self.next_generation = self.next_generation.wrapping_add(1);
+            let entry = Entry {
+                stream,
+                peer,
+                conn: Connection::server(self.config.clone()),
+                http: Vec::new(),
+                generation,
+                phase: Phase::Handshake,
+                counted: refusal.is_none(),
+                reportable: false,
+                writable: false,
+                paused: false,
+                overflow: false,
+                since: self.now,
+                closing_since: None,
+                last_heard: self.now,
+                last_message: self.now,
+                ping_sent: None,
+                timer_at: None,
+            };
+            let vacant = self.conns.vacant_entry();
+            let key = vacant.key();
+            let entry = vacant.insert(entry);
+            if self
+                .poll
+                .registry()
+                .register(&mut entry.stream, Token(key), Interest::READABLE)
+                .is_err()
+            {
+                self.remove(key);
+                continue;
+            }
+            match refusal {
+                None => {
+                    let at = self.now + ms(self.timeouts.handshake);
+                    self.arm(key, at);
+                }
+                Some(rejection) => {
+                    self.refusing += 1;
+                    self.refuse(key, &rejection);
+                }
+            }
+        }
+    }
+
+    /// Counts a new connection in the limits, or says how to refuse it.
+    fn admit(&self, ip: IpAddr) -> Option<Rejection> {
+        let shared = &self.handle.shared;
+        if shared.connections.fetch_add(1, Ordering::SeqCst) >= self.limits.max_connections {
+            shared.connections.fetch_sub(1, Ordering::SeqCst);
+            return Some(
+                Rejection::new(503)
+                    .body("the server is at its connection limit; retry later\n")
+                    .header("Retry-After", "1")
+                    .unwrap_or_else(|_| Rejection::new(503)),
+            );
+        }
+        if self.limits.max_connections_per_ip != usize::MAX {
+            let mut per_ip = shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let count = per_ip.entry(ip).or_insert(0);
+            if *count >= self.limits.max_connections_per_ip {
+                drop(per_ip);
+                shared.connections.fetch_sub(1, Ordering::SeqCst);
+                return Some(
+                    Rejection::new(429)
+                        .body("too many connections from your address; close some first\n"),
+                );
+            }
+            *count += 1;
+        }
+        None
+    }
+
+    /// Answers with `rejection`, then shuts down and lingers.
+    fn refuse(&mut self, key: usize, rejection: &Rejection) {
+        let Some(e) = self.conns.get_mut(key) else {
+            return;
+        };
+        e.http.clear();
+        rejection.write_to(&mut e.http);
+        e.phase = Phase::Refusing;
+        e.since = self.now;
+        let at = self.now + ms(self.timeouts.close);
+        self.arm(key, at);
+        self.flush(key);
+    }
+
+    // ------------------------------------------------------------------------ reading
+
+    fn on_readable(&mut self, key: usize) {
+        let mut buf = std::mem::take(&mut self.buf);
+        self.read_ready(key, &mut buf);
+        self.buf = buf;
+    }
+
+    fn read_ready(&mut self, key: usize, buf: &mut [u8]) {
+        loop {
+            let Some(e) = self.conns.get_mut(key) else {
+                return;
+            };
+            if e.phase == Phase::Open
+                && e.conn.poll_transmit().len() >= self.limits.write_high_water
+            {
+                // Backpressure: the peer gets no more of our attention until it reads.
+                e.paused = true;
+                break;
+            }
+            if e.phase == Phase::Refusing {
+                // The request is not read; lingering after the response drains it.
+                break;
+            }
+            match e.stream.read(buf) {
+                Ok(0) => {
+                    self.on_eof(key);
+                    return;
+                }
+                Ok(n) => {
+                    e.last_heard = self.now;
+                    e.ping_sent = None;
+                    match e.phase {
+                        Phase::Handshake => self.on_handshake_bytes(key, &mut buf[..n]),
+                        Phase::Open => self.on_frames(key, &mut buf[..n]),
+                        Phase::Refusing | Phase::Linger => {}
+                    }
+                }
+                Err(e) if would_block(&e) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.report(key, CloseReason::Lost);
+                    self.remove(key);
+                    return;
+                }
+            }
+        }
+        self.flush(key);
+    }
+
+    fn on_eof(&mut self, key: usize) {
+        if let Some(e) = self.conns.get_mut(key) {
+            if e.phase == Phase::Open {
+                // Whatever the peer's close left to say goes out before the drop.
+                let _ = e.conn.handle_eof();
+                self.report(key, CloseReason::Lost);
+            }
+        }
+        self.remove(key);
+    }
+
+    fn on_handshake_bytes(&mut self, key: usize, data: &mut [u8]) {
+        let Some(e) = self.conns.get_mut(key) else {
+            return;
+        };
+        let parsed = if e.http.is_empty() {
+            Request::parse(data, &self.limits.handshake)
+        } else {
+            e.http.extend_from_slice(data);
+            Request::parse(&e.http, &self.limits.handshake)
+        };
+        match parsed {
+            Ok(Status::Partial) => {
+                if e.http.is_empty() {
+                    e.http.extend_from_slice(data);
+                }
+            }
+            Err(error) => {
+                let rejection = error.rejection();
+                self.refuse(key, &rejection);
+            }
+            Ok(Status::Complete(request, head_len)) => {
+                // Bytes behind the head are the first frames: keep them.
+                let mut head = std::mem::take(&mut e.http);
+                let rest: &mut [u8] = if head.is_empty() {
+                    &mut data[head_len..]
+                } else {
+                    &mut head[head_len..]
+                };
+                self.on_request(key, &request, rest);
+            }
+        }
+    }
+
+    fn on_request(&mut self, key: usize, request: &Request, rest: &mut [u8]) {
+        let Some(e) = self.conns.get_mut(key) else {
+            return;
+        };
+        e.conn.swap_transmit_buffer(&mut self.spare);
+        let id = ConnId {
+            thread: self.index,
+            slot: key as u32,
+            generation: e.generation,
+        };
+        let mut ctx = Context {
+            id,
+            peer: e.peer,
+            conn: &mut e.conn,
+            handle: &self.handle,
+            max_write_queue: self.limits.max_write_queue,
+            overflow: &mut e.overflow,
+        };
+        match self.handler.open(&mut ctx, request) {
+            Ok(accept) => {
+                accept.write_to(&mut e.http);
+                e.phase = Phase::Open;
+                e.reportable = true;
+                e.since = self.now;
+                e.last_message = self.now;
+                self.check_overflow(key);
+                if let Some(at) = self.next_deadline(key) {
+                    self.arm(key, at);
+                }
+                if !rest.is_empty() {
+                    self.on_frames(key, rest);
+                }
+            }
+            Err(rejection) => {
+                // Anything the handler queued is dropped with the connection.
+                let mut fresh = Connection::server(self.config.clone());
+                std::mem::swap(&mut e.conn, &mut fresh);
+                self.refuse(key, &rejection);
+            }
+        }
+    }
+
+    fn on_frames(&mut self, key: usize, data: &mut [u8]) {
+        let Some(e) = self.conns.get_mut(key) else {
+            return;
+        };
+        e.conn.swap_transmit_buffer(&mut self.spare);
+        let id = ConnId {
+            thread: self.index,
+            slot: key as u32,
+            generation: e.generation,
+        };
+        let mut input = data;
+        let mut ended = None;
+        loop {
+            match e.conn.read(&mut input) {
+                Ok(None) => break,
+                Ok(Some(Event::Message(message))) => {
+                    e.last_message = self.now;
+                    let mut ctx = Context {
+                        id,
+                        peer: e.peer,
+                        conn: &mut e.conn,
+                        handle: &self.handle,
+                        max_write_queue: self.limits.max_write_queue,
+                        overflow: &mut e.overflow,
+                    };
+                    self.handler.message(&mut ctx, message);
+                    if e.overflow {
+                        break;
+                    }
+                }
+                Ok(Some(Event::Close(frame))) => {
+                    // The reply is queued; anything after the close is ignored by the core.
+                    if e.reportable {
+                        e.reportable = false;
+                        let mut overflow = false;
+                        let mut ctx = Context {
+                            id,
+                            peer: e.peer,
+                            conn: &mut e.conn,
+                            handle: &self.handle,
+                            max_write_queue: self.limits.max_write_queue,
+                            overflow: &mut overflow,
+                        };
+                        self.handler.close(&mut ctx, CloseReason::Closed(frame));
+                    }
+                }
+                Ok(Some(_)) => {} // pings are answered by the core; any byte counts as a pong
+                Err(Error::Protocol(p)) => {
+                    ended = Some(CloseReason::Protocol(p));
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if let Some(reason) = ended {
+            self.report(key, reason);
+        }
+        self.check_overflow(key);
+        self.after_state_change(key);
+    }
+
+    /// A handler's send hit the write queue limit: fail the connection with 1008.
+    fn check_overflow(&mut self, key: usize) {
+        let Some(e) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !e.overflow || !e.reportable {
+            return;
+        }
+        let queued = e.conn.poll_transmit().len();
+        let _ = e
+            .conn
+            .fail(CloseCode::POLICY_VIOLATION, "write queue overflow");
+        self.report(
+            key,
+            CloseReason::Overflow {
+                queued,
+                limit: self.limits.max_write_queue,
+            },
+        );
+    }
+
+    /// Notes when a close began so the close timeout can run.
+    fn after_state_change(&mut self, key: usize) {
+        let Some(e) = self.conns.get_mut(key) else {
+            return;
+        };
+        if e.phase == Phase::Open && e.conn.state() != State::Open && e.closing_since.is_none() {
+            e.closing_since = Some(self.now);
+            let at = self.now + ms(self.timeouts.close);
+            self.arm(key, at);
+        }
+    }
+
+    /// Calls `Handler::close` once, if the handler accepted the connection.
+    fn report(&mut self, key: usize, reason: CloseReason<'_>) {
+        let Some(e) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !e.reportable {
+            return;
+        }
+        e.reportable = false;
+        let mut overflow = false;
+        let mut ctx = Context {
+            id: ConnId {
+                thread: self.index,
+                slot: key as u32,
+                generation: e.generation,
+            },
+            peer: e.peer,
+            conn: &mut e.conn,
+            handle: &self.handle,
+            max_write_queue: 0,
+            overflow: &mut overflow,
+        };
+        self.handler.close(&mut ctx, reason);
+    }
+
+    // ------------------------------------------------------------------------ writing
+
+    fn on_writable(&mut self, key: usize) {
+        self.flush(key);
+    }
+
+    /// One write of everything pending (the HTTP response, then frames); what the socket
+    /// refuses stays queued with WRITABLE interest on. Then moves the phase on: resume a
+    /// paused reader, shut down the write side once the close is out.
+    fn flush(&mut self, key: usize) {
+        let Some(e) = self.conns.get_mut(key) else {
+            return;
+        };
+        // While handshaking, `http` is the request head being read: nothing to write.
+        let write_http = matches!(e.phase, Phase::Refusing | Phase::Open);
+        let write_out = e.phase == Phase::Open;
+        if !write_http {
+            return;
+        }
+        let mut lost = false;
+        loop {
+            let http: &[u8] = &e.http;
+            let out = if write_out {
+                e.conn.poll_transmit()
+            } else {
+                &[]
+            };
+            let wanted = http.len() + out.len();
+            if wanted == 0 {
+                break;
+            }
+            let result = match (http.is_empty(), out.is_empty()) {
+                (true, _) => e.stream.write(out),
+                (false, true) => e.stream.write(http),
+                (false, false) => e
+                    .stream
+                    .write_vectored(&[IoSlice::new(http), IoSlice::new(out)]),
+            };
+            match result {
+                Ok(0) => {
+                    lost = true;
+                    break;
+                }
+                Ok(written) => {
+                    let from_http = written.min(e.http.len());
+                    if from_http > 0 {
+                        e.http.drain(..from_http);
+                        if e.http.is_empty() {
+                            e.http = Vec::new();
+                        }
+                    }
+                    if write_out {
+                        e.conn.consume_transmit(written - from_http);
+                    }
+                    if written < wanted {
+                        // The socket is full: another try would only block.
+                        break;
+                    }
+                }
+                Err(err) if would_block(&err) => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    lost = true;
+                    break;
+                }
+            }
+        }
+        if lost {
+            self.report(key, CloseReason::Lost);
+            self.remove(key);
+            return;
+        }
+        let pending = !e.http.is_empty() || (write_out && !e.conn.poll_transmit().is_empty());
+        if !pending && e.phase == Phase::Open {
+            // Take the lent buffer back; an idle connection keeps nothing.
+            e.conn.swap_transmit_buffer(&mut self.spare);
+            if self.spare.capacity() > SPARE_KEEP {
+                self.spare = Vec::new();
+            }
+            e.conn.shrink_buffers();
+        }
+        if pending != e.writable {
+            let interest = if pending {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut e.stream, Token(key), interest)
+                .is_err()
+            {
+                self.report(key, CloseReason::Lost);
+                self.remove(key);
+                return;
+            }
+            e.writable = pending;
+        }
+        if e.paused && e.conn.poll_transmit().len() < self.limits.write_high_water {
+            e.paused = false;
+            self.resume.push(key);
+        }
+        let done_writing = !pending
+            && match e.phase {
+                Phase::Refusing => true,
+                Phase::Open => e.conn.should_close_transport(),
+                Phase::Handshake | Phase::Linger => false,
+            };
+        if done_writing {
+            // Half-close, then drain the peer until its EOF (see the module docs).
+            let _ = e.stream.shutdown(Shutdown::Write);
+            e.phase = Phase::Linger;
+            e.since = self.now;
+            e.conn = Connection::server(self.config.clone());
+            let at = self.now + ms(self.timeouts.close);
+            self.arm(key, at);
+            // Bytes may already be waiting (edge-triggered: no new event for them).
+            let mut buf = std::mem::take(&mut self.buf);
+            self.linger_read(key, &mut buf);
+            self.buf = buf;
+        }
+    }
+
+    fn linger_read(&mut self, key: usize, buf: &mut [u8]) {
+        let Some(e) = self.conns.get_mut(key) else {
+            return;
+        };
+        loop {
+            match e.stream.read(buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(err) if would_block(&err) => return,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.remove(key);
+    }
+
+    /// Drops a connection: deregisters it and gives back its place in the limits.
+    fn remove(&mut self, key: usize) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let mut e = self.conns.remove(key);
+        if e.phase == Phase::Open && !e.conn.poll_transmit().is_empty() {
+            // Last chance for a close reply after the peer's EOF.
+            let _ = e.stream.write(e.conn.poll_transmit());
+        }
+        let _ = self.poll.registry().deregister(&mut e.stream);
+        if !e.counted {
+            self.refusing = self.refusing.saturating_sub(1);
+        }
+        if e.counted {
+            let shared = &self.handle.shared;
+            shared.connections.fetch_sub(1, Ordering::SeqCst);
+            if self.limits.max_connections_per_ip != usize::MAX {
+                let mut per_ip = shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(count) = per_ip.get_mut(&e.peer.ip()) {
+                    *count -= 1;
+                    if *count == 0 {
+                        per_ip.remove(&e.peer.ip());
+                    }
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------ mailbox
+
+    fn drain_mailbox(&mut self) {
+        while let Ok(command) = self.rx.try_recv() {
+            let (id, action) = match command {
+                Command::Send(id, message) => (id, Ok(message)),
+                Command::Close(id, code, reason) => (id, Err((code, reason))),
+            };
+            let key = id.slot as usize;
+            let Some(e) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if e.generation != id.generation || e.phase != Phase::Open || e.overflow {
+                continue; // stale id, or already going
+            }
+            e.conn.swap_transmit_buffer(&mut self.spare);
+            match action {
+                Ok(message) => {
+                    if e.conn.poll_transmit().len() + message.len() > self.limits.max_write_queue {
+                        e.overflow = true;
+                    } else {
+                        let _ = e.conn.send(message);
+                    }
+                }
+                Err((code, reason)) => {
+                    let _ = e.conn.close(code, &reason);
+                }
+            }
+            self.check_overflow(key);
+            self.after_state_change(key);
+            self.dirty.push(key);
+        }
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for &key in &dirty {
+            self.flush(key);
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.shutdown_at = Some(self.now + ms(self.timeouts.close));
+        for mut listener in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let Some(e) = self.conns.get_mut(key) else {
+                continue;
+            };
+            match e.phase {
+                Phase::Handshake => self.remove(key),
+                Phase::Open => {
+                    e.conn.swap_transmit_buffer(&mut self.spare);
+                    let _ = e.conn.close(CloseCode::GOING_AWAY, "server shutting down");
+                    self.after_state_change(key);
+                    self.flush(key);
+                }
+                Phase::Refusing | Phase::Linger => {}
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------ timers
+
+    /// Makes sure connection `key` is looked at no later than `at`.
+    fn arm(&mut self, key: usize, at: u64) {
+        let Some(e) = self.conns.get_mut(key) else {
+            return;
+        };
+        if e.timer_at.is_some_and(|t| t <= at) {
+            return; // an earlier check re-arms for the rest
+        }
+        e.timer_at = Some(at);
+        self.timers.push(Reverse((at, key as u32, e.generation)));
+    }
+
+    fn run_timers(&mut self) {
+        while let Some(&Reverse((at, key, generation))) = self.timers.peek() {
+            if at > self.now {
+                break;
+            }
+            self.timers.pop();
+            let key = key as usize;
+            let Some(e) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if e.generation != generation || e.timer_at != Some(at) {
+                continue; // stale: superseded or for a connection that has gone
+            }
+            e.timer_at = None;
+            self.on_timer(key);
+            if let Some(next) = self.next_deadline(key) {
+                self.arm(key, next);
+            }
+        }
+    }
+
+    /// The earliest moment something is due for connection `key`.
+    fn next_deadline(&self, key: usize) -> Option<u64> {
+        let e = self.conns.get(key)?;
+        let close = ms(self.timeouts.close);
+        match e.phase {
+            Phase::Handshake => Some(e.since + ms(self.timeouts.handshake)),
+            Phase::Refusing | Phase::Linger => Some(e.since + close),
+            Phase::Open => {
+                if let Some(since) = e.closing_since {
+                    return Some(since + close);
+                }
+                let mut next = None::<u64>;
+                let mut at = |t: u64| next = Some(next.map_or(t, |n| n.min(t)));
+                if let Some(idle) = self.timeouts.idle {
+                    at(e.last_message + ms(idle));
+                }
+                if let Some(hb) = &self.timeouts.heartbeat {
+                    match e.ping_sent {
+                        Some(sent) => at(sent + ms(hb.timeout)),
+                        None => at(e.last_heard + ms(hb.interval)),
+                    }
+                }
+                next
+            }
+        }
+    }
+
+    fn on_timer(&mut self, key: usize) {
+        let now = self.now;
+        let close = ms(self.timeouts.close);
+        let Some(e) = self.conns.get_mut(key) else {
+            return;
+        };
+        match e.phase {
+            Phase::Handshake => {
+                if now >= e.since + ms(self.timeouts.handshake) {
+                    // Silent or slow: no answer, the request is not complete.
+                    self.remove(key);
+                }
+            }
+            Phase::Refusing | Phase::Linger => {
+                if now >= e.since + close {
+                    self.remove(key);
+                }
+            }
+            Phase::Open => {
+                if let Some(since) = e.closing_since {
+                    if now >= since + close {
+                        self.report(key, CloseReason::Timeout(TimeoutKind::Close));
+                        self.remove(key);
+                    }
+                    return;
+                }
+                if let Some(idle) = self.timeouts.idle {
+                    if now >= e.last_message + ms(idle) {
+                        e.conn.swap_transmit_buffer(&mut self.spare);
+                        let _ = e.conn.close(CloseCode::GOING_AWAY, "idle timeout");
+                        self.after_state_change(key);
+                        self.flush(key);
+                        return;
+                    }
+                }
+                if let Some(hb) = self.timeouts.heartbeat.clone() {
+                    match e.ping_sent {
+                        Some(sent) if now >= sent + ms(hb.timeout) => {
+                            e.conn.swap_transmit_buffer(&mut self.spare);
+                            let _ = e.conn.fail(CloseCode::GOING_AWAY, "heartbeat timeout");
+                            self.report(key, CloseReason::Timeout(TimeoutKind::Heartbeat));
+                            self.after_state_change(key);
+                            self.flush(key);
+                        }
+                        None if now >= e.last_heard + ms(hb.interval) => {
+                            e.conn.swap_transmit_buffer(&mut self.spare);
+                            let _ = e.conn.ping(b"");
+                            e.ping_sent = Some(now);
+                            self.flush(key);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_idle_connection_is_a_few_hundred_bytes() {
+        // The slab adds at most a word for its vacant/occupied tag.
+        let entry = std::mem::size_of::<super::Entry>();
+        let conn = std::mem::size_of::<crate::Connection>();
+        eprintln!("connection entry {entry} bytes, of which the core's Connection {conn}");
+        assert!(
+            entry <= 512,
+            "a connection's fixed state grew to {entry} bytes"
+        );
+    }
+}

@@ -1,0 +1,643 @@
+//! A WebSocket server on mio: one event loop per thread, driving the sans-IO
+//! [`Connection`](crate::Connection).
+//!
+//! ```no_run
+//! use rfc6455::server::{Context, Handler, Server};
+//! use rfc6455::Message;
+//!
+//! #[derive(Clone)]
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     fn message(&mut self, ctx: &mut Context<'_>, message: Message<'_>) {
+//!         let _ = ctx.send(message); // fails only once the connection is closing
+//!     }
+//! }
+//!
+//! let server = Server::builder().listen("127.0.0.1:9001").bind(Echo)?;
+//! println!("listening on {:?}", server.local_addrs());
+//! server.run()?; // until SIGINT/SIGTERM or Handle::shutdown
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # How it works
+//!
+//! - **One loop per thread, `SO_REUSEPORT` listeners.** Each loop owns its connections
+//!   outright (a slab), so nothing on the hot path takes a lock. Each loop binds its own
+//!   listening socket to the same address with `SO_REUSEPORT`, and the kernel spreads new
+//!   connections across them. This was chosen over one acceptor thread handing sockets to
+//!   the loops: no cross-thread hop per connection, no acceptor bottleneck, and a loop that
+//!   is busy simply accepts later. (Where `SO_REUSEPORT` is not available the loops share
+//!   one listening socket; accepts then race, which is correct, just less even.)
+//!   Connection counts for the global and per-IP limits are the only shared state, touched
+//!   once at accept and once at close.
+//! - **Reads** go into one buffer per loop (64 KiB); [`Connection::read`](crate::Connection::read)
+//!   parses in place, so a connection keeps only the bytes of an unfinished frame.
+//! - **Writes** are direct: everything one readiness event produces for a connection goes out
+//!   in one `write` (a vectored one while the handshake response is still pending); only what
+//!   the socket refuses stays queued and `WRITABLE` interest is on only while it does. The loop
+//!   lends one transmit buffer to the connection it serves and takes it back once it is
+//!   drained, so an idle connection holds no buffer and echoing allocates nothing per message.
+//! - **Backpressure**: over [`Limits::write_high_water`] queued bytes the loop stops reading the
+//!   peer until the queue drains; a send that would take the queue over
+//!   [`Limits::max_write_queue`] fails the connection with 1008 instead.
+//! - **Timers** (handshake, idle, heartbeat, close) live in one binary heap per loop with lazy
+//!   deletion: at most one live entry per connection, re-armed when it fires, never touched
+//!   per message.
+//! - **Closing**: after the close handshake or a failure the close frame is flushed, the write
+//!   side is shut down, and the socket lingers, reading and discarding, until the peer's EOF or
+//!   [`Timeouts::close`]; only then is it dropped (closing with unread data would send a RST
+//!   that can destroy the close frame in flight).
+
+mod event_loop;
+
+pub use crate::proto::{Accept, Rejection, Request};
+
+use crate::proto::{CloseCode, CloseFrame, Config, Error, HandshakeLimits, Message, ProtocolError};
+use event_loop::{Command, EventLoop, Shared};
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The application's side of the server: one value per loop thread (each gets a clone), so
+/// it can keep per-thread state without locks.
+///
+/// Every callback gets a [`Context`] for the connection concerned.
+pub trait Handler: Send + 'static {
+    /// A valid handshake request arrived. Return the `101` response to accept (the default
+    /// accepts with no subprotocol: `Ok(request.accept())`; pick one with
+    /// `request.accept().protocol("chat")`), or a [`Rejection`] such as
+    /// `Rejection::new(403)` to refuse. Messages sent through `ctx` here go out right after
+    /// the `101`.
+    fn open(&mut self, ctx: &mut Context<'_>, request: &Request) -> Result<Accept, Rejection> {
+        let _ = ctx;
+        Ok(request.accept())
+    }
+
+    /// A complete text or binary message. It borrows the loop's read buffer where it can:
+    /// call [`Message::into_owned`] to keep it.
+    fn message(&mut self, ctx: &mut Context<'_>, message: Message<'_>);
+
+    /// The connection ended, for `reason`. Called exactly once for every connection that
+    /// [`open`](Self::open) accepted; nothing can be sent any more.
+    fn close(&mut self, ctx: &mut Context<'_>, reason: CloseReason<'_>) {
+        let _ = (ctx, reason);
+    }
+}
+
+/// Identifies one connection of a [`Server`], unique across its threads: a stale id (of a
+/// connection that has gone) never reaches a later connection that reuses its slot.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    thread: u32,
+    slot: u32,
+    generation: u32,
+}
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnId({self})")
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.thread, self.slot, self.generation)
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CloseReason<'a> {
+    /// The close handshake finished; this is the peer's close frame (`None` when it carried
+    /// no code, which reads as 1005). Either side may have started it.
+    Closed(Option<CloseFrame<'a>>),
+    /// The peer broke the protocol or a [`Config`] limit; a close frame with the matching
+    /// code (1002, 1007, 1009) was sent.
+    Protocol(ProtocolError),
+    /// The TCP connection ended or failed before the close handshake finished (1006).
+    Lost,
+    /// The peer did not answer in time.
+    Timeout(TimeoutKind),
+    /// A send would have taken the write queue over [`Limits::max_write_queue`]: the peer
+    /// does not read fast enough. The connection was failed with 1008.
+    Overflow {
+        /// Bytes that were queued.
+        queued: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// Which timer ended a connection.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// No data message arrived for [`Timeouts::idle`].
+    Idle,
+    /// A heartbeat ping got no answer (no bytes at all) within [`Heartbeat::timeout`].
+    Heartbeat,
+    /// The peer did not answer this side's close frame within [`Timeouts::close`].
+    Close,
+}
+
+/// The connection a [`Handler`] callback is about.
+pub struct Context<'a> {
+    id: ConnId,
+    peer: SocketAddr,
+    conn: &'a mut crate::Connection,
+    handle: &'a Handle,
+    max_write_queue: usize,
+    overflow: &'a mut bool,
+}
+
+impl Context<'_> {
+    /// This connection's id, for [`Handle::send`] from elsewhere.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Queues a message; it is written when the callback returns. Fails with
+    /// [`Error::Closed`] once the connection is closing, and when the write queue would go
+    /// over [`Limits::max_write_queue`] (the connection is then failed with 1008 and
+    /// [`Handler::close`] gets [`CloseReason::Overflow`]).
+    pub fn send(&mut self, message: Message<'_>) -> Result<(), Error> {
+        if *self.overflow {
+            return Err(Error::Closed);
+        }
+        if self.conn.poll_transmit().len() + message.len() > self.max_write_queue {
+            *self.overflow = true;
+            return Err(Error::Closed);
+        }
+        self.conn.send(message)
+    }
+
+    /// Queues a text message (see [`send`](Self::send)).
+    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.send(Message::text(text))
+    }
+
+    /// Queues a binary message (see [`send`](Self::send)).
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.send(Message::binary(data))
+    }
+
+    /// Starts the close handshake; [`Handler::close`] follows when the peer answers (or
+    /// [`Timeouts::close`] passes).
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.conn.close(code, reason)
+    }
+
+    /// Bytes queued for this connection that the socket has not taken yet.
+    pub fn queued(&self) -> usize {
+        self.conn.poll_transmit().len()
+    }
+
+    /// A handle to reach other connections (on any thread) or stop the server.
+    pub fn handle(&self) -> &Handle {
+        self.handle
+    }
+}
+
+/// Sends to connections and stops the server from any thread. Cheap to clone.
+///
+/// Each loop has a bounded mailbox ([`Limits::mailbox`] commands) and a `mio::Waker`.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+/// Why [`Handle::send`] or [`Handle::close`] could not queue a command.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The loop's mailbox is full: it is behind. Retry later, or drop the message.
+    Full,
+    /// The server has stopped (or the id belongs to no loop of this server).
+    Stopped,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Full => f.write_str(
+                "the event loop's mailbox is full; retry later or raise Limits::mailbox",
+            ),
+            SendError::Stopped => f.write_str("the server has stopped"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+impl Handle {
+    /// Queues `message` for connection `id` (copying it). A message for a connection that
+    /// has gone, or is closing, is dropped silently: ids may go stale at any moment.
+    pub fn send(&self, id: ConnId, message: Message<'_>) -> Result<(), SendError> {
+        self.command(id.thread, Command::Send(id, message.into_owned()))
+    }
+
+    /// Starts the close handshake with connection `id`.
+    pub fn close(&self, id: ConnId, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        self.command(id.thread, Command::Close(id, code, reason.to_owned()))
+    }
+
+    /// Stops the server gracefully: stop accepting, send 1001 to every peer after what is
+    /// already queued for it, wait up to [`Timeouts::close`] for their replies, then make
+    /// [`Server::run`] return. Idempotent.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        for mailbox in &self.shared.mailboxes {
+            // A loop that has exited no longer needs waking.
+            let _ = mailbox.waker.wake();
+        }
+    }
+
+    fn command(&self, thread: u32, command: Command) -> Result<(), SendError> {
+        let mailbox = self
+            .shared
+            .mailboxes
+            .get(thread as usize)
+            .ok_or(SendError::Stopped)?;
+        match mailbox.tx.try_send(command) {
+            Ok(()) => {
+                let _ = mailbox.waker.wake();
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Err(SendError::Full),
+            Err(TrySendError::Disconnected(_)) => Err(SendError::Stopped),
+        }
+    }
+}
+
+/// Time limits. Start from [`Timeouts::default`] and change fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// A client must complete its handshake request within this. Default 10 s.
+    pub handshake: Duration,
+    /// Close a connection (1001, "idle timeout") when no data message arrived for this long.
+    /// Default off.
+    pub idle: Option<Duration>,
+    /// Ping quiet peers, drop those that do not answer. Default every 30 s, 10 s to answer.
+    pub heartbeat: Option<Heartbeat>,
+    /// How long to wait for the peer's close frame after sending one, and then for its EOF
+    /// after shutting down the write side. Default 5 s.
+    pub close: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            handshake: Duration::from_secs(10),
+            idle: None,
+            heartbeat: Some(Heartbeat::default()),
+            close: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Heartbeat: a ping after `interval` without a byte from the peer; the connection fails
+/// (1001, "heartbeat timeout") if nothing arrives within `timeout` after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Heartbeat {
+    /// Quiet time before a ping. Default 30 s.
+    pub interval: Duration,
+    /// Time to answer it. Default 10 s.
+    pub timeout: Duration,
+}
+
+impl Heartbeat {
+    /// A heartbeat with these times.
+    pub fn new(interval: Duration, timeout: Duration) -> Heartbeat {
+        Heartbeat { interval, timeout }
+    }
+}
+
+impl Default for Heartbeat {
+    fn default() -> Heartbeat {
+        Heartbeat::new(Duration::from_secs(30), Duration::from_secs(10))
+    }
+}
+
+/// Resource limits. Start from [`Limits::default`] and change fields. Message and frame
+/// sizes are in [`Config`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Connections open at once (handshaking included), over all threads. More are answered
+    /// `503 Service Unavailable` and closed. Default 10 000.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address. More are answered
+    /// `429 Too Many Requests` and closed. Default off (`usize::MAX`).
+    pub max_connections_per_ip: usize,
+    /// The handshake request head's size and header count (431 over them). Default 8 KiB, 64.
+    pub handshake: HandshakeLimits,
+    /// Stop reading a peer while this many bytes wait for it. Default 1 MiB.
+    pub write_high_water: usize,
+    /// A send that would queue more than this for one connection fails it (1008). It must
+    /// leave room for the largest message you echo or send. Default 80 MiB (a 64 MiB message
+    /// with room to spare).
+    pub max_write_queue: usize,
+    /// Commands ([`Handle::send`], [`Handle::close`]) waiting per loop. Default 65 536.
+    pub mailbox: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 10_000,
+            max_connections_per_ip: usize::MAX,
+            handshake: HandshakeLimits::default(),
+            write_high_water: 1 << 20,
+            max_write_queue: 80 << 20,
+            mailbox: 1 << 16,
+        }
+    }
+}
+
+/// Collects the options of a [`Server`]; [`bind`](Self::bind) opens the listeners.
+#[derive(Clone, Debug)]
+pub struct Builder {
+    addrs: Vec<String>,
+    config: Config,
+    threads: usize,
+    timeouts: Timeouts,
+    limits: Limits,
+    signals: bool,
+}
+
+impl Builder {
+    /// Adds an address to listen on (`"127.0.0.1:9001"`, `"[::]:80"`; port 0 picks one:
+    /// see [`Server::local_addrs`]). Call it once per address.
+    pub fn listen(mut self, addr: impl Into<String>) -> Builder {
+        self.addrs.push(addr.into());
+        self
+    }
+
+    /// The core's limits and options for every connection.
+    pub fn config(mut self, config: Config) -> Builder {
+        self.config = config;
+        self
+    }
+
+    /// Event loop threads. Default: the number of cores. 0 means the default.
+    pub fn threads(mut self, threads: usize) -> Builder {
+        self.threads = threads;
+        self
+    }
+
+    /// Time limits and heartbeat.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Builder {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Resource limits.
+    pub fn limits(mut self, limits: Limits) -> Builder {
+        self.limits = limits;
+        self
+    }
+
+    /// Whether [`Server::run`] shuts down gracefully on SIGINT and SIGTERM (a second signal
+    /// exits at once with status 130). Default on; turn it off when embedding the server.
+    pub fn shutdown_on_signals(mut self, on: bool) -> Builder {
+        self.signals = on;
+        self
+    }
+
+    /// Binds every listen address on every loop thread; each thread's handler is a clone of
+    /// `handler`. Fails if there is no address, an address does not resolve, or a bind
+    /// fails (in use, no permission).
+    pub fn bind<H: Handler + Clone>(self, handler: H) -> io::Result<Server<H>> {
+        if self.addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no listen address: call Builder::listen(\"127.0.0.1:9001\") first",
+            ));
+        }
+        let threads = if self.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.threads
+        };
+        let mut resolved = Vec::new();
+        for addr in &self.addrs {
+            let found = addr.to_socket_addrs().map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot resolve listen address {addr}: {e}"),
+                )
+            })?;
+            resolved.extend(found);
+        }
+        // listeners[thread][address]
+        let mut listeners: Vec<Vec<StdListener>> = (0..threads).map(|_| Vec::new()).collect();
+        let mut local_addrs = Vec::new();
+        for addr in resolved {
+            let first = bind_listener(addr)?;
+            let actual = first.local_addr()?;
+            local_addrs.push(actual);
+            for per_thread in listeners.iter_mut().skip(1) {
+                per_thread.push(another_listener(&first, actual)?);
+            }
+            listeners[0].push(first);
+        }
+        let mut loops = Vec::with_capacity(threads);
+        let mut mailboxes = Vec::with_capacity(threads);
+        let mut receivers = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let poll = mio::Poll::new()?;
+            let waker = mio::Waker::new(poll.registry(), event_loop::WAKER)?;
+            let (tx, rx) = mpsc::sync_channel(self.limits.mailbox.max(1));
+            mailboxes.push(event_loop::Mailbox { tx, waker });
+            receivers.push((poll, rx));
+        }
+        let shared = Arc::new(Shared::new(mailboxes));
+        let handle = Handle { shared };
+        for (index, ((poll, rx), listeners)) in receivers.into_iter().zip(listeners).enumerate() {
+            loops.push(EventLoop::new(
+                index as u32,
+                poll,
+                rx,
+                listeners,
+                handler.clone(),
+                handle.clone(),
+                self.config.clone(),
+                self.timeouts.clone(),
+                self.limits.clone(),
+            )?);
+        }
+        Ok(Server {
+            loops,
+            handle,
+            local_addrs,
+            signals: self.signals,
+        })
+    }
+}
+
+/// The same address for another loop: its own socket with `SO_REUSEPORT` on Unix, so the
+/// kernel spreads connections; elsewhere the first socket, shared.
+fn another_listener(first: &StdListener, addr: SocketAddr) -> io::Result<StdListener> {
+    #[cfg(unix)]
+    {
+        let _ = first;
+        bind_listener(addr)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = addr;
+        first.try_clone()
+    }
+}
+
+/// A listening socket with `SO_REUSEADDR` and (on Unix) `SO_REUSEPORT`, non-blocking.
+fn bind_listener(addr: SocketAddr) -> io::Result<StdListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into()).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr}: {e} (is another server using the port?)"),
+        )
+    })?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// A bound server, not yet running. Get its addresses and a [`Handle`], then
+/// [`run`](Self::run) it (on this thread, or one you spawn).
+pub struct Server<H: Handler> {
+    loops: Vec<EventLoop<H>>,
+    handle: Handle,
+    local_addrs: Vec<SocketAddr>,
+    signals: bool,
+}
+
+impl Server<NoHandler> {
+    /// Starts a [`Builder`] with the defaults: no address yet, [`Config::default`], one
+    /// thread per core, [`Timeouts::default`], [`Limits::default`], signals handled.
+    pub fn builder() -> Builder {
+        Builder {
+            addrs: Vec::new(),
+            config: Config::default(),
+            threads: 0,
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            signals: true,
+        }
+    }
+}
+
+/// Stands in for the handler type in [`Server::builder`]; never constructed.
+#[doc(hidden)]
+#[derive(Clone)]
+pub enum NoHandler {}
+
+impl Handler for NoHandler {
+    fn message(&mut self, _: &mut Context<'_>, _: Message<'_>) {
+        match *self {}
+    }
+}
+
+impl<H: Handler> Server<H> {
+    /// The addresses bound, with the ports the system picked for port 0.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// The number of event loop threads.
+    pub fn threads(&self) -> usize {
+        self.loops.len()
+    }
+
+    /// A handle to send to connections or stop the server.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Runs every loop on its own thread and blocks until they have all stopped (after
+    /// [`Handle::shutdown`] or a signal). Fails if a thread cannot be started or a loop
+    /// hits an error polling.
+    pub fn run(self) -> io::Result<()> {
+        let signals = if self.signals {
+            Some(signals::watch(self.handle.clone())?)
+        } else {
+            None
+        };
+        let mut threads = Vec::with_capacity(self.loops.len());
+        for (i, event_loop) in self.loops.into_iter().enumerate() {
+            let spawned = std::thread::Builder::new()
+                .name(format!("rfc6455-loop-{i}"))
+                .spawn(move || event_loop.run());
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    self.handle.shutdown();
+                    return Err(e);
+                }
+            }
+        }
+        let mut result = Ok(());
+        for t in threads {
+            let outcome = t.join().unwrap_or_else(|_| {
+                Err(io::Error::other(
+                    "an event loop thread panicked (a handler bug?)",
+                ))
+            });
+            if let Err(e) = outcome {
+                self.handle.shutdown();
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+        }
+        if let Some(signals) = signals {
+            signals.close();
+        }
+        result
+    }
+}
+
+mod signals {
+    use super::Handle;
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::iterator::{Handle as SignalsHandle, Signals};
+    use std::io;
+
+    /// Watches SIGINT/SIGTERM on a thread: the first starts a graceful shutdown, a second
+    /// exits at once.
+    pub(super) fn watch(handle: Handle) -> io::Result<SignalsHandle> {
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let control = signals.handle();
+        std::thread::Builder::new()
+            .name("rfc6455-signals".into())
+            .spawn(move || {
+                let mut seen = 0;
+                for _ in signals.forever() {
+                    seen += 1;
+                    if seen > 1 {
+                        std::process::exit(130);
+                    }
+                    handle.shutdown();
+                }
+            })?;
+        Ok(control)
+    }
+}

@@ -1,0 +1,508 @@
+//! The mio server over real sockets on 127.0.0.1. Every test binds port 0 and bounds its
+//! waits with timeouts; no sleep decides an outcome.
+#![cfg(feature = "server")]
+#![allow(clippy::field_reassign_with_default)]
+
+use rfc6455::proto::{ClientHandshake, ClientOptions, Status, Url};
+use rfc6455::server::{
+    Accept, CloseReason, ConnId, Context, Handle, Handler, Heartbeat, Limits, Rejection, Request,
+    Server, TimeoutKind, Timeouts,
+};
+use rfc6455::{CloseCode, Config, Connection, Event, Message};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The longest any single wait may take before the test fails.
+const BOUND: Duration = Duration::from_secs(20);
+
+/// What the test handler saw.
+#[derive(Debug)]
+enum Seen {
+    Open(ConnId),
+    Close(ConnId, String),
+    Backlog(usize),
+}
+
+/// Echoes, refuses `/private` with 403, reports opens, closes and a backed-up queue.
+#[derive(Clone)]
+struct TestHandler {
+    seen: Arc<Mutex<Sender<Seen>>>,
+    high_water: usize,
+    reported_backlog: bool,
+}
+
+impl TestHandler {
+    fn new(high_water: usize) -> (TestHandler, Receiver<Seen>) {
+        let (tx, rx) = mpsc::channel();
+        let h = TestHandler {
+            seen: Arc::new(Mutex::new(tx)),
+            high_water,
+            reported_backlog: false,
+        };
+        (h, rx)
+    }
+
+    fn tell(&self, seen: Seen) {
+        let _ = self.seen.lock().unwrap().send(seen);
+    }
+}
+
+impl Handler for TestHandler {
+    fn open(&mut self, ctx: &mut Context<'_>, request: &Request) -> Result<Accept, Rejection> {
+        if request.path() == "/private" {
+            return Err(Rejection::new(403).body("no entry\n"));
+        }
+        self.tell(Seen::Open(ctx.id()));
+        Ok(request.accept())
+    }
+
+    fn message(&mut self, ctx: &mut Context<'_>, message: Message<'_>) {
+        let _ = ctx.send(message);
+        let queued = ctx.queued();
+        if queued >= self.high_water {
+            if !self.reported_backlog {
+                self.reported_backlog = true;
+                self.tell(Seen::Backlog(queued));
+            }
+            // Every time: the largest backlog observed is what the test bounds.
+            self.tell(Seen::Backlog(queued));
+        }
+    }
+
+    fn close(&mut self, ctx: &mut Context<'_>, reason: CloseReason<'_>) {
+        self.tell(Seen::Close(ctx.id(), format!("{reason:?}")));
+    }
+}
+
+struct Running {
+    addr: SocketAddr,
+    handle: Handle,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+    seen: Receiver<Seen>,
+}
+
+impl Running {
+    fn start(limits: Limits, timeouts: Timeouts) -> Running {
+        let (handler, seen) = TestHandler::new(limits.write_high_water);
+        let server = Server::builder()
+            .listen("127.0.0.1:0")
+            .threads(2)
+            .limits(limits)
+            .timeouts(timeouts)
+            .shutdown_on_signals(false)
+            .bind(handler)
+            .expect("bind 127.0.0.1:0");
+        let addr = server.local_addrs()[0];
+        let handle = server.handle();
+        let thread = Some(std::thread::spawn(move || server.run()));
+        Running {
+            addr,
+            handle,
+            thread,
+            seen,
+        }
+    }
+
+    fn default() -> Running {
+        Running::start(Limits::default(), Timeouts::default())
+    }
+
+    fn next_seen(&self) -> Seen {
+        self.seen.recv_timeout(BOUND).expect("the handler reports")
+    }
+
+    fn next_open(&self) -> ConnId {
+        loop {
+            if let Seen::Open(id) = self.next_seen() {
+                return id;
+            }
+        }
+    }
+
+    fn next_close(&self) -> (ConnId, String) {
+        loop {
+            if let Seen::Close(id, why) = self.next_seen() {
+                return (id, why);
+            }
+        }
+    }
+
+    fn stop(mut self) {
+        self.handle.shutdown();
+        let (tx, rx) = mpsc::channel();
+        let thread = self.thread.take().unwrap();
+        std::thread::spawn(move || {
+            let _ = tx.send(thread.join());
+        });
+        let result = rx.recv_timeout(BOUND).expect("the server stops in time");
+        result.expect("no panic").expect("run returns Ok");
+    }
+}
+
+/// A test client: the core's client connection over a blocking socket.
+struct Client {
+    stream: TcpStream,
+    conn: Connection,
+}
+
+fn request_bytes(addr: SocketAddr, path: &str) -> Vec<u8> {
+    let url: Url = format!("ws://{addr}{path}").parse().unwrap();
+    let hs = ClientHandshake::new(&url, &ClientOptions::default(), &mut || [7u8; 16]).unwrap();
+    hs.request().to_vec()
+}
+
+fn raw(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(BOUND)).unwrap();
+    stream.set_write_timeout(Some(BOUND)).unwrap();
+    stream
+}
+
+/// Reads until EOF: the whole HTTP answer of a refused connection.
+fn read_to_end(mut stream: TcpStream) -> String {
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).expect("EOF within the bound");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        Client::connect_with(addr, &[])
+    }
+
+    /// Connects; `early` goes out in the same write as the request head.
+    fn connect_with(addr: SocketAddr, early: &[u8]) -> Client {
+        let mut stream = raw(addr);
+        let url: Url = format!("ws://{addr}/echo").parse().unwrap();
+        let hs = ClientHandshake::new(&url, &ClientOptions::default(), &mut || [7u8; 16]).unwrap();
+        let mut first = hs.request().to_vec();
+        first.extend_from_slice(early);
+        stream.write_all(&first).unwrap();
+        let mut conn = Connection::client(Config::default(), || [0x11, 0x22, 0x33, 0x44]);
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).expect("handshake response");
+            assert!(n > 0, "EOF during the handshake");
+            buf.extend_from_slice(&chunk[..n]);
+            match hs.parse_response(&buf).expect("101") {
+                Status::Complete(_, head_len) => {
+                    conn.handle_bytes(&buf[head_len..]).unwrap();
+                    break;
+                }
+                Status::Partial => {}
+            }
+        }
+        Client { stream, conn }
+    }
+
+    fn flush(&mut self) {
+        let out = self.conn.poll_transmit().to_vec();
+        self.stream.write_all(&out).unwrap();
+        self.conn.consume_transmit(out.len());
+    }
+
+    fn send(&mut self, message: Message<'_>) {
+        self.conn.send(message).unwrap();
+        self.flush();
+    }
+
+    /// The next event; `None` at EOF.
+    fn next(&mut self) -> Option<Event<'static>> {
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            if let Some(event) = self.conn.poll_event() {
+                self.flush(); // pongs, close replies
+                return Some(event);
+            }
+            let n = self.stream.read(&mut chunk).expect("read within the bound");
+            if n == 0 {
+                return None;
+            }
+            self.conn.handle_bytes(&chunk[..n]).unwrap();
+        }
+    }
+
+    fn next_message(&mut self) -> Message<'static> {
+        loop {
+            match self.next() {
+                Some(Event::Message(m)) => return m,
+                Some(Event::Close(c)) => panic!("closed: {c:?}"),
+                Some(_) => {}
+                None => panic!("EOF"),
+            }
+        }
+    }
+}
+
+/// Deterministic payloads of mixed sizes around the header length boundaries.
+fn payload(client: usize, i: usize) -> Message<'static> {
+    const SIZES: [usize; 8] = [0, 1, 125, 126, 1000, 65535, 65536, 100_000];
+    let len = SIZES[(client + i) % SIZES.len()];
+    if i.is_multiple_of(2) {
+        let text: String = (0..len)
+            .map(|k| char::from(b'a' + ((k + client + i) % 26) as u8))
+            .collect();
+        Message::text(text)
+    } else {
+        Message::binary(
+            (0..len)
+                .map(|k| (k * 31 + client * 7 + i) as u8)
+                .collect::<Vec<_>>(),
+        )
+    }
+}
+
+#[test]
+fn many_clients_echo_every_byte() {
+    let server = Running::default();
+    let addr = server.addr;
+    let clients: Vec<_> = (0..50)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                for i in 0..100 {
+                    let sent = payload(c, i);
+                    client.send(sent.clone());
+                    assert_eq!(client.next_message(), sent, "client {c} message {i}");
+                }
+                client.conn.close(CloseCode::NORMAL, "done").unwrap();
+                client.flush();
+                loop {
+                    match client.next() {
+                        Some(Event::Close(_)) | None => break,
+                        Some(_) => {}
+                    }
+                }
+                // The server closes TCP after the handshake.
+                assert!(client.next().is_none());
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    server.stop();
+}
+
+#[test]
+fn bytes_sent_right_after_the_request_head_are_not_lost() {
+    let server = Running::default();
+    let mut frames = Connection::client(Config::default(), || [9, 8, 7, 6]);
+    frames.send_text("first").unwrap();
+    frames.send_binary(&[1, 2, 3]).unwrap();
+    let early = frames.poll_transmit().to_vec();
+    let mut client = Client::connect_with(server.addr, &early);
+    assert_eq!(client.next_message(), Message::text("first"));
+    assert_eq!(client.next_message(), Message::binary(vec![1, 2, 3]));
+    server.stop();
+}
+
+#[test]
+fn refusals_carry_the_right_status() {
+    let server = Running::default();
+    // The handler's own refusal.
+    let mut s = raw(server.addr);
+    s.write_all(&request_bytes(server.addr, "/private"))
+        .unwrap();
+    let answer = read_to_end(s);
+    assert!(answer.starts_with("HTTP/1.1 403 "), "{answer}");
+    assert!(answer.ends_with("no entry\n"), "{answer}");
+    // The handshake module's: not a GET, then a missing key.
+    let mut s = raw(server.addr);
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(read_to_end(s).starts_with("HTTP/1.1 405 "));
+    let mut s = raw(server.addr);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .unwrap();
+    assert!(read_to_end(s).starts_with("HTTP/1.1 400 "));
+    server.stop();
+}
+
+#[test]
+fn a_head_over_the_limit_gets_431() {
+    let server = Running::default();
+    let mut s = raw(server.addr);
+    let mut head = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+    head.extend(std::iter::repeat_n(b'a', 20_000));
+    // The server may answer and close before everything is written: ignore write errors.
+    let _ = s.write_all(&head);
+    assert!(read_to_end(s).starts_with("HTTP/1.1 431 "));
+    server.stop();
+}
+
+#[test]
+fn a_silent_client_is_dropped_by_the_handshake_timeout() {
+    let mut timeouts = Timeouts::default();
+    timeouts.handshake = Duration::from_millis(200);
+    let server = Running::start(Limits::default(), timeouts);
+    let silent = raw(server.addr);
+    let mut slow = raw(server.addr);
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap(); // never finished
+    assert_eq!(read_to_end(silent), "");
+    assert_eq!(read_to_end(slow), "");
+    server.stop();
+}
+
+#[test]
+fn heartbeat_closes_a_peer_that_never_pongs() {
+    let mut timeouts = Timeouts::default();
+    timeouts.heartbeat = Some(Heartbeat::new(
+        Duration::from_millis(100),
+        Duration::from_millis(100),
+    ));
+    let server = Running::start(Limits::default(), timeouts);
+    let mut config = Config::default();
+    config.auto_pong = false;
+    let mut client = Client::connect(server.addr);
+    client.conn = Connection::client(config, || [1, 2, 3, 4]);
+    let id = server.next_open();
+    assert!(matches!(client.next(), Some(Event::Ping(_))));
+    match client.next() {
+        Some(Event::Close(Some(frame))) => assert_eq!(frame.code, CloseCode::GOING_AWAY),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    assert!(client.next().is_none(), "then EOF");
+    let (closed, why) = server.next_close();
+    assert_eq!(closed, id);
+    assert_eq!(
+        why,
+        format!("{:?}", CloseReason::Timeout(TimeoutKind::Heartbeat))
+    );
+    server.stop();
+}
+
+#[test]
+fn graceful_shutdown_delivers_queued_messages_then_1001() {
+    let server = Running::default();
+    let mut clients: Vec<Client> = (0..5).map(|_| Client::connect(server.addr)).collect();
+    let ids: Vec<ConnId> = (0..5).map(|_| server.next_open()).collect();
+    for id in &ids {
+        server
+            .handle
+            .send(*id, Message::text("last words"))
+            .unwrap();
+    }
+    let Running { handle, thread, .. } = &server;
+    handle.shutdown();
+    let waiters: Vec<_> = clients
+        .drain(..)
+        .map(|mut client| {
+            std::thread::spawn(move || {
+                assert_eq!(client.next_message(), Message::text("last words"));
+                match client.next() {
+                    Some(Event::Close(Some(frame))) => {
+                        assert_eq!(frame.code, CloseCode::GOING_AWAY)
+                    }
+                    other => panic!("expected close 1001, got {other:?}"),
+                }
+                assert!(client.next().is_none(), "then EOF");
+            })
+        })
+        .collect();
+    for w in waiters {
+        w.join().expect("client saw its message and 1001");
+    }
+    assert!(thread.is_some());
+    server.stop();
+}
+
+#[test]
+fn max_connections_are_refused_with_503() {
+    let mut limits = Limits::default();
+    limits.max_connections = 2;
+    let server = Running::start(limits, Timeouts::default());
+    let a = Client::connect(server.addr);
+    let b = Client::connect(server.addr);
+    let mut c = raw(server.addr);
+    let _ = c.write_all(&request_bytes(server.addr, "/"));
+    let answer = read_to_end(c);
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    drop((a, b));
+    server.stop();
+}
+
+#[test]
+fn a_peer_that_sends_but_never_reads_is_paused_at_the_high_water_mark() {
+    let mut limits = Limits::default();
+    limits.write_high_water = 256 * 1024;
+    let server = Running::start(limits.clone(), Timeouts::default());
+    let mut client = Client::connect(server.addr);
+    // 32 MiB of 16 KiB messages: far more than socket buffers and the mark together.
+    let message = Message::binary(vec![0x5a; 16 * 1024]);
+    let count = 2048;
+    let mut frames = Connection::client(Config::default(), || [4, 3, 2, 1]);
+    for _ in 0..count {
+        frames.send(message.clone()).unwrap();
+    }
+    let wire = frames.poll_transmit().to_vec();
+    let mut writer = client.stream.try_clone().unwrap();
+    let writing = std::thread::spawn(move || writer.write_all(&wire).unwrap());
+    // Not a byte is read until the server reports its queue at the mark.
+    assert!(matches!(server.next_seen(), Seen::Open(_)));
+    assert!(matches!(server.next_seen(), Seen::Backlog(_)));
+    for i in 0..count {
+        assert_eq!(client.next_message(), message, "message {i}");
+    }
+    writing.join().unwrap();
+    // The server stopped reading at the mark: its queue never held much more than the mark
+    // plus the echoes of one read (64 KiB of input).
+    let worst = server
+        .seen
+        .try_iter()
+        .filter_map(|s| match s {
+            Seen::Backlog(n) => Some(n),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        worst <= limits.write_high_water + 64 * 1024 + 16 * 1024 + 64,
+        "queue reached {worst}"
+    );
+    server.stop();
+}
+
+#[test]
+fn a_slow_reader_hits_the_write_queue_cap_and_is_closed() {
+    let mut limits = Limits::default();
+    limits.write_high_water = 64 * 1024;
+    limits.max_write_queue = 1 << 20;
+    let mut timeouts = Timeouts::default();
+    timeouts.close = Duration::from_millis(300);
+    let server = Running::start(limits.clone(), timeouts);
+    let client = Client::connect(server.addr);
+    let id = server.next_open();
+    let chunk = vec![7u8; 64 * 1024];
+    let mut sent = 0usize;
+    // Far more than the cap and the socket buffers; stops as soon as the server gives up.
+    let reason = loop {
+        match server.seen.try_recv() {
+            Ok(Seen::Close(closed, why)) => {
+                assert_eq!(closed, id);
+                break why;
+            }
+            Ok(_) => continue,
+            Err(_) => {}
+        }
+        assert!(sent < 1 << 30, "1 GiB queued and the connection still open");
+        match server.handle.send(id, Message::binary(&chunk[..])) {
+            Ok(()) => sent += chunk.len(),
+            Err(_) => std::thread::yield_now(),
+        }
+    };
+    assert!(reason.starts_with("Overflow"), "{reason}");
+    let queued: usize = reason
+        .split("queued: ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("queued in the reason");
+    assert!(queued <= limits.max_write_queue, "{reason}");
+    drop(client);
+    server.stop();
+}
