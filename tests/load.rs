@@ -67,6 +67,10 @@ fn text_and_binary_echoes_flow_without_errors() {
         assert!(stdout.contains("errors       none"), "{args:?}");
         assert!(stdout.contains("8 established, 8 of 8 up at the end, 8 closed with 1000"));
         assert!(stdout.contains("latency      p50"));
+        assert!(
+            !stdout.contains("left TCP open"),
+            "the client must see the server's close"
+        );
     }
 }
 

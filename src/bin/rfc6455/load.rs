@@ -225,6 +225,7 @@ fn run_checked(args: Args) -> Result<ExitCode, String> {
                 report.established += r.established;
                 report.up_at_end += r.up_at_end;
                 report.closed_clean += r.closed_clean;
+                report.close_lingered += r.close_lingered;
                 report.errors.merge(r.errors);
             }
             Err(_) => {
@@ -242,6 +243,7 @@ fn run_checked(args: Args) -> Result<ExitCode, String> {
             "connections  {} established, {} of {n} up at the end, {} closed with 1000",
             report.established, report.up_at_end, report.closed_clean
         );
+        print_lingered(&report);
         if let Ok(own) = rss_kib(std::process::id()) {
             println!("load tool    VmRSS {own} KiB");
         }
@@ -283,6 +285,7 @@ fn run_checked(args: Args) -> Result<ExitCode, String> {
             "connections  {} established, {} of {n} up at the end, {} closed with 1000",
             report.established, report.up_at_end, report.closed_clean
         );
+        print_lingered(&report);
     }
 
     let errors = &report.errors;
@@ -319,6 +322,16 @@ fn run_checked(args: Args) -> Result<ExitCode, String> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Notes connections the server did not close after answering the close frame.
+fn print_lingered(report: &Report) {
+    if report.close_lingered > 0 {
+        println!(
+            "             ({} of them answered the close frame but the server left TCP open until the 3 s timeout)",
+            report.close_lingered
+        );
+    }
 }
 
 /// Fails early, with the fix, if the connections cannot all get a file descriptor.

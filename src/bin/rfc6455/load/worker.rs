@@ -171,6 +171,9 @@ pub struct Report {
     pub up_at_end: u64,
     /// Connections closed with a completed close handshake.
     pub closed_clean: u64,
+    /// Of those, how many the server answered but then left open until the close timeout
+    /// (the server should close TCP first, RFC 6455 §7.1.1).
+    pub close_lingered: u64,
     pub errors: Errors,
 }
 
@@ -353,7 +356,7 @@ impl<'a> Worker<'a> {
             for event in events.iter() {
                 let i = event.token().0;
                 if i < self.conns.len() {
-                    self.on_event(i);
+                    self.on_event(i, event.is_read_closed() || event.is_error());
                 }
             }
         }
@@ -414,6 +417,7 @@ impl<'a> Worker<'a> {
                         // The server answered the close frame but did not close the TCP
                         // connection; the client may close it now (RFC 6455 §7.1.1).
                         self.report.closed_clean += 1;
+                        self.report.close_lingered += 1;
                         self.drop_conn(i);
                     } else {
                         let t = self.plan.close_timeout;
@@ -460,7 +464,7 @@ impl<'a> Worker<'a> {
         }
     }
 
-    fn on_event(&mut self, i: usize) {
+    fn on_event(&mut self, i: usize, drain: bool) {
         let now = self.plan.now();
         if matches!(self.conns[i].phase, Phase::Connecting) && !self.on_connecting(i) {
             return;
@@ -469,7 +473,7 @@ impl<'a> Worker<'a> {
             self.on_handshake(i, now);
         }
         if matches!(self.conns[i].phase, Phase::Open | Phase::Closing) {
-            self.on_open(i, now);
+            self.on_open(i, now, drain);
         }
     }
 
@@ -607,7 +611,9 @@ impl<'a> Worker<'a> {
         }
     }
 
-    fn on_open(&mut self, i: usize, now: u64) {
+    /// Reads and answers what the server sent. `drain`: the event reported the peer's end of
+    /// stream (or an error), so read until `read` says so.
+    fn on_open(&mut self, i: usize, now: u64, drain: bool) {
         let mut buf = std::mem::take(&mut self.buf);
         while let Some(sock) = self.conns[i].sock.as_mut() {
             match sock.read(&mut buf) {
@@ -617,6 +623,14 @@ impl<'a> Worker<'a> {
                 }
                 Ok(n) => {
                     if !self.on_bytes(i, &mut buf[..n], now) {
+                        break;
+                    }
+                    // A short read drained the socket: stop here rather than spend a second
+                    // `read` per message on learning `WouldBlock`. Safe with edge-triggered
+                    // epoll and kqueue: bytes arriving after this read raise a new event. Not
+                    // so an end of stream that came with this event: then read on to see it.
+                    if n < buf.len() && !drain && matches!(self.conns[i].phase, Phase::Open) {
+                        self.flush(i);
                         break;
                     }
                 }
