@@ -1,13 +1,404 @@
-//! `rfc6455 load`: not written yet.
+//! `rfc6455 load`: a load generator for any WebSocket echo server.
+//!
+//! Thousands of connections driven from one mio loop per thread (`--threads`), each keeping
+//! `--depth` messages in flight; throughput and latency percentiles over a measurement window
+//! that starts after `--warmup`. `--idle` only opens connections and holds them, so the
+//! server's memory per connection can be read.
+//!
+//! The hot path allocates nothing per message (see [`worker`]); masking keys come from a
+//! xorshift generator seeded once per thread, which is enough for masking (see
+//! `worker::XorShift`) but is not a cryptographic generator.
 
+mod histogram;
+mod worker;
+
+use rfc6455::proto::Url;
+use std::net::ToSocketAddrs;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use worker::{Errors, Kind, Live, Payload, Plan, Report};
 
 /// Options of `rfc6455 load`.
 #[derive(clap::Args)]
-pub struct Args {}
+#[command(after_help = "\
+Examples:
+  rfc6455 load ws://127.0.0.1:9001/ -c 100 -s 20 -d 5
+  rfc6455 load ws://127.0.0.1:9001/ -c 10 -s 16384 --binary --depth 4 -d 5 --threads 2
+  ulimit -n 20000; rfc6455 load ws://127.0.0.1:9001/ --idle -c 10000 -d 5 --server-pid PID
+
+Throughput counts echoes received in the window (after --warmup, for -d seconds); MB/s is
+payload bytes (10^6) each way. Latency is from queueing a message to reading its echo.")]
+pub struct Args {
+    /// The server's URL (ws:// only; the server must echo every message back).
+    url: String,
+    /// Connections to open.
+    #[arg(short = 'c', long = "connections", default_value_t = 100)]
+    connections: usize,
+    /// Payload size of each message, in bytes.
+    #[arg(short = 's', long = "size", default_value_t = 20)]
+    size: usize,
+    /// Send binary messages (default: text).
+    #[arg(long)]
+    binary: bool,
+    /// Messages in flight per connection: send this many, then one more per echo.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    depth: u32,
+    /// Length of the measurement window, in seconds.
+    #[arg(short = 'd', long = "duration", default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds to run before measuring (connections open during it); excluded from all numbers.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Threads, each with its own event loop and a share of the connections.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: u32,
+    /// Only open the connections and hold them (answering pings) for the whole run.
+    #[arg(long)]
+    idle: bool,
+    /// With --idle: the server's process id, to read its memory (VmRSS) before and after.
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
+    /// Check only each echo's type and length, not its bytes.
+    #[arg(long)]
+    no_verify: bool,
+    /// Seconds a connection may take to connect and finish its handshake.
+    #[arg(long, default_value_t = 10.0)]
+    handshake_timeout: f64,
+}
 
 /// Runs the command.
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("rfc6455 load: not implemented yet");
-    ExitCode::FAILURE
+pub fn run(args: Args) -> ExitCode {
+    match run_checked(args) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("rfc6455 load: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn seconds(name: &str, value: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("{name} must be a number of seconds ≥ 0, not {value}"))
+}
+
+fn run_checked(args: Args) -> Result<ExitCode, String> {
+    let url = Url::parse(&args.url).map_err(|e| format!("{}: {e}", args.url))?;
+    if url.is_secure() {
+        return Err(format!(
+            "{url}: wss:// is not supported by the load tool yet; use ws:// (e.g. behind the TLS terminator)"
+        ));
+    }
+    let addr = (url.host(), url.port())
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {}: {e}", url.host()))?
+        .next()
+        .ok_or_else(|| format!("{} resolves to no address", url.host()))?;
+    if args.connections == 0 {
+        return Err("-c must be at least 1".into());
+    }
+    let duration = seconds("-d", args.duration)?;
+    if duration.is_zero() {
+        return Err("-d must be more than 0 seconds".into());
+    }
+    let warmup = seconds("--warmup", args.warmup)?;
+    let handshake_timeout = seconds("--handshake-timeout", args.handshake_timeout)?;
+    check_fd_limit(args.connections)?;
+
+    let threads = (args.threads as usize).min(args.connections);
+    let payload = if args.binary {
+        // Bytes that are not valid UTF-8 and vary along the message, so a server that
+        // mangles or reorders them is caught by the byte comparison.
+        Payload::Binary((0..args.size).map(|i| (i * 31 + 0x80) as u8).collect())
+    } else {
+        Payload::Text(
+            (0..args.size)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect(),
+        )
+    };
+    let server_rss_before = args.server_pid.map(rss_kib).transpose()?;
+    let t0 = Instant::now();
+    let window = (
+        warmup.as_nanos() as u64,
+        (warmup + duration).as_nanos() as u64,
+    );
+    let plan = Arc::new(Plan {
+        url: url.clone(),
+        addr,
+        payload,
+        depth: args.depth as usize,
+        idle: args.idle,
+        verify: !args.no_verify,
+        t0,
+        window,
+        handshake_timeout,
+        close_timeout: Duration::from_secs(3),
+        max_pending: 256,
+    });
+
+    let kind = if args.binary { "binary" } else { "text" };
+    if args.idle {
+        println!(
+            "rfc6455 load --idle: {url} ({addr}) · {} connections held for {:.1} s (+{:.1} s to connect) · {threads} thread(s)",
+            args.connections,
+            duration.as_secs_f64(),
+            warmup.as_secs_f64()
+        );
+    } else {
+        println!(
+            "rfc6455 load: {url} ({addr}) · {} connections × {} B {kind} · depth {} · {threads} thread(s) · {:.1} s after {:.1} s warmup",
+            args.connections,
+            args.size,
+            args.depth,
+            duration.as_secs_f64(),
+            warmup.as_secs_f64()
+        );
+    }
+
+    let mut lives = Vec::new();
+    let mut handles = Vec::new();
+    for t in 0..threads {
+        let count = args.connections / threads + usize::from(t < args.connections % threads);
+        let live = Arc::new(Live::default());
+        let (plan, thread_live) = (Arc::clone(&plan), Arc::clone(&live));
+        let handle = std::thread::Builder::new()
+            .name(format!("load-{t}"))
+            .spawn(move || worker::run(&plan, &thread_live, count))
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        lives.push(live);
+        handles.push(handle);
+    }
+
+    // Progress, once a second, until the window ends.
+    let total = |f: fn(&Live) -> u64| lives.iter().map(|l| f(l)).sum::<u64>();
+    let mut last = (0u64, Duration::ZERO);
+    let mut server_rss_up = None;
+    let mut tick = 1;
+    loop {
+        let at = Duration::from_secs(tick).min(warmup + duration);
+        std::thread::sleep(at.saturating_sub(t0.elapsed()));
+        let elapsed = t0.elapsed();
+        let echoes = total(|l| l.echoes.load(Relaxed));
+        let up = total(|l| l.up.load(Relaxed));
+        let errors = total(|l| l.errors.load(Relaxed));
+        let phase = if elapsed < warmup { "warmup" } else { "" };
+        if args.idle {
+            if let Some(pid) = args.server_pid {
+                // Keep the last reading taken with every connection up.
+                if up == args.connections as u64 {
+                    server_rss_up = rss_kib(pid).ok();
+                }
+            }
+            println!(
+                "{:>5.1}s {phase:<6}  up {up}/{}  errors {errors}",
+                elapsed.as_secs_f64(),
+                args.connections
+            );
+        } else {
+            let dt = (elapsed - last.1).as_secs_f64().max(1e-9);
+            let rate = (echoes - last.0) as f64 / dt;
+            println!(
+                "{:>5.1}s {phase:<6}  {:>10} msg/s  {:>9.2} MB/s  up {up}/{}  errors {errors}",
+                elapsed.as_secs_f64(),
+                thousands(rate as u64),
+                rate * args.size as f64 / 1e6,
+                args.connections
+            );
+        }
+        last = (echoes, elapsed);
+        if at >= warmup + duration {
+            break;
+        }
+        tick += 1;
+    }
+
+    // The threads close their connections (bounded by the close timeout) and report.
+    let mut report = Report::default();
+    for handle in handles {
+        match handle.join() {
+            Ok(r) => {
+                report.latency.merge(&r.latency);
+                report.echoes += r.echoes;
+                report.established += r.established;
+                report.up_at_end += r.up_at_end;
+                report.closed_clean += r.closed_clean;
+                report.close_lingered += r.close_lingered;
+                report.errors.merge(r.errors);
+            }
+            Err(_) => {
+                report.errors.merge(Errors::default());
+                return Err(
+                    "a load thread panicked (a bug in rfc6455 load; please report it)".into(),
+                );
+            }
+        }
+    }
+
+    let n = args.connections as u64;
+    if args.idle {
+        println!(
+            "connections  {} established, {} of {n} up at the end, {} closed with 1000",
+            report.established, report.up_at_end, report.closed_clean
+        );
+        print_lingered(&report);
+        if let Ok(own) = rss_kib(std::process::id()) {
+            println!("load tool    VmRSS {own} KiB");
+        }
+        match (server_rss_before, server_rss_up, args.server_pid) {
+            (Some(before), Some(up), _) if report.up_at_end > 0 => println!(
+                "server       VmRSS {before} KiB before, {up} KiB with {} up: {:.2} KiB per connection",
+                report.up_at_end,
+                (up as f64 - before as f64) / report.up_at_end as f64
+            ),
+            (Some(_), None, _) => println!(
+                "server       never had all {n} connections up at once: no per-connection figure"
+            ),
+            (_, _, None) => println!(
+                "hint         pass --server-pid PID, or read `grep VmRSS /proc/PID/status` of the server before and while this runs; (after - before) / {n} is its memory per idle connection"
+            ),
+            _ => {}
+        }
+    } else {
+        let secs = duration.as_secs_f64();
+        let rate = report.echoes as f64 / secs;
+        println!(
+            "messages     {} echoes in {secs:.2} s = {} msg/s, {:.2} MB/s of payload each way",
+            thousands(report.echoes),
+            thousands(rate as u64),
+            rate * args.size as f64 / 1e6
+        );
+        let h = &report.latency;
+        println!(
+            "latency      p50 {}  p99 {}  p99.9 {}  max {}  (mean {}, min {}, {} samples)",
+            micros(h.quantile(0.5)),
+            micros(h.quantile(0.99)),
+            micros(h.quantile(0.999)),
+            micros(h.max()),
+            micros(h.mean()),
+            micros(h.min()),
+            thousands(h.count())
+        );
+        println!(
+            "connections  {} established, {} of {n} up at the end, {} closed with 1000",
+            report.established, report.up_at_end, report.closed_clean
+        );
+        print_lingered(&report);
+    }
+
+    let errors = &report.errors;
+    if errors.total() == 0 {
+        println!("errors       none");
+    } else {
+        println!("errors       {}", errors.total());
+        for kind in Kind::ALL {
+            let count = errors.counts[kind as usize];
+            if count == 0 {
+                continue;
+            }
+            println!("  {count:>8} × {}", kind.describe());
+            for (_, message) in errors.samples.iter().filter(|(k, _)| *k == kind) {
+                println!("             e.g. {message}");
+            }
+        }
+    }
+
+    if report.established == 0 {
+        eprintln!(
+            "rfc6455 load: no connection could be established to {url}: see the errors above"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if errors.total() > 0 {
+        eprintln!("rfc6455 load: {} errors: see above", errors.total());
+        return Ok(ExitCode::FAILURE);
+    }
+    if !args.idle && report.echoes == 0 {
+        eprintln!(
+            "rfc6455 load: no echo arrived in the measurement window: is the server an echo server?"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Notes connections the server did not close after answering the close frame.
+fn print_lingered(report: &Report) {
+    if report.close_lingered > 0 {
+        println!(
+            "             ({} of them answered the close frame but the server left TCP open until the 3 s timeout)",
+            report.close_lingered
+        );
+    }
+}
+
+/// Fails early, with the fix, if the connections cannot all get a file descriptor.
+fn check_fd_limit(connections: usize) -> Result<(), String> {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return Ok(()); // not Linux: let connect report it
+    };
+    let Some(soft) = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<usize>().ok())
+    else {
+        return Ok(()); // "unlimited" or unreadable
+    };
+    let need = connections + 64;
+    if need > soft {
+        return Err(format!(
+            "{connections} connections need about {need} file descriptors but the limit is {soft}; \
+             raise it in the shell first, e.g. `ulimit -n {}`",
+            need.next_multiple_of(1000)
+        ));
+    }
+    Ok(())
+}
+
+/// VmRSS of a process, in KiB, from /proc.
+fn rss_kib(pid: u32) -> Result<u64, String> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| format!("{path} has no VmRSS line"))
+}
+
+/// 1234567 → "1,234,567".
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() * 4 / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Nanoseconds as a readable duration.
+fn micros(ns: u64) -> String {
+    match ns {
+        0..=999 => format!("{ns} ns"),
+        1_000..=999_999 => format!("{:.1} µs", ns as f64 / 1e3),
+        1_000_000..=999_999_999 => format!("{:.2} ms", ns as f64 / 1e6),
+        _ => format!("{:.2} s", ns as f64 / 1e9),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(1000), "1,000");
+        assert_eq!(super::thousands(1234567), "1,234,567");
+    }
 }

@@ -1,0 +1,808 @@
+//! One load thread: a mio loop that owns its share of the connections outright.
+//!
+//! Each connection goes `Waiting → Connecting → Handshake → Open → Closing → Done`. While
+//! open it keeps `depth` messages in flight: every echo received (validated, timed) sends one
+//! more. Per message there is no allocation: the payload is prepared once and the core copies
+//! it, masked, into the connection's transmit buffer; the send times live in a ring per
+//! connection (capacity `depth`, allocated once); reads land in one buffer per thread; all
+//! that a readable event produces for a connection goes out in one `write`.
+
+use super::histogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use rfc6455::proto::{
+    ClientHandshake, ClientOptions, CloseCode, Config, Connection, Event, Message, RandomKeys,
+    State, Status, Url,
+};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// What every thread runs, decided once by the command.
+pub struct Plan {
+    pub url: Url,
+    pub addr: SocketAddr,
+    /// The payload of every message, prepared once.
+    pub payload: Payload,
+    pub depth: usize,
+    pub idle: bool,
+    /// Compare every echo byte for byte (otherwise only its type and length).
+    pub verify: bool,
+    /// Time zero of the run, shared by all threads.
+    pub t0: Instant,
+    /// The measurement window, as nanoseconds since `t0`.
+    pub window: (u64, u64),
+    pub handshake_timeout: Duration,
+    pub close_timeout: Duration,
+    /// At most this many connections per thread may be connecting or handshaking at once, so
+    /// thousands of connections do not overflow the server's listen backlog.
+    pub max_pending: usize,
+}
+
+/// A message's payload, in the type it is sent as.
+pub enum Payload {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+impl Payload {
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Payload::Text(text) => text.as_bytes(),
+            Payload::Binary(data) => data,
+        }
+    }
+
+    pub fn is_text(&self) -> bool {
+        matches!(self, Payload::Text(_))
+    }
+
+    fn message(&self) -> Message<'_> {
+        match self {
+            Payload::Text(text) => Message::text(text.as_str()),
+            Payload::Binary(data) => Message::binary(data.as_slice()),
+        }
+    }
+}
+
+impl Plan {
+    fn now(&self) -> u64 {
+        self.t0.elapsed().as_nanos() as u64
+    }
+}
+
+/// Counters a thread publishes for the progress line (cumulative, stored once per loop turn).
+#[derive(Default)]
+pub struct Live {
+    /// Echoes received so far, warmup included.
+    pub echoes: AtomicU64,
+    /// Connections open now.
+    pub up: AtomicU64,
+    /// Errors so far.
+    pub errors: AtomicU64,
+}
+
+/// Kinds of failure, counted separately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Connect,
+    Handshake,
+    Protocol,
+    BadEcho,
+    UnexpectedClose,
+    Io,
+    CloseTimeout,
+    Unfinished,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 8] = [
+        Kind::Connect,
+        Kind::Handshake,
+        Kind::Protocol,
+        Kind::BadEcho,
+        Kind::UnexpectedClose,
+        Kind::Io,
+        Kind::CloseTimeout,
+        Kind::Unfinished,
+    ];
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Connect => "TCP connect failed",
+            Kind::Handshake => "opening handshake failed",
+            Kind::Protocol => "the server broke the protocol",
+            Kind::BadEcho => "an echo did not match what was sent",
+            Kind::UnexpectedClose => "the server closed a connection before the end",
+            Kind::Io => "socket error",
+            Kind::CloseTimeout => "close handshake not answered in time",
+            Kind::Unfinished => "still connecting when the run ended",
+        }
+    }
+}
+
+/// Error counts with the first few messages of each kind.
+#[derive(Default)]
+pub struct Errors {
+    pub counts: [u64; Kind::ALL.len()],
+    pub samples: Vec<(Kind, String)>,
+}
+
+impl Errors {
+    const SAMPLES_PER_KIND: usize = 3;
+
+    fn add(&mut self, kind: Kind, message: impl FnOnce() -> String) {
+        let i = kind as usize;
+        self.counts[i] += 1;
+        if self.counts[i] <= Self::SAMPLES_PER_KIND as u64 {
+            self.samples.push((kind, message()));
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    pub fn merge(&mut self, other: Errors) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+        for (kind, message) in other.samples {
+            let have = self.samples.iter().filter(|(k, _)| *k == kind).count();
+            if have < Self::SAMPLES_PER_KIND {
+                self.samples.push((kind, message));
+            }
+        }
+    }
+}
+
+/// What a thread hands back at the end.
+#[derive(Default)]
+pub struct Report {
+    /// Round-trip times of the echoes received in the window, in nanoseconds.
+    pub latency: Histogram,
+    /// Echoes received in the window.
+    pub echoes: u64,
+    /// Connections whose handshake completed.
+    pub established: u64,
+    /// Connections open when the window ended.
+    pub up_at_end: u64,
+    /// Connections closed with a completed close handshake.
+    pub closed_clean: u64,
+    /// Of those, how many the server answered but then left open until the close timeout
+    /// (the server should close TCP first, RFC 6455 §7.1.1).
+    pub close_lingered: u64,
+    pub errors: Errors,
+}
+
+enum Handshaking {
+    Wait,
+    Failed(Kind, String),
+    Done(Vec<u8>),
+}
+
+enum Phase {
+    Waiting,
+    Connecting,
+    Handshake(Box<Handshake>),
+    Open,
+    Closing,
+    Done,
+}
+
+struct Handshake {
+    client: ClientHandshake,
+    /// How much of the request was written.
+    written: usize,
+    /// The response as received so far.
+    response: Vec<u8>,
+}
+
+struct Conn {
+    sock: Option<TcpStream>,
+    phase: Phase,
+    ws: Option<Connection>,
+    /// Send times (ns since `t0`) of the messages in flight, oldest first: echoes come back
+    /// in order.
+    sent: VecDeque<u64>,
+    /// Handshake or close deadline (ns since `t0`), 0 for none.
+    deadline: u64,
+}
+
+/// xorshift64 (Marsaglia 2003): a fast non-cryptographic generator.
+///
+/// Masking keys only have to be unpredictable to intermediaries on the network path
+/// (RFC 6455 §10.3: so a script cannot make a proxy see bytes it chose), not to someone who
+/// can read this process, so xorshift seeded once per thread from `rand`'s OS-seeded generator
+/// is enough for a load generator. A client talking to untrusted networks on behalf of
+/// untrusted scripts should use a cryptographic generator.
+#[derive(Clone)]
+struct XorShift(u64);
+
+impl XorShift {
+    fn new(seed: u64) -> XorShift {
+        XorShift(seed | 1) // never zero: zero is a fixed point
+    }
+
+    #[inline]
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+/// A connection's masking keys: its own xorshift stream.
+fn mask_source(mut rng: XorShift) -> impl FnMut() -> [u8; 4] + Send + 'static {
+    move || ((rng.next() >> 32) as u32).to_ne_bytes()
+}
+
+struct Worker<'a> {
+    plan: &'a Plan,
+    live: &'a Live,
+    poll: Poll,
+    conns: Vec<Conn>,
+    /// The one read buffer of this thread.
+    buf: Vec<u8>,
+    config: Config,
+    options: ClientOptions,
+    /// Seeds each connection's masking generator; itself seeded once per thread.
+    seeds: XorShift,
+    next_start: usize,
+    pending: usize,
+    up: u64,
+    echoes_total: u64,
+    ending: bool,
+    report: Report,
+}
+
+/// Runs `count` connections until the window ends and every connection is closed.
+pub fn run(plan: &Plan, live: &Live, count: usize) -> Report {
+    let mut worker = match Poll::new() {
+        Ok(poll) => Worker::new(plan, live, poll, count),
+        Err(e) => {
+            let mut report = Report::default();
+            report
+                .errors
+                .add(Kind::Io, || format!("cannot create an event loop: {e}"));
+            return report;
+        }
+    };
+    worker.run();
+    worker.report
+}
+
+impl<'a> Worker<'a> {
+    fn new(plan: &'a Plan, live: &'a Live, poll: Poll, count: usize) -> Worker<'a> {
+        let mut config = Config::default();
+        let size = plan.payload.as_bytes().len();
+        config.max_frame_size = config.max_frame_size.max(size);
+        config.max_message_size = config.max_message_size.max(size);
+        config.max_send_frame_size = config.max_send_frame_size.max(size);
+        let conns = (0..count)
+            .map(|_| Conn {
+                sock: None,
+                phase: Phase::Waiting,
+                ws: None,
+                sent: VecDeque::new(),
+                deadline: 0,
+            })
+            .collect();
+        Worker {
+            plan,
+            live,
+            poll,
+            conns,
+            // Big enough that a 16 KiB echo usually arrives whole and is handed out without a
+            // copy; bigger messages are collected by the core.
+            buf: vec![0; 256 << 10],
+            config,
+            options: ClientOptions::default(),
+            seeds: XorShift::new(rand::random()),
+            next_start: 0,
+            pending: 0,
+            up: 0,
+            echoes_total: 0,
+            ending: false,
+            report: Report::default(),
+        }
+    }
+
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut next_scan = 0;
+        loop {
+            let now = self.plan.now();
+            if !self.ending && now >= self.plan.window.1 {
+                self.begin_end(now);
+            }
+            if self.ending && self.conns.iter().all(|c| matches!(c.phase, Phase::Done)) {
+                break;
+            }
+            if !self.ending {
+                self.start_connections(now);
+            }
+            if now >= next_scan {
+                self.check_deadlines(now);
+                next_scan = now + 50_000_000;
+            }
+            self.live.echoes.store(self.echoes_total, Relaxed);
+            self.live.up.store(self.up, Relaxed);
+            self.live.errors.store(self.report.errors.total(), Relaxed);
+
+            let timeout = if self.ending {
+                Duration::from_millis(50)
+            } else {
+                Duration::from_nanos(self.plan.window.1.saturating_sub(now))
+                    .min(Duration::from_millis(50))
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                self.report
+                    .errors
+                    .add(Kind::Io, || format!("waiting for events failed: {e}"));
+                for i in 0..self.conns.len() {
+                    self.drop_conn(i);
+                }
+                break;
+            }
+            for event in events.iter() {
+                let i = event.token().0;
+                if i < self.conns.len() {
+                    self.on_event(i, event.is_read_closed() || event.is_error());
+                }
+            }
+        }
+    }
+
+    /// Opens connections while fewer than `max_pending` are on their way.
+    fn start_connections(&mut self, now: u64) {
+        while self.pending < self.plan.max_pending && self.next_start < self.conns.len() {
+            let i = self.next_start;
+            self.next_start += 1;
+            let sock = TcpStream::connect(self.plan.addr).and_then(|mut sock| {
+                self.poll.registry().register(
+                    &mut sock,
+                    Token(i),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                Ok(sock)
+            });
+            match sock {
+                Ok(sock) => {
+                    let conn = &mut self.conns[i];
+                    conn.sock = Some(sock);
+                    conn.phase = Phase::Connecting;
+                    conn.deadline = now + self.plan.handshake_timeout.as_nanos() as u64;
+                    self.pending += 1;
+                }
+                Err(e) => {
+                    let addr = self.plan.addr;
+                    self.conns[i].phase = Phase::Done;
+                    self.report.errors.add(Kind::Connect, || {
+                        format!("connecting to {addr}: {e} (is the server running? is the file descriptor limit high enough?)")
+                    });
+                }
+            }
+        }
+    }
+
+    /// Fails handshakes and closes that took too long.
+    fn check_deadlines(&mut self, now: u64) {
+        for i in 0..self.conns.len() {
+            let conn = &self.conns[i];
+            if conn.deadline == 0 || now < conn.deadline {
+                continue;
+            }
+            match conn.phase {
+                Phase::Connecting | Phase::Handshake(_) => {
+                    let t = self.plan.handshake_timeout;
+                    self.fail(i, Kind::Handshake, || {
+                        format!("no handshake response within {t:?}; the server may be overloaded, try fewer connections")
+                    });
+                }
+                Phase::Closing => {
+                    let acknowledged = self.conns[i]
+                        .ws
+                        .as_ref()
+                        .is_some_and(|ws| ws.state() == State::Closed);
+                    if acknowledged {
+                        // The server answered the close frame but did not close the TCP
+                        // connection; the client may close it now (RFC 6455 §7.1.1).
+                        self.report.closed_clean += 1;
+                        self.report.close_lingered += 1;
+                        self.drop_conn(i);
+                    } else {
+                        let t = self.plan.close_timeout;
+                        self.fail(i, Kind::CloseTimeout, || {
+                            format!("the server did not answer the close frame within {t:?}")
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The window is over: stop sending, close every open connection with 1000.
+    fn begin_end(&mut self, now: u64) {
+        self.ending = true;
+        self.report.up_at_end = self.up;
+        for i in 0..self.conns.len() {
+            match self.conns[i].phase {
+                Phase::Open => {
+                    let conn = &mut self.conns[i];
+                    if let Some(ws) = conn.ws.as_mut() {
+                        // Fails only if a close was already sent or received, which moves the
+                        // phase out of Open first.
+                        let _ = ws.close(CloseCode::NORMAL, "");
+                    }
+                    conn.phase = Phase::Closing;
+                    conn.deadline = now + self.plan.close_timeout.as_nanos() as u64;
+                    self.flush(i);
+                }
+                Phase::Connecting | Phase::Handshake(_) => {
+                    self.fail(i, Kind::Unfinished, || {
+                        "the handshake had not completed when the run ended; raise --warmup".into()
+                    });
+                }
+                Phase::Waiting => {
+                    self.fail(i, Kind::Unfinished, || {
+                        "never started: earlier connections were still connecting; raise --warmup"
+                            .into()
+                    });
+                }
+                Phase::Closing | Phase::Done => {}
+            }
+        }
+    }
+
+    fn on_event(&mut self, i: usize, drain: bool) {
+        let now = self.plan.now();
+        if matches!(self.conns[i].phase, Phase::Connecting) && !self.on_connecting(i) {
+            return;
+        }
+        if matches!(self.conns[i].phase, Phase::Handshake(_)) {
+            self.on_handshake(i, now);
+        }
+        if matches!(self.conns[i].phase, Phase::Open | Phase::Closing) {
+            self.on_open(i, now, drain);
+        }
+    }
+
+    /// Checks whether the non-blocking connect finished; if so writes the request. Returns
+    /// whether the connection moved on to the handshake.
+    fn on_connecting(&mut self, i: usize) -> bool {
+        let Some(sock) = self.conns[i].sock.as_ref() else {
+            return false;
+        };
+        let addr = self.plan.addr;
+        match sock.take_error() {
+            Ok(None) => {}
+            Ok(Some(e)) | Err(e) => {
+                self.fail(i, Kind::Connect, || {
+                    format!("connecting to {addr}: {e} (is the server running?)")
+                });
+                return false;
+            }
+        }
+        match sock.peer_addr() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return false,
+            Err(e) => {
+                self.fail(i, Kind::Connect, || format!("connecting to {addr}: {e}"));
+                return false;
+            }
+        }
+        let _ = sock.set_nodelay(true);
+        let client = match ClientHandshake::new(&self.plan.url, &self.options, &mut RandomKeys) {
+            Ok(client) => client,
+            Err(e) => {
+                self.fail(i, Kind::Handshake, || {
+                    format!("cannot build the request: {e}")
+                });
+                return false;
+            }
+        };
+        self.conns[i].phase = Phase::Handshake(Box::new(Handshake {
+            client,
+            written: 0,
+            response: Vec::new(),
+        }));
+        true
+    }
+
+    fn on_handshake(&mut self, i: usize, now: u64) {
+        let mut rest = match self.drive_handshake(i) {
+            Handshaking::Wait => return,
+            Handshaking::Failed(kind, message) => return self.fail(i, kind, || message),
+            Handshaking::Done(rest) => rest,
+        };
+        let conn = &mut self.conns[i];
+        conn.phase = Phase::Open;
+        conn.deadline = 0;
+        let masks = mask_source(XorShift::new(self.seeds.next()));
+        conn.ws = Some(Connection::client(self.config.clone(), masks));
+        conn.sent = VecDeque::with_capacity(self.plan.depth);
+        self.pending -= 1;
+        self.up += 1;
+        self.report.established += 1;
+        if !self.plan.idle && !self.ending {
+            for _ in 0..self.plan.depth {
+                self.send_one(i, now);
+            }
+        }
+        // Frames the server sent right behind its response.
+        if !rest.is_empty() && !self.on_bytes(i, &mut rest, now) {
+            return;
+        }
+        self.flush(i);
+    }
+
+    /// Writes the rest of the request, reads the response. `Done` carries the bytes that
+    /// followed the response head.
+    fn drive_handshake(&mut self, i: usize) -> Handshaking {
+        let conn = &mut self.conns[i];
+        let (Some(sock), Phase::Handshake(hs)) = (conn.sock.as_mut(), &mut conn.phase) else {
+            return Handshaking::Wait;
+        };
+        while hs.written < hs.client.request().len() {
+            match sock.write(&hs.client.request()[hs.written..]) {
+                Ok(n) => hs.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Handshaking::Wait,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Handshaking::Failed(
+                        Kind::Io,
+                        format!("sending the handshake request: {e}"),
+                    )
+                }
+            }
+        }
+        loop {
+            match sock.read(&mut self.buf) {
+                Ok(0) => {
+                    return Handshaking::Failed(
+                        Kind::Handshake,
+                        "the server closed the connection during the handshake".into(),
+                    )
+                }
+                Ok(n) => {
+                    hs.response.extend_from_slice(&self.buf[..n]);
+                    match hs.client.parse_response(&hs.response) {
+                        Ok(Status::Partial) => {}
+                        Ok(Status::Complete(_, head_len)) => {
+                            return Handshaking::Done(hs.response.split_off(head_len))
+                        }
+                        Err(e) => {
+                            return Handshaking::Failed(
+                                Kind::Handshake,
+                                format!("{}: {e}", self.plan.url),
+                            )
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Handshaking::Wait,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Handshaking::Failed(
+                        Kind::Io,
+                        format!("reading the handshake response: {e}"),
+                    )
+                }
+            }
+        }
+    }
+
+    /// Queues one message on connection `i`.
+    #[inline]
+    fn send_one(&mut self, i: usize, now: u64) {
+        let conn = &mut self.conns[i];
+        let Some(ws) = conn.ws.as_mut() else { return };
+        if ws.send(self.plan.payload.message()).is_ok() {
+            conn.sent.push_back(now);
+        }
+    }
+
+    /// Reads and answers what the server sent. `drain`: the event reported the peer's end of
+    /// stream (or an error), so read until `read` says so.
+    fn on_open(&mut self, i: usize, now: u64, drain: bool) {
+        let mut buf = std::mem::take(&mut self.buf);
+        while let Some(sock) = self.conns[i].sock.as_mut() {
+            match sock.read(&mut buf) {
+                Ok(0) => {
+                    self.on_eof(i);
+                    break;
+                }
+                Ok(n) => {
+                    if !self.on_bytes(i, &mut buf[..n], now) {
+                        break;
+                    }
+                    // A short read drained the socket: stop here rather than spend a second
+                    // `read` per message on learning `WouldBlock`. Safe with edge-triggered
+                    // epoll and kqueue: bytes arriving after this read raise a new event. Not
+                    // so an end of stream that came with this event: then read on to see it.
+                    if n < buf.len() && !drain && matches!(self.conns[i].phase, Phase::Open) {
+                        self.flush(i);
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.flush(i);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let kind = if matches!(self.conns[i].phase, Phase::Closing) {
+                        Kind::CloseTimeout
+                    } else {
+                        Kind::Io
+                    };
+                    self.fail(i, kind, || format!("reading: {e}"));
+                    break;
+                }
+            }
+        }
+        self.buf = buf;
+    }
+
+    /// Handles bytes from the server. Returns false if the connection is gone.
+    fn on_bytes(&mut self, i: usize, data: &mut [u8], now: u64) -> bool {
+        let mut input = data;
+        loop {
+            let conn = &mut self.conns[i];
+            let Some(ws) = conn.ws.as_mut() else {
+                return false;
+            };
+            let event = match ws.read(&mut input) {
+                Ok(None) => return true,
+                Ok(Some(event)) => event,
+                Err(e) => {
+                    // The core queued a close frame with the matching code: send it.
+                    self.flush(i);
+                    self.fail(i, Kind::Protocol, || e.to_string());
+                    return false;
+                }
+            };
+            match event {
+                Event::Message(m) => {
+                    let Some(sent) = conn.sent.pop_front() else {
+                        if self.plan.idle {
+                            continue; // a server may talk to idle clients; not our business
+                        }
+                        let len = m.len();
+                        self.fail(i, Kind::BadEcho, || {
+                            format!("a {len}-byte message arrived with no message in flight")
+                        });
+                        return false;
+                    };
+                    let payload = self.plan.payload.as_bytes();
+                    if m.is_text() != self.plan.payload.is_text()
+                        || m.len() != payload.len()
+                        || (self.plan.verify && m.as_bytes() != payload)
+                    {
+                        let (text, len) = (m.is_text(), m.len());
+                        let want = if self.plan.payload.is_text() {
+                            "text"
+                        } else {
+                            "binary"
+                        };
+                        let expected = payload.len();
+                        self.fail(i, Kind::BadEcho, || {
+                            let got = if text { "text" } else { "binary" };
+                            if len != expected || got != want {
+                                format!("expected a {expected}-byte {want} echo, got a {len}-byte {got} message")
+                            } else {
+                                format!("a {len}-byte {got} echo differs from the message sent")
+                            }
+                        });
+                        return false;
+                    }
+                    self.echoes_total += 1;
+                    let (start, end) = self.plan.window;
+                    if now >= start && now < end {
+                        self.report.echoes += 1;
+                        self.report.latency.record(now.saturating_sub(sent));
+                    }
+                    if matches!(conn.phase, Phase::Open) {
+                        self.send_one(i, now);
+                    }
+                }
+                Event::Close(frame) => {
+                    if matches!(conn.phase, Phase::Closing) {
+                        // Our close, answered: now wait for the server to close TCP.
+                        continue;
+                    }
+                    let what = match frame {
+                        Some(f) => format!("close frame {f}"),
+                        None => "close frame without a code".into(),
+                    };
+                    self.flush(i); // the core queued our reply
+                    self.fail(i, Kind::UnexpectedClose, || {
+                        format!("the server sent a {what} during the run")
+                    });
+                    return false;
+                }
+                // Pings (the core queued the pong), pongs.
+                _ => {}
+            }
+        }
+    }
+
+    fn on_eof(&mut self, i: usize) {
+        let conn = &mut self.conns[i];
+        let clean = conn
+            .ws
+            .as_mut()
+            .is_some_and(|ws| ws.handle_eof().is_ok() && matches!(conn.phase, Phase::Closing));
+        if clean {
+            self.report.closed_clean += 1;
+            self.drop_conn(i);
+        } else if matches!(conn.phase, Phase::Closing) {
+            self.fail(i, Kind::CloseTimeout, || {
+                "the server closed TCP without answering the close frame".into()
+            });
+        } else {
+            self.fail(i, Kind::UnexpectedClose, || {
+                "the server closed the TCP connection without a close frame".into()
+            });
+        }
+    }
+
+    /// Writes everything the core has queued for connection `i`, as far as the socket takes it.
+    fn flush(&mut self, i: usize) {
+        let conn = &mut self.conns[i];
+        let (Some(sock), Some(ws)) = (conn.sock.as_mut(), conn.ws.as_mut()) else {
+            return;
+        };
+        loop {
+            let out = ws.poll_transmit();
+            if out.is_empty() {
+                return;
+            }
+            match sock.write(out) {
+                Ok(n) => ws.consume_transmit(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let kind = if matches!(conn.phase, Phase::Closing) {
+                        Kind::CloseTimeout
+                    } else {
+                        Kind::Io
+                    };
+                    self.fail(i, kind, || format!("writing: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, i: usize, kind: Kind, message: impl FnOnce() -> String) {
+        self.report.errors.add(kind, message);
+        self.drop_conn(i);
+    }
+
+    /// Closes the socket and forgets the connection.
+    fn drop_conn(&mut self, i: usize) {
+        let conn = &mut self.conns[i];
+        match conn.phase {
+            Phase::Connecting | Phase::Handshake(_) => self.pending -= 1,
+            Phase::Open | Phase::Closing => self.up -= 1,
+            Phase::Waiting | Phase::Done => {}
+        }
+        if let Some(mut sock) = conn.sock.take() {
+            let _ = self.poll.registry().deregister(&mut sock);
+        }
+        conn.phase = Phase::Done;
+        conn.ws = None;
+        conn.sent = VecDeque::new();
+        conn.deadline = 0;
+    }
+}

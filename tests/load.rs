@@ -1,0 +1,123 @@
+//! `rfc6455 load` end to end: runs the command for about a second against small echo servers
+//! made with `tungstenite` in threads. No timing assertions: only that messages flowed, that
+//! errors are counted and that the exit status says so.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Output};
+use tungstenite::{accept, Message};
+
+/// Serves each connection in a thread, answering every data message with `reply(message)`.
+fn server(reply: fn(Message) -> Message) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/echo", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve(stream, reply));
+        }
+    });
+    url
+}
+
+fn serve(stream: TcpStream, reply: fn(Message) -> Message) {
+    let Ok(mut ws) = accept(stream) else { return };
+    while let Ok(m) = ws.read() {
+        if (m.is_text() || m.is_binary()) && ws.send(reply(m)).is_err() {
+            return;
+        }
+    }
+}
+
+fn load(args: &[&str]) -> (Output, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+        .arg("load")
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (out, stdout)
+}
+
+/// The number after `label` on the line starting with `line`.
+fn echoes(stdout: &str) -> u64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("messages"))
+        .expect("a messages line");
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn text_and_binary_echoes_flow_without_errors() {
+    let url = server(|m| m);
+    for extra in [
+        &["-s", "20"][..],
+        &["-s", "3000", "--binary", "--depth", "4", "--threads", "2"],
+    ] {
+        let mut args = vec![&url[..], "-c", "8", "-d", "1", "--warmup", "0.2"];
+        args.extend_from_slice(extra);
+        let (out, stdout) = load(&args);
+        assert!(out.status.success(), "{args:?}");
+        assert!(echoes(&stdout) > 0, "{args:?}");
+        assert!(stdout.contains("errors       none"), "{args:?}");
+        assert!(stdout.contains("8 established, 8 of 8 up at the end, 8 closed with 1000"));
+        assert!(stdout.contains("latency      p50"));
+        assert!(
+            !stdout.contains("left TCP open"),
+            "the client must see the server's close"
+        );
+    }
+}
+
+#[test]
+fn idle_connections_are_held_and_closed() {
+    let url = server(|m| m);
+    let (out, stdout) = load(&[&url, "--idle", "-c", "20", "-d", "0.5", "--warmup", "0.5"]);
+    assert!(out.status.success());
+    assert!(stdout.contains("20 established, 20 of 20 up at the end, 20 closed with 1000"));
+}
+
+#[test]
+fn a_wrong_echo_is_an_error() {
+    let url = server(|m| match m {
+        Message::Text(t) => Message::text(t.as_str().to_uppercase()),
+        other => other,
+    });
+    let (out, stdout) = load(&[&url, "-c", "2", "-d", "0.5", "--warmup", "0"]);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("an echo did not match what was sent"),
+        "{stdout}"
+    );
+    let url = server(|m| Message::binary(m.into_data()));
+    let (out, stdout) = load(&[&url, "-c", "2", "-d", "0.5", "--warmup", "0"]);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("expected a 20-byte text echo, got a 20-byte binary message"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn no_server_is_a_clear_failure() {
+    // A port that was free a moment ago: nothing listens on it.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("ws://127.0.0.1:{port}/");
+    let (out, stdout) = load(&[&url, "-c", "3", "-d", "0.3", "--warmup", "0"]);
+    assert!(!out.status.success());
+    assert!(stdout.contains("3 × TCP connect failed"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no connection could be established"),
+        "{stderr}"
+    );
+}
