@@ -757,6 +757,13 @@ impl<H: Handler> EventLoop<H> {
         let Some(e) = self.conns.get_mut(key) else {
             return;
         };
+        if buf.is_empty() {
+            // The loop's buffer is lent to the read this flush happens inside: a read into an
+            // empty slice returns 0, which would look like EOF and drop the socket with unread
+            // bytes, and the reset could destroy the close frame. Read on the next turn.
+            self.more.push(key);
+            return;
+        }
         for _ in 0..READS_PER_TURN {
             match e.stream.read(buf) {
                 Ok(0) => {
