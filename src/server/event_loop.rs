@@ -215,8 +215,10 @@ impl<H: Handler> EventLoop<H> {
                     if event.is_writable() {
                         self.on_writable(key);
                     }
-                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    if event.is_read_closed() || event.is_error() {
                         self.on_readable(key);
+                    } else if event.is_readable() {
+                        self.on_readable_edge(key);
                     }
                 }
             }
@@ -370,13 +372,25 @@ impl<H: Handler> EventLoop<H> {
 
     // ------------------------------------------------------------------------ reading
 
+    /// Reads until the socket would block (or a per-turn cap): for readiness that did not
+    /// come with a fresh edge (resumed after backpressure, another turn), and for an edge that
+    /// reported the peer's FIN or an error, which only a read that returns 0 or fails shows.
     fn on_readable(&mut self, key: usize) {
         let mut buf = std::mem::take(&mut self.buf);
-        self.read_ready(key, &mut buf);
+        self.read_ready(key, &mut buf, false);
         self.buf = buf;
     }
 
-    fn read_ready(&mut self, key: usize, buf: &mut [u8]) {
+    /// For a plain readable edge: a read that does not fill the buffer emptied the socket,
+    /// and bytes arriving after it raise a new edge, so the extra read that would only return
+    /// `WouldBlock` is skipped (it was one syscall in three at one message in flight).
+    fn on_readable_edge(&mut self, key: usize) {
+        let mut buf = std::mem::take(&mut self.buf);
+        self.read_ready(key, &mut buf, true);
+        self.buf = buf;
+    }
+
+    fn read_ready(&mut self, key: usize, buf: &mut [u8], short_read_ends: bool) {
         let mut reads = 0;
         loop {
             let Some(e) = self.conns.get_mut(key) else {
@@ -410,6 +424,9 @@ impl<H: Handler> EventLoop<H> {
                         Phase::Handshake => self.on_handshake_bytes(key, &mut buf[..n]),
                         Phase::Open => self.on_frames(key, &mut buf[..n]),
                         Phase::Refusing | Phase::Linger => {}
+                    }
+                    if short_read_ends && n < buf.len() {
+                        break;
                     }
                 }
                 Err(e) if would_block(&e) => break,
