@@ -25,6 +25,7 @@ use super::utf8::Utf8Validator;
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 
 /// Which end of the connection this is. It decides who masks (RFC 6455 §5.1).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -164,17 +165,43 @@ impl<F: FnMut() -> [u8; 4] + Send> MaskSource for F {
     }
 }
 
-/// The frame whose payload is being received.
+/// The frame whose payload is being received. 16 bytes: whether it is masked follows from
+/// the role (`start_frame` refuses the other kind).
 #[derive(Copy, Clone, Debug)]
 struct InFrame {
     opcode: OpCode,
     fin: bool,
-    mask: Option<[u8; 4]>,
+    /// The masking key (a server's frames are all masked, a client's never are).
+    mask: [u8; 4],
     remaining: u64,
     /// Key offset of the next payload byte.
     mask_pos: u8,
     /// No payload byte of this frame has been consumed yet.
     untouched: bool,
+}
+
+/// What only an unfinished frame or message needs: allocated when one is left over at the
+/// end of the input, freed by [`Connection::shrink_buffers`] once none is.
+#[derive(Default)]
+struct Partial {
+    header: [u8; MAX_HEADER_LEN],
+    header_len: u8,
+    /// The payload so far of a message spread over frames or reads (or inflated).
+    message: Vec<u8>,
+    /// A control frame's payload so far.
+    control: Vec<u8>,
+    utf8: Utf8Validator,
+}
+
+/// What few connections use: made on first use.
+#[derive(Default)]
+struct Rare {
+    /// A client's masking keys.
+    masks: Option<Box<dyn MaskSource>>,
+    queued: Option<Box<Queued>>,
+    /// permessage-deflate, once negotiated (see [`Connection::set_deflate`]).
+    #[cfg(feature = "deflate")]
+    deflate: Option<Box<Codec>>,
 }
 
 /// State for [`Connection::handle_bytes`] / [`Connection::poll_event`], made on first use so
@@ -203,33 +230,28 @@ struct Queued {
 /// // The unmasked echo, also from §5.7.
 /// assert_eq!(server.poll_transmit(), &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
 /// ```
+//
+// An idle server connection is this struct alone (88 bytes on 64-bit targets): the config is
+// shared, receive state lives in `partial` only while a frame or message is unfinished, and
+// what few connections use sits behind `rare`.
 pub struct Connection {
+    config: Arc<Config>,
+    out: Vec<u8>,
+    out_pos: usize,
+    frame: Option<InFrame>,
+    partial: Option<Box<Partial>>,
+    rare: Option<Box<Rare>>,
+    error: Option<Box<ProtocolError>>,
+
     role: Role,
     state: State,
-    config: Config,
     /// RSV bits a negotiated extension owns.
     rsv_allowed: u8,
-    error: Option<ProtocolError>,
-
-    header: [u8; MAX_HEADER_LEN],
-    header_len: u8,
-    frame: Option<InFrame>,
     /// A fragmented message has started and its final frame has not.
     in_message: bool,
     message_text: bool,
     /// The message in progress had RSV1 on its first frame (permessage-deflate).
     message_compressed: bool,
-    message: Vec<u8>,
-    control: Vec<u8>,
-    utf8: Utf8Validator,
-
-    out: Vec<u8>,
-    out_pos: usize,
-    masks: Option<Box<dyn MaskSource>>,
-    queued: Option<Box<Queued>>,
-    /// permessage-deflate, once negotiated (see [`Connection::set_deflate`]).
-    #[cfg(feature = "deflate")]
-    deflate: Option<Box<Codec>>,
 }
 
 impl fmt::Debug for Connection {
@@ -238,7 +260,7 @@ impl fmt::Debug for Connection {
             .field("role", &self.role)
             .field("state", &self.state)
             .field("error", &self.error)
-            .field("buffered_message", &self.message.len())
+            .field("buffered_message", &self.message_len())
             .field("pending_transmit", &self.poll_transmit().len())
             .finish_non_exhaustive()
     }
@@ -255,38 +277,61 @@ fn take<'a>(input: &mut &'a mut [u8], n: usize) -> &'a mut [u8] {
 impl Connection {
     /// A server-side connection: expects masked frames, sends unmasked ones.
     pub fn server(config: Config) -> Connection {
+        Connection::new(Role::Server, Arc::new(config), None)
+    }
+
+    /// A server-side connection sharing `config` with others: a server with many
+    /// connections keeps one copy of its limits instead of one per connection.
+    pub fn server_shared(config: Arc<Config>) -> Connection {
         Connection::new(Role::Server, config, None)
     }
 
     /// A client-side connection: masks every frame with a key from `masks`, expects unmasked
     /// frames.
     pub fn client(config: Config, masks: impl MaskSource + 'static) -> Connection {
-        Connection::new(Role::Client, config, Some(Box::new(masks)))
+        Connection::new(Role::Client, Arc::new(config), Some(Box::new(masks)))
     }
 
-    fn new(role: Role, config: Config, masks: Option<Box<dyn MaskSource>>) -> Connection {
+    fn new(role: Role, config: Arc<Config>, masks: Option<Box<dyn MaskSource>>) -> Connection {
+        let rare = masks.map(|masks| {
+            Box::new(Rare {
+                masks: Some(masks),
+                ..Rare::default()
+            })
+        });
         Connection {
+            config,
+            out: Vec::new(),
+            out_pos: 0,
+            frame: None,
+            partial: None,
+            rare,
+            error: None,
             role,
             state: State::Open,
-            config,
             rsv_allowed: 0,
-            error: None,
-            header: [0; MAX_HEADER_LEN],
-            header_len: 0,
-            frame: None,
             in_message: false,
             message_text: false,
             message_compressed: false,
-            message: Vec::new(),
-            control: Vec::new(),
-            utf8: Utf8Validator::default(),
-            out: Vec::new(),
-            out_pos: 0,
-            masks,
-            queued: None,
-            #[cfg(feature = "deflate")]
-            deflate: None,
         }
+    }
+
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    fn partial(&mut self) -> &mut Partial {
+        self.partial.get_or_insert_with(Box::default)
+    }
+
+    /// Bytes of the message in progress received so far.
+    fn message_len(&self) -> usize {
+        self.partial.as_ref().map_or(0, |p| p.message.len())
+    }
+
+    #[cfg(feature = "deflate")]
+    fn codec(&self) -> Option<&Codec> {
+        self.rare.as_ref()?.deflate.as_deref()
     }
 
     /// This connection's role.
@@ -306,7 +351,7 @@ impl Connection {
 
     /// The protocol error that failed this connection, if one did.
     pub fn error(&self) -> Option<&ProtocolError> {
-        self.error.as_ref()
+        self.error.as_deref()
     }
 
     // ----------------------------------------------------------------------------------------
@@ -342,14 +387,15 @@ impl Connection {
     /// [`DeflateConfig::client_accept_response`]: super::deflate::DeflateConfig::client_accept_response
     #[cfg(feature = "deflate")]
     pub fn set_deflate(&mut self, params: DeflateParams) {
-        self.deflate = Some(Box::new(Codec::new(params, self.role)));
+        let codec = Codec::new(params, self.role);
+        self.rare().deflate = Some(Box::new(codec));
         self.rsv_allowed |= RSV1;
     }
 
     /// The permessage-deflate parameters in force, if the extension is enabled.
     #[cfg(feature = "deflate")]
     pub fn deflate_params(&self) -> Option<&DeflateParams> {
-        self.deflate.as_deref().map(Codec::params)
+        self.codec().map(Codec::params)
     }
 
     // ----------------------------------------------------------------------------------------
@@ -383,7 +429,7 @@ impl Connection {
     /// ```
     pub fn read<'a>(&mut self, input: &mut &'a mut [u8]) -> Result<Option<Event<'a>>, Error> {
         if let Some(e) = &self.error {
-            return Err(Error::Protocol(e.clone()));
+            return Err(Error::Protocol(ProtocolError::clone(e)));
         }
         loop {
             if self.state == State::Closed {
@@ -407,28 +453,30 @@ impl Connection {
                 }
             };
 
+            let masked = self.role == Role::Server;
             if frame.opcode.is_control() {
                 let need = frame.remaining as usize;
-                if self.control.is_empty() && input.len() >= need {
+                let buffered = self.partial.as_ref().is_some_and(|p| !p.control.is_empty());
+                if !buffered && input.len() >= need {
                     let payload = take(input, need);
-                    if let Some(key) = frame.mask {
-                        apply_mask(payload, key, 0);
+                    if masked {
+                        apply_mask(payload, frame.mask, 0);
                     }
                     self.frame = None;
                     return self.on_control(frame.opcode, Cow::Borrowed(payload));
                 }
                 let chunk = take(input, need);
-                if let Some(key) = frame.mask {
-                    frame.mask_pos = apply_mask(chunk, key, frame.mask_pos.into()) as u8;
+                if masked {
+                    frame.mask_pos = apply_mask(chunk, frame.mask, frame.mask_pos.into()) as u8;
                 }
-                self.control.extend_from_slice(chunk);
+                self.partial().control.extend_from_slice(chunk);
                 frame.remaining -= chunk.len() as u64;
                 if frame.remaining > 0 {
                     self.frame = Some(frame);
                     return Ok(None);
                 }
                 self.frame = None;
-                let payload = std::mem::take(&mut self.control);
+                let payload = std::mem::take(&mut self.partial().control);
                 return self.on_control(frame.opcode, Cow::Owned(payload));
             }
 
@@ -440,8 +488,8 @@ impl Connection {
                 && input.len() as u64 >= frame.remaining
             {
                 let payload = take(input, frame.remaining as usize);
-                if let Some(key) = frame.mask {
-                    apply_mask(payload, key, 0);
+                if masked {
+                    apply_mask(payload, frame.mask, 0);
                 }
                 self.frame = None;
                 self.in_message = false;
@@ -461,8 +509,8 @@ impl Connection {
                 input,
                 usize::try_from(frame.remaining).unwrap_or(usize::MAX),
             );
-            if let Some(key) = frame.mask {
-                frame.mask_pos = apply_mask(chunk, key, frame.mask_pos.into()) as u8;
+            if masked {
+                frame.mask_pos = apply_mask(chunk, frame.mask, frame.mask_pos.into()) as u8;
             }
             if self.message_compressed {
                 if let Err(e) =
@@ -471,10 +519,12 @@ impl Connection {
                     return Err(self.fail_protocol(e));
                 }
             } else {
-                if self.message_text && self.utf8.feed(chunk).is_err() {
+                let text = self.message_text;
+                let partial = self.partial();
+                if text && partial.utf8.feed(chunk).is_err() {
                     return Err(self.fail_protocol(ProtocolError::InvalidUtf8));
                 }
-                self.message.extend_from_slice(chunk);
+                partial.message.extend_from_slice(chunk);
             }
             frame.remaining -= chunk.len() as u64;
             frame.untouched = false;
@@ -487,9 +537,11 @@ impl Connection {
                 continue;
             }
             self.in_message = false;
-            let data = std::mem::take(&mut self.message);
+            let partial = self.partial();
+            let data = std::mem::take(&mut partial.message);
+            let finished = partial.utf8.finish();
             let message = if self.message_text {
-                if self.utf8.finish().is_err() {
+                if finished.is_err() {
                     return Err(self.fail_protocol(ProtocolError::InvalidUtf8));
                 }
                 match String::from_utf8(data) {
@@ -505,7 +557,7 @@ impl Connection {
 
     /// Reads a frame header, buffering a partial one. `Ok(None)`: `input` ran out first.
     fn read_header(&mut self, input: &mut &mut [u8]) -> Result<Option<FrameHeader>, ProtocolError> {
-        let have = self.header_len as usize;
+        let have = self.partial.as_ref().map_or(0, |p| p.header_len as usize);
         if have == 0 {
             return match FrameHeader::parse(input)? {
                 Status::Complete(header, n) => {
@@ -514,23 +566,25 @@ impl Connection {
                 }
                 Status::Partial => {
                     let rest = take(input, MAX_HEADER_LEN);
-                    self.header[..rest.len()].copy_from_slice(rest);
-                    self.header_len = rest.len() as u8;
+                    let partial = self.partial();
+                    partial.header[..rest.len()].copy_from_slice(rest);
+                    partial.header_len = rest.len() as u8;
                     Ok(None)
                 }
             };
         }
+        let partial = self.partial();
         let add = (MAX_HEADER_LEN - have).min(input.len());
-        self.header[have..have + add].copy_from_slice(&input[..add]);
-        match FrameHeader::parse(&self.header[..have + add])? {
+        partial.header[have..have + add].copy_from_slice(&input[..add]);
+        match FrameHeader::parse(&partial.header[..have + add])? {
             Status::Complete(header, n) => {
                 take(input, n - have);
-                self.header_len = 0;
+                partial.header_len = 0;
                 Ok(Some(header))
             }
             Status::Partial => {
                 take(input, add);
-                self.header_len = (have + add) as u8;
+                partial.header_len = (have + add) as u8;
                 Ok(None)
             }
         }
@@ -563,7 +617,9 @@ impl Connection {
             OpCode::Text | OpCode::Binary => {
                 self.message_text = header.opcode == OpCode::Text;
                 self.message_compressed = compressed;
-                self.utf8.reset();
+                if let Some(partial) = &mut self.partial {
+                    partial.utf8.reset();
+                }
             }
             _ => {}
         }
@@ -575,7 +631,7 @@ impl Connection {
                 });
             }
             // A compressed message's size is what it inflates to, checked as it inflates.
-            let total = self.message.len() as u64 + header.payload_len;
+            let total = self.message_len() as u64 + header.payload_len;
             if !self.message_compressed && total > self.config.max_message_size as u64 {
                 return Err(ProtocolError::MessageTooLarge {
                     len: total,
@@ -587,7 +643,7 @@ impl Connection {
         self.frame = Some(InFrame {
             opcode: header.opcode,
             fin: header.fin,
-            mask: header.mask,
+            mask: header.mask.unwrap_or_default(),
             remaining: header.payload_len,
             mask_pos: 0,
             untouched: true,
@@ -640,7 +696,7 @@ impl Connection {
                 self.write_close(e.close_code(), e.close_reason());
             }
             self.state = State::Closed;
-            self.error = Some(e.clone());
+            self.error = Some(Box::new(e.clone()));
             self.release_receive_buffers();
         }
         Error::Protocol(e)
@@ -650,12 +706,10 @@ impl Connection {
         self.frame = None;
         self.in_message = false;
         self.message_compressed = false;
-        self.header_len = 0;
-        self.message = Vec::new();
-        self.control = Vec::new();
+        self.partial = None;
         // Only called once nothing more can be sent or received.
         #[cfg(feature = "deflate")]
-        if let Some(codec) = &mut self.deflate {
+        if let Some(codec) = self.rare.as_mut().and_then(|r| r.deflate.as_mut()) {
             codec.release();
         }
     }
@@ -664,14 +718,15 @@ impl Connection {
     #[cfg(feature = "deflate")]
     fn inflate_chunk(&mut self, chunk: &[u8], last: bool) -> Result<(), ProtocolError> {
         let max = self.config.max_message_size;
-        let Some(codec) = self.deflate.as_deref_mut() else {
+        let Some(codec) = self.rare.as_mut().and_then(|r| r.deflate.as_deref_mut()) else {
             // start_frame only lets RSV1 through once set_deflate has run.
             return Err(ProtocolError::ReservedBits(RSV1));
         };
-        let mut text = self.message_text.then_some(&mut self.utf8);
-        codec.inflate(chunk, &mut self.message, max, text.as_deref_mut())?;
+        let partial = self.partial.get_or_insert_with(Box::default);
+        let mut text = self.message_text.then_some(&mut partial.utf8);
+        codec.inflate(chunk, &mut partial.message, max, text.as_deref_mut())?;
         if last {
-            codec.finish_message(&mut self.message, max, text)?;
+            codec.finish_message(&mut partial.message, max, text)?;
         }
         Ok(())
     }
@@ -687,7 +742,7 @@ impl Connection {
     /// error stay queued: nothing already accepted is lost. After calling it, drain
     /// `poll_event`, then write out [`poll_transmit`](Self::poll_transmit).
     pub fn handle_bytes(&mut self, data: &[u8]) -> Result<(), Error> {
-        let mut queued = self.queued.take().unwrap_or_default();
+        let mut queued = self.rare().queued.take().unwrap_or_default();
         queued.scratch.clear();
         queued.scratch.extend_from_slice(data);
         let mut input = &mut queued.scratch[..];
@@ -699,13 +754,13 @@ impl Connection {
             }
         };
         queued.scratch.clear();
-        self.queued = Some(queued);
+        self.rare().queued = Some(queued);
         result
     }
 
     /// The next event queued by [`handle_bytes`](Self::handle_bytes).
     pub fn poll_event(&mut self) -> Option<Event<'static>> {
-        self.queued.as_mut()?.events.pop_front()
+        self.rare.as_mut()?.queued.as_mut()?.events.pop_front()
     }
 
     /// The transport reached end of stream.
@@ -750,13 +805,13 @@ impl Connection {
             return Err(Error::Closed);
         }
         #[cfg(feature = "deflate")]
-        if let Some(mut codec) = self.deflate.take() {
+        if let Some(mut codec) = self.rare.as_mut().and_then(|r| r.deflate.take()) {
             if let Some(compressed) = codec.compress(data) {
                 self.write_message(opcode, RSV1, compressed);
             } else {
                 self.write_message(opcode, 0, data);
             }
-            self.deflate = Some(codec);
+            self.rare().deflate = Some(codec);
             return Ok(());
         }
         self.write_message(opcode, 0, data);
@@ -851,7 +906,10 @@ impl Connection {
             self.out.clear();
             self.out_pos = 0;
         }
-        let mask = self.masks.as_mut().map(|m| m.next_mask());
+        let mask = match &mut self.rare {
+            Some(rare) => rare.masks.as_mut().map(|m| m.next_mask()),
+            None => None,
+        };
         let header = FrameHeader {
             fin,
             rsv,
@@ -897,18 +955,18 @@ impl Connection {
             self.out = Vec::new();
             self.out_pos = 0;
         }
-        if self.frame.is_none() && !self.in_message {
-            self.message = Vec::new();
-            self.control = Vec::new();
+        let mid_message = self.frame.is_some() || self.in_message;
+        if !mid_message && self.partial.as_ref().is_some_and(|p| p.header_len == 0) {
+            self.partial = None;
         }
-        if let Some(queued) = &self.queued {
-            if queued.events.is_empty() {
-                self.queued = None;
+        if let Some(rare) = &mut self.rare {
+            if rare.queued.as_ref().is_some_and(|q| q.events.is_empty()) {
+                rare.queued = None;
             }
-        }
-        #[cfg(feature = "deflate")]
-        if let Some(codec) = &mut self.deflate {
-            codec.shrink(self.frame.is_some() || self.in_message);
+            #[cfg(feature = "deflate")]
+            if let Some(codec) = &mut rare.deflate {
+                codec.shrink(mid_message);
+            }
         }
     }
 
