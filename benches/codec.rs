@@ -98,7 +98,11 @@ fn config(c: Criterion) -> Criterion {
 
 fn header_parse(c: &mut Criterion) {
     let mut group = c.benchmark_group("header_parse");
-    for (name, len) in [("6B_len125", 125usize), ("8B_len1KiB", 1024), ("14B_len1MiB", 1 << 20)] {
+    for (name, len) in [
+        ("6B_len125", 125usize),
+        ("8B_len1KiB", 1024),
+        ("14B_len1MiB", 1 << 20),
+    ] {
         let header = FrameHeader {
             fin: true,
             rsv: 0,
