@@ -104,15 +104,15 @@ impl FrameHeader {
     /// a reserved opcode, a fragmented or over-long control frame, or a 64-bit length with
     /// its most significant bit set.
     pub fn parse(buf: &[u8]) -> Result<Status<FrameHeader>, ProtocolError> {
-        let (b0, b1) = match buf {
-            [b0, b1, ..] => (*b0, *b1),
-            _ => return Ok(Status::Partial),
+        // Slice patterns and `split_first_chunk` keep this to one length check per field, with
+        // no index panics left for the compiler to prove away.
+        let Some((&[b0, b1], rest)) = buf.split_first_chunk::<2>() else {
+            return Ok(Status::Partial);
         };
         let fin = b0 & 0x80 != 0;
         let rsv = (b0 >> 4) & 0x7;
         let opcode =
             OpCode::from_bits(b0 & 0x0F).ok_or(ProtocolError::ReservedOpcode(b0 & 0x0F))?;
-        let masked = b1 & 0x80 != 0;
         let len7 = b1 & 0x7F;
         if opcode.is_control() {
             if !fin {
@@ -122,37 +122,30 @@ impl FrameHeader {
                 return Err(ProtocolError::ControlFrameTooLong);
             }
         }
-        let ext = match len7 {
-            126 => 2,
-            127 => 8,
-            _ => 0,
-        };
-        let mask_len = if masked { 4 } else { 0 };
-        let total = 2 + ext + mask_len;
-        if buf.len() < 2 + ext {
-            return Ok(Status::Partial);
-        }
-        let payload_len = match ext {
-            2 => u64::from(u16::from_be_bytes([buf[2], buf[3]])),
-            8 => {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&buf[2..10]);
-                let len = u64::from_be_bytes(b);
-                if len >> 63 != 0 {
-                    return Err(ProtocolError::InvalidLength);
+        let (payload_len, rest) = match len7 {
+            126 => match rest.split_first_chunk::<2>() {
+                Some((ext, rest)) => (u64::from(u16::from_be_bytes(*ext)), rest),
+                None => return Ok(Status::Partial),
+            },
+            127 => match rest.split_first_chunk::<8>() {
+                Some((ext, rest)) => {
+                    let len = u64::from_be_bytes(*ext);
+                    if len >> 63 != 0 {
+                        return Err(ProtocolError::InvalidLength);
+                    }
+                    (len, rest)
                 }
-                len
-            }
-            _ => u64::from(len7),
+                None => return Ok(Status::Partial),
+            },
+            len => (u64::from(len), rest),
         };
-        if buf.len() < total {
-            return Ok(Status::Partial);
-        }
-        let mask = if masked {
-            let m = 2 + ext;
-            Some([buf[m], buf[m + 1], buf[m + 2], buf[m + 3]])
+        let (mask, rest) = if b1 & 0x80 != 0 {
+            match rest.split_first_chunk::<4>() {
+                Some((key, rest)) => (Some(*key), rest),
+                None => return Ok(Status::Partial),
+            }
         } else {
-            None
+            (None, rest)
         };
         Ok(Status::Complete(
             FrameHeader {
@@ -162,7 +155,7 @@ impl FrameHeader {
                 mask,
                 payload_len,
             },
-            total,
+            buf.len() - rest.len(),
         ))
     }
 
