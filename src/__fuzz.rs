@@ -641,14 +641,14 @@ pub fn check_handshake_response(data: &[u8]) {
 /// 1 mod 10.
 #[cfg(feature = "deflate")]
 fn deflate_params(flags: u8, bits: u8, level: u8) -> crate::proto::deflate::DeflateParams {
-    let mut params = crate::proto::deflate::DeflateParams::default();
-    params.server_no_context_takeover = flags & 2 != 0;
-    params.client_no_context_takeover = flags & 4 != 0;
-    params.server_max_window_bits = 8 + (bits >> 4) % 8;
-    params.client_max_window_bits = 8 + (bits & 0x0F) % 8;
-    params.compression_threshold = 0;
-    params.compression_level = u32::from(level % 10);
-    params
+    crate::proto::deflate::DeflateParams {
+        server_no_context_takeover: flags & 2 != 0,
+        client_no_context_takeover: flags & 4 != 0,
+        server_max_window_bits: 8 + (bits >> 4) % 8,
+        client_max_window_bits: 8 + (bits & 0x0F) % 8,
+        compression_threshold: 0,
+        compression_level: u32::from(level % 10),
+    }
 }
 
 /// A connection with permessage-deflate negotiated, fed arbitrary bytes.

@@ -422,7 +422,8 @@ impl Builder {
     /// the first acceptable offer of the request is answered in the `101` (appended to the
     /// extensions the handler's [`Accept`] names, if any) and the connection compresses and
     /// decompresses from then on. Clients that do not offer it, or offer only parameters
-    /// this server declines, get a connection without it.
+    /// this server declines, get a connection without it. (With this set, a handler must not
+    /// answer `permessage-deflate` itself.)
     ///
     /// **Off by default**, for memory: without it an idle connection costs about 0.2 KiB of
     /// the core's state; with it, a connection busy with messages holds a compressor and a
