@@ -13,13 +13,15 @@
 #                           only the cases that ran are compared with the expected file
 #   AUTOBAHN_DEFLATE=1      add --deflate to the default server command; compared with
 #                           expected/servers-deflate.json instead of expected/servers.json
+#                           (the default client command always runs with --deflate)
 #   AUTOBAHN_SERVER_CMD     server to test instead of `target/release/rfc6455 echo ...`
 #                           (no cargo build then); must listen on 127.0.0.1:$AUTOBAHN_PORT
 #   AUTOBAHN_CLIENT_CMD     client to test instead of `target/release/examples/autobahn_client
-#                           ws://127.0.0.1:$AUTOBAHN_PORT rfc6455` (no cargo build then)
+#                           ws://127.0.0.1:$AUTOBAHN_PORT rfc6455 --deflate` (no cargo build then)
 #   AUTOBAHN_EXPECTED_DIR   where the expected results live (default autobahn/expected)
 #   AUTOBAHN_UPDATE=1       rewrite the expected file from this run (summarize.py --update)
-#   AUTOBAHN_TIMEOUT        seconds for one mode, build included (default 900)
+#   AUTOBAHN_TIMEOUT        seconds for one mode, build included (default 900; 1800 for the
+#                           modes with permessage-deflate: client, and AUTOBAHN_DEFLATE=1)
 #   AUTOBAHN_INSTALL_TIMEOUT  seconds for installing wstest when missing (default 1200)
 #   AUTOBAHN_START_TIMEOUT  seconds to wait for a listener to accept (default 120)
 set -euo pipefail
@@ -67,7 +69,11 @@ esac
 # them on), so nothing is left behind: not cargo, pip, wstest or the server.
 if [[ -z ${AUTOBAHN_INNER:-} ]]; then
     INSTALL_TIMEOUT=${AUTOBAHN_INSTALL_TIMEOUT:-1200}
-    TOTAL_TIMEOUT=${AUTOBAHN_TIMEOUT:-900}
+    # The deflate modes (client mode, AUTOBAHN_DEFLATE=1 servers) run 12.* and 13.*, which
+    # are slow on wstest's side: twice the time.
+    default_timeout=900
+    if [[ $MODE == client || ${AUTOBAHN_DEFLATE:-0} == 1 ]]; then default_timeout=1800; fi
+    TOTAL_TIMEOUT=${AUTOBAHN_TIMEOUT:-$default_timeout}
     rc=0
     AUTOBAHN_INNER=1 run_child timeout -k 30 "$INSTALL_TIMEOUT" bash "$0" install || rc=$?
     if ((rc == 124)); then
@@ -218,9 +224,10 @@ EOF
     echo "$dst"
 }
 
+# summarize KIND EXPECTED [--deflate]
 summarize() {
     local kind=$1 expected=$2
-    local args=("$kind" --reports "$REPORTS" --expected "$expected")
+    local args=("$kind" --reports "$REPORTS" --expected "$expected" "${@:3}")
     [[ -n ${AUTOBAHN_CASES:-} ]] && args+=(--subset)
     [[ ${AUTOBAHN_UPDATE:-0} == 1 ]] && args+=(--update)
     python3 "$HERE/summarize.py" "${args[@]}"
@@ -231,6 +238,7 @@ summarize() {
 run_server_mode() {
     local cmd spec rc=0 server_pid wstest_pid server_log=$REPORTS/server.log
     local wstest_log=$REPORTS/wstest-fuzzingclient.log expected=$EXPECTED_DIR/servers.json
+    local deflate=()
     if [[ -n ${AUTOBAHN_SERVER_CMD:-} ]]; then
         cmd=$AUTOBAHN_SERVER_CMD
     else
@@ -240,6 +248,7 @@ run_server_mode() {
         if [[ ${AUTOBAHN_DEFLATE:-0} == 1 ]]; then
             cmd+=" --deflate"
             expected=$EXPECTED_DIR/servers-deflate.json
+            deflate=(--deflate)
         fi
     fi
 
@@ -279,20 +288,22 @@ run_server_mode() {
     fi
 
     rc=0
-    summarize servers "$expected" || rc=$?
+    summarize servers "$expected" "${deflate[@]}" || rc=$?
     ((crashed == 0)) || die "the server died during the run (log: $server_log)"
     return "$rc"
 }
 
 run_client_mode() {
     local cmd spec rc=0 wstest_pid client_pid client_log=$REPORTS/client.log
-    local wstest_log=$REPORTS/wstest-fuzzingserver.log
+    local wstest_log=$REPORTS/wstest-fuzzingserver.log deflate=()
     if [[ -n ${AUTOBAHN_CLIENT_CMD:-} ]]; then
         cmd=$AUTOBAHN_CLIENT_CMD
     else
         log "cargo build --release --example autobahn_client"
         (cd "$ROOT" && cargo build --release --example autobahn_client)
-        cmd="$TARGET_DIR/release/examples/autobahn_client ws://$HOST:$PORT rfc6455"
+        # --deflate offers permessage-deflate, so 12.* and 13.* test the client too.
+        cmd="$TARGET_DIR/release/examples/autobahn_client ws://$HOST:$PORT rfc6455 --deflate"
+        deflate=(--deflate)
     fi
 
     rm -rf "$REPORTS/clients"
@@ -320,7 +331,7 @@ run_client_mode() {
     fi
 
     local src=0
-    summarize clients "$EXPECTED_DIR/clients.json" || src=$?
+    summarize clients "$EXPECTED_DIR/clients.json" "${deflate[@]}" || src=$?
     ((rc == 0)) || die "the client failed (exit $rc, log: $client_log)"
     return "$src"
 }

@@ -8,10 +8,11 @@ Exit status: 0 when every case is acceptable and the per-case results equal the
 expected file; 1 otherwise; 2 when the report cannot be read.
 
 Acceptable: OK and INFORMATIONAL everywhere, UNIMPLEMENTED only in 12.* and 13.*
-(permessage-deflate), and the closing behavior "FAILED BY CLIENT" (wstest had to drop
-the TCP connection itself; Autobahn rates it "almost" OK). Everything else fails:
-FAILED, NON-STRICT, WRONG CODE, UNCLEAN, UNIMPLEMENTED outside 12/13, and anything
-unknown, in either `behavior` or `behaviorClose`.
+(permessage-deflate) and only without --deflate (the testee was run without it), and the
+closing behavior "FAILED BY CLIENT" (wstest had to drop the TCP connection itself;
+Autobahn rates it "almost" OK). Everything else fails: FAILED, NON-STRICT, WRONG CODE,
+UNCLEAN, UNIMPLEMENTED outside 12/13 or with --deflate, and anything unknown, in either
+`behavior` or `behaviorClose`.
 """
 
 import argparse
@@ -52,8 +53,9 @@ def section_of(case_id):
     return case_id.split(".", 1)[0]
 
 
-def problems(case_id, res):
-    """Why this case fails the run (empty list: acceptable)."""
+def problems(case_id, res, deflate=False):
+    """Why this case fails the run (empty list: acceptable). `deflate`: the testee offers or
+    accepts permessage-deflate, so 12.* and 13.* must not be UNIMPLEMENTED."""
     out = []
     for field in ("behavior", "behaviorClose"):
         value = res.get(field)
@@ -61,7 +63,7 @@ def problems(case_id, res):
             continue
         if field == "behaviorClose" and value == "FAILED BY CLIENT":
             continue
-        if value == "UNIMPLEMENTED" and section_of(case_id) in DEFLATE_SECTIONS:
+        if value == "UNIMPLEMENTED" and section_of(case_id) in DEFLATE_SECTIONS and not deflate:
             continue
         out.append("%s=%s" % (field, value))
     return out
@@ -198,6 +200,8 @@ def main():
     ap.add_argument("--update", action="store_true", help="rewrite the expected file from this run")
     ap.add_argument("--subset", action="store_true",
                     help="only some cases ran: compare those, ignore the missing ones (no --update)")
+    ap.add_argument("--deflate", action="store_true",
+                    help="the testee ran with permessage-deflate: UNIMPLEMENTED in 12.*/13.* fails too")
     ap.add_argument("-v", "--verbose", action="store_true", help="list every not-OK case, even 12.*/13.* UNIMPLEMENTED")
     args = ap.parse_args()
 
@@ -226,7 +230,7 @@ def main():
     total, ctotal = print_tables(results)
     print_not_ok(results, args.verbose)
 
-    bad = {cid: problems(cid, r) for cid, r in results.items()}
+    bad = {cid: problems(cid, r, args.deflate) for cid, r in results.items()}
     bad = {cid: why for cid, why in bad.items() if why}
     print(
         "SUMMARY %s: %d cases: %s | close: %s | %d failing"

@@ -37,13 +37,15 @@ fi
 
 # target  -max_len  -malloc_limit_mb
 # The connection targets use limits of at most 2 KiB, so any allocation near the malloc
-# limit means a length was trusted before it was checked.
+# limit means a length was trusted before it was checked. inflate also holds zlib-rs
+# compressors and inflaters (up to ~400 KiB per connection, several connections per input).
 targets=(
     "frame_header 64 256"
     "server_connection 4096 64"
     "client_connection 4096 64"
     "handshake_request 4098 64"
     "handshake_response 4098 64"
+    "inflate 4096 256"
 )
 
 cd "$root" || exit 2

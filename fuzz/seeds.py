@@ -7,6 +7,7 @@ src/__fuzz.rs (`ConnInput`).
 """
 import os
 import shutil
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEY = bytes([0x5A, 0x17, 0xC3, 0x88])
@@ -270,4 +271,54 @@ write("handshake_response", {
     "no_upgrade": hs(RFC_RESPONSE.replace(b"Upgrade: websocket\n", b"")),
     "too_large": hs(RFC_RESPONSE, max_head=3),
     "malformed": hs(b"HTTP/1.1 10x Switching\n\n"),
+})
+
+
+# ------------------------------------------------------------------ inflate
+# Prefix: byte 0 flags (bit 0 client role, bit 1 server_no_context_takeover, bit 2
+# client_no_context_takeover, bit 3 framed records), byte 1 window bits (server high nibble,
+# client low, each 8 + n mod 8), then a `conn` layout. Compressed bodies from RFC 7692 §7.2.3.
+HELLO_Z = bytes.fromhex("f248cdc9c90700")             # "Hello", one compressed block
+HELLO_Z_AGAIN = bytes.fromhex("f200110000")             # "Hello" again, with context takeover
+HELLO_STORED = bytes.fromhex("000500faff48656c6c6f00")  # a stored (no compression) block
+HELLO_BFINAL = bytes.fromhex("f348cdc9c90700 00".replace(" ", ""))
+# 200 KiB of zeros compress to about 200 bytes: a bomb against a small max_message_size.
+_z = zlib.compressobj(9, zlib.DEFLATED, -15)
+ZEROS_Z = _z.compress(bytes(200 << 10)) + _z.flush(zlib.Z_SYNC_FLUSH)
+ZEROS_Z = ZEROS_Z[:-4] if ZEROS_Z.endswith(b"\x00\x00\xff\xff") else ZEROS_Z
+
+
+def inflate(stream, flags=0, bits=0x77, **kw):
+    return bytes([flags, bits]) + conn(stream, **kw)
+
+
+def records(*recs):
+    """Framed records [b0, len, payload] (flags bit 3)."""
+    return b"".join(bytes([b0, len(p)]) + p for b0, p in recs)
+
+
+write("inflate", {
+    "hello_server": inflate(c(0xC1, HELLO_Z)),
+    "hello_client": inflate(s(0xC1, HELLO_Z), flags=1),
+    "hello_twice_takeover": inflate(c(0xC1, HELLO_Z) + c(0xC1, HELLO_Z_AGAIN)),
+    "hello_twice_reset": inflate(c(0xC1, HELLO_Z) + c(0xC1, HELLO_Z), flags=4),
+    "hello_fragmented": inflate(c(0x41, HELLO_Z[:3]) + c(0x80, HELLO_Z[3:])),
+    "hello_fragmented_ping": inflate(c(0x41, HELLO_Z[:3]) + c(0x89, b"p") + c(0x80, HELLO_Z[3:])),
+    "hello_stored": inflate(c(0xC1, HELLO_STORED)),
+    "hello_bfinal": inflate(c(0xC1, HELLO_BFINAL)),
+    "hello_binary": inflate(c(0xC2, HELLO_Z)),
+    "empty_compressed": inflate(c(0xC1, b"\x00")),
+    "uncompressed_too": inflate(c(0x81, b"plain") + c(0xC1, HELLO_Z)),
+    "rsv1_on_continuation": inflate(c(0x41, HELLO_Z[:3]) + c(0xC0, HELLO_Z[3:])),
+    "rsv1_on_ping": inflate(c(0xC9, b"x")),
+    "rsv2": inflate(c(0xA1, HELLO_Z)),
+    "garbage": inflate(c(0xC1, b"\xff\xff\xff\xff")),
+    "bad_utf8": inflate(c(0xC1, bytes.fromhex("3a3f0000"))),
+    "bomb": inflate(c(0xC2, ZEROS_Z), max_message=800),
+    "bomb_split": inflate(c(0xC2, ZEROS_Z), splits=(3, 7, 100, 1), max_message=2000),
+    "split_bytes": inflate(c(0xC1, HELLO_Z) + c(0x88, b"\x03\xe8"), splits=(1,) * 15),
+    "framed_hello": inflate(records((0xC1, HELLO_Z), (0xC1, HELLO_Z_AGAIN)), flags=8),
+    "framed_client": inflate(records((0xC1, HELLO_Z), (0x88, b"\x03\xe8")), flags=9),
+    "framed_window_8": inflate(records((0xC2, HELLO_STORED)), flags=8 | 2 | 4, bits=0x00),
+    "round_trip": bytes([0, 0x77, 6, 0x2C]) + b"Hello, Hello, Hello,\xff\xfe binary, " + bytes(300),
 })

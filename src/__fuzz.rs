@@ -203,15 +203,35 @@ struct Outcome {
 ///   error, echoes the peer's code after a close, and is absent otherwise.
 pub fn check_connection(role: Role, data: &[u8]) {
     let input = ConnInput::decode(data);
-    let queued = run(role, &input, Path::Queued, &input.chunks);
-    let read = run(role, &input, Path::Read, &input.chunks);
-    assert_eq!(queued, read, "handle_bytes and read disagree");
-    let whole = run(role, &input, Path::Queued, &[input.stream]);
-    assert_eq!(queued, whole, "the split of the stream changed the outcome");
+    check_conn_input(role, &input, None);
 }
 
-fn run(role: Role, input: &ConnInput<'_>, path: Path, chunks: &[&[u8]]) -> Outcome {
+/// The checks of [`check_connection`] on decoded input, with permessage-deflate enabled on
+/// the connection when `deflate` is given. Returns the outcome of the run.
+fn check_conn_input(role: Role, input: &ConnInput<'_>, deflate: Option<&Deflate>) -> Outcome {
+    let queued = run(role, input, Path::Queued, &input.chunks, deflate);
+    let read = run(role, input, Path::Read, &input.chunks, deflate);
+    assert_eq!(queued, read, "handle_bytes and read disagree");
+    let whole = run(role, input, Path::Queued, &[input.stream], deflate);
+    assert_eq!(queued, whole, "the split of the stream changed the outcome");
+    queued
+}
+
+/// The parameters of permessage-deflate for a connection run, or nothing without the feature.
+#[cfg(feature = "deflate")]
+type Deflate = crate::proto::deflate::DeflateParams;
+#[cfg(not(feature = "deflate"))]
+type Deflate = std::convert::Infallible;
+
+fn run(
+    role: Role,
+    input: &ConnInput<'_>,
+    path: Path,
+    chunks: &[&[u8]],
+    deflate: Option<&Deflate>,
+) -> Outcome {
     let config = input.config.clone();
+    #[allow(unused_mut)]
     let mut conn = match role {
         Role::Server => Connection::server(config),
         Role::Client => {
@@ -222,6 +242,12 @@ fn run(role: Role, input: &ConnInput<'_>, path: Path, chunks: &[&[u8]]) -> Outco
             })
         }
     };
+    #[cfg(feature = "deflate")]
+    if let Some(params) = deflate {
+        conn.set_deflate(*params);
+    }
+    #[cfg(not(feature = "deflate"))]
+    let _ = deflate;
     if input.close_first {
         conn.close(CloseCode::NORMAL, "bye").unwrap();
         assert_eq!(conn.state(), State::Closing);
@@ -603,4 +629,157 @@ pub fn check_handshake_response(data: &[u8]) {
             _ => panic!("prefix {k} gives {r:?}, the whole input {full:?}"),
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// permessage-deflate
+// ---------------------------------------------------------------------------------------------
+
+/// The agreed parameters an `inflate` input picks: byte 0 bit 1 `server_no_context_takeover`,
+/// bit 2 `client_no_context_takeover`; byte 1 the window bits (server's high nibble, client's
+/// low nibble, each mod 8, plus 8); threshold 0 (everything sent is compressed), level byte
+/// 1 mod 10.
+#[cfg(feature = "deflate")]
+fn deflate_params(flags: u8, bits: u8, level: u8) -> crate::proto::deflate::DeflateParams {
+    crate::proto::deflate::DeflateParams {
+        server_no_context_takeover: flags & 2 != 0,
+        client_no_context_takeover: flags & 4 != 0,
+        server_max_window_bits: 8 + (bits >> 4) % 8,
+        client_max_window_bits: 8 + (bits & 0x0F) % 8,
+        compression_threshold: 0,
+        compression_level: u32::from(level % 10),
+    }
+}
+
+/// A connection with permessage-deflate negotiated, fed arbitrary bytes.
+///
+/// Layout: byte 0 flags (bit 0 client role, bits 1–2 no-context-takeover as in
+/// `deflate_params`, bit 3 "framed"), byte 1 window bits, then the layout of
+/// [`check_connection`] (4-byte prefix, split lengths, peer stream). When "framed", the peer
+/// stream is first rewritten from records `[b0, len, len bytes]` into frames with that first
+/// byte (0xC1 is a final compressed text frame), the length and, for a server, a mask: the
+/// fuzzer then only has to find deflate bodies, not frame headers.
+///
+/// Every property of [`check_connection`] holds, RSV1 messages included (the differential
+/// `read` vs `handle_bytes`, splits, no message over `max_message_size`, sticky errors, the
+/// transmit queue), and an error carries 1002, 1007 or 1009.
+#[cfg(feature = "deflate")]
+pub fn check_inflate(data: &[u8]) {
+    let byte = |i: usize| data.get(i).copied().unwrap_or(0);
+    let (flags, bits) = (byte(0), byte(1));
+    let role = if flags & 1 != 0 {
+        Role::Client
+    } else {
+        Role::Server
+    };
+    let params = deflate_params(flags, bits, 6);
+    let rest = data.get(2..).unwrap_or(&[]);
+    let owned;
+    let rest = if flags & 8 != 0 {
+        owned = framed(role, rest);
+        &owned[..]
+    } else {
+        rest
+    };
+    let input = ConnInput::decode(rest);
+    let outcome = check_conn_input(role, &input, Some(&params));
+    if let Some(e) = &outcome.error {
+        let code = e.close_code().0;
+        assert!(
+            matches!(code, 1002 | 1007 | 1009),
+            "{e:?} closes with {code}"
+        );
+    }
+}
+
+/// Rewrites the peer stream of a `ConnInput` layout (after its prefix and split lengths) from
+/// `[b0, len, payload]` records into frames.
+#[cfg(feature = "deflate")]
+fn framed(role: Role, rest: &[u8]) -> Vec<u8> {
+    let splits = 4 + usize::from(rest.get(3).copied().unwrap_or(0) % 16);
+    let head = splits.min(rest.len());
+    let mut out = rest[..head].to_vec();
+    let mut records = &rest[head..];
+    while let [b0, len, tail @ ..] = records {
+        let n = usize::from(*len).min(tail.len());
+        let (payload, next) = tail.split_at(n);
+        let header = FrameHeader {
+            fin: b0 & 0x80 != 0,
+            rsv: (b0 >> 4) & 7,
+            opcode: OpCode::from_bits(b0 & 0x0F).unwrap_or(OpCode::Binary),
+            mask: (role == Role::Server).then_some([0x37, 0xFA, 0x21, 0x3D]),
+            payload_len: n as u64,
+        };
+        header.encode_to(&mut out);
+        let start = out.len();
+        out.extend_from_slice(payload);
+        if let Some(key) = header.mask {
+            apply_mask(&mut out[start..], key, 0);
+        }
+        records = next;
+    }
+    out
+}
+
+/// deflate → inflate round trips between two connections with permessage-deflate.
+///
+/// Layout: byte 0 flags as in [`check_inflate`] (bit 0 unused), byte 1 window bits, byte 2 the
+/// level, byte 3 a separator; the rest is cut at every separator byte into messages, sent
+/// client → server and server → client (text when valid UTF-8, binary otherwise), each
+/// compressed with the agreed parameters (always, for a direction with context takeover) and
+/// received equal. Both directions keep or reset
+/// their context as agreed, so a message may depend on all the earlier ones.
+#[cfg(feature = "deflate")]
+pub fn check_deflate_round_trip(data: &[u8]) {
+    use crate::proto::Message;
+    let byte = |i: usize| data.get(i).copied().unwrap_or(0);
+    let params = deflate_params(byte(0), byte(1), byte(2));
+    let separator = byte(3);
+    let body = data.get(4..).unwrap_or(&[]);
+    let config = Config {
+        max_message_size: 1 << 20,
+        max_frame_size: 1 << 20,
+        ..Config::default()
+    };
+    let mut client = Connection::client(config.clone(), || [0x12, 0x34, 0x56, 0x78]);
+    let mut server = Connection::server(config);
+    client.set_deflate(params);
+    server.set_deflate(params);
+    for part in body.split(|&b| b == separator) {
+        let message = match std::str::from_utf8(part) {
+            Ok(text) => Message::text(text),
+            Err(_) => Message::binary(part),
+        };
+        let always = !part.is_empty();
+        let client_compresses = always && !params.client_no_context_takeover;
+        let server_compresses = always && !params.server_no_context_takeover;
+        deliver(&mut client, &mut server, &message, client_compresses);
+        deliver(&mut server, &mut client, &message, server_compresses);
+    }
+}
+
+/// Sends `message` from `from`, checks it went out compressed if `compressed`, and that `to`
+/// receives it equal.
+#[cfg(feature = "deflate")]
+fn deliver(
+    from: &mut Connection,
+    to: &mut Connection,
+    message: &crate::proto::Message<'_>,
+    compressed: bool,
+) {
+    from.send(message.clone()).unwrap();
+    let wire = from.poll_transmit().to_vec();
+    from.consume_transmit(wire.len());
+    if compressed {
+        // Threshold 0 and context takeover: compressed even when it does not shrink (without
+        // context takeover a message that does not shrink goes out as it is).
+        assert_eq!(wire[0] & 0x40, 0x40, "a message went out uncompressed");
+    }
+    to.handle_bytes(&wire).unwrap();
+    match to.poll_event() {
+        Some(Event::Message(got)) => assert_eq!(&got, message),
+        other => panic!("expected the message back, got {other:?}"),
+    }
+    assert_eq!(to.poll_event(), None);
+    from.shrink_buffers();
 }

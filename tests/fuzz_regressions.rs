@@ -23,6 +23,11 @@ const TARGETS: &[(&str, Check)] = &[
     }),
     ("handshake_request", __fuzz::check_handshake_request),
     ("handshake_response", __fuzz::check_handshake_response),
+    #[cfg(feature = "deflate")]
+    ("inflate", |d| {
+        __fuzz::check_inflate(d);
+        __fuzz::check_deflate_round_trip(d);
+    }),
 ];
 
 /// Runs `check` on every file in `fuzz/<kind>/<target>/`; returns how many ran and which failed.

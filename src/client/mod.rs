@@ -34,6 +34,10 @@
 //! *without* harming the connection (call it again); the close timeout bounds the wait for
 //! the server's close frame and for its TCP close.
 //!
+//! **permessage-deflate** (RFC 7692, feature `deflate`): [`ConnectOptions::deflate`] offers it;
+//! if the server accepts, messages are compressed and decompressed transparently (see
+//! [`Client::deflate`]); if it does not, the connection works without it.
+//!
 //! `wss://` is not supported yet: connecting to one fails with [`ClientError::TlsNotSupported`].
 //!
 //! [`Reconnect`] wraps a client with exponential backoff and jitter.
@@ -42,6 +46,8 @@ mod backoff;
 
 pub use backoff::{should_reconnect, Backoff, Reconnect};
 
+#[cfg(feature = "deflate")]
+use crate::proto::deflate::{DeflateConfig, DeflateParams, NegotiationError};
 use crate::proto::{
     ClientHandshake, ClientHandshakeError, ClientOptions, CloseCode, CloseFrame, Config,
     Connection, Error, Event, HeaderError, Message, ProtocolError, RandomKeys, Response, State,
@@ -86,6 +92,10 @@ pub struct ConnectOptions {
     /// How long closing waits for the server's close frame, and then for the server to close
     /// TCP. Default 5 s.
     pub close_timeout: Duration,
+    /// Offer permessage-deflate with this configuration (see [`deflate`](Self::deflate)).
+    /// Default `None`: not offered.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<DeflateConfig>,
 }
 
 impl Default for ConnectOptions {
@@ -97,6 +107,8 @@ impl Default for ConnectOptions {
             read_timeout: None,
             write_timeout: Some(Duration::from_secs(30)),
             close_timeout: Duration::from_secs(5),
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 }
@@ -143,6 +155,27 @@ impl ConnectOptions {
         self.close_timeout = timeout;
         self
     }
+
+    /// Offers permessage-deflate (RFC 7692) with `config`'s parameters
+    /// ([`DeflateConfig::client_offer`]) after any extensions in
+    /// [`handshake`](Self::handshake). If the server accepts, its answer is checked
+    /// ([`DeflateConfig::client_accept_response`]): a valid one enables compression, an
+    /// invalid one fails the connect with [`ClientError::Deflate`]. A server that does not
+    /// answer it gives a connection without compression.
+    ///
+    /// ```
+    /// use rfc6455::client::ConnectOptions;
+    /// use rfc6455::proto::deflate::DeflateConfig;
+    ///
+    /// let mut deflate = DeflateConfig::default();
+    /// deflate.server_no_context_takeover = false; // better ratio, more server memory
+    /// let options = ConnectOptions::default().deflate(deflate);
+    /// ```
+    #[cfg(feature = "deflate")]
+    pub fn deflate(mut self, config: DeflateConfig) -> ConnectOptions {
+        self.deflate = Some(config);
+        self
+    }
 }
 
 /// What a [`Client`] call can fail with.
@@ -164,6 +197,10 @@ pub enum ClientError {
     },
     /// The server refused the opening handshake or answered it wrongly.
     Handshake(ClientHandshakeError),
+    /// The server accepted permessage-deflate with parameters RFC 7692 or our offer do not
+    /// allow; the connection was failed (TCP closed, nothing sent).
+    #[cfg(feature = "deflate")]
+    Deflate(NegotiationError),
     /// A timeout from [`ConnectOptions`] elapsed. After a read timeout in
     /// [`Client::recv`] the connection is intact and `recv` may be called again.
     Timeout {
@@ -209,6 +246,11 @@ impl fmt::Display for ClientError {
                  that the host and port are right"
             ),
             ClientError::Handshake(e) => write!(f, "WebSocket handshake failed: {e}"),
+            #[cfg(feature = "deflate")]
+            ClientError::Deflate(e) => write!(
+                f,
+                "WebSocket handshake failed: {e} (or connect without ConnectOptions::deflate)"
+            ),
             ClientError::Timeout { during } => write!(
                 f,
                 "timed out waiting for {during}; the server did not answer in time (raise the \
@@ -251,6 +293,8 @@ impl std::error::Error for ClientError {
             ClientError::InvalidOption(e) => Some(e),
             ClientError::Connect { source, .. } => Some(source),
             ClientError::Handshake(e) => Some(e),
+            #[cfg(feature = "deflate")]
+            ClientError::Deflate(e) => Some(e),
             ClientError::Protocol(e) => Some(e),
             ClientError::ConnectionLost(Some(e)) | ClientError::Io(e) => Some(e),
             _ => None,
@@ -316,7 +360,21 @@ impl Client {
         if url.is_secure() {
             return Err(ClientError::TlsNotSupported);
         }
-        let handshake = ClientHandshake::new(&url, &options.handshake, &mut RandomKeys)
+        #[cfg(feature = "deflate")]
+        let offered;
+        #[cfg(feature = "deflate")]
+        let handshake_options = match &options.deflate {
+            Some(config) => {
+                let mut with = options.handshake.clone();
+                with.extensions.push(config.client_offer());
+                offered = with;
+                &offered
+            }
+            None => &options.handshake,
+        };
+        #[cfg(not(feature = "deflate"))]
+        let handshake_options = &options.handshake;
+        let handshake = ClientHandshake::new(&url, handshake_options, &mut RandomKeys)
             .map_err(ClientError::InvalidOption)?;
         let mut stream = tcp_connect(&url, options.connect_timeout)?;
         // Small frames (pings, short messages) should not wait for Nagle.
@@ -329,9 +387,23 @@ impl Client {
         stream
             .set_read_timeout(options.read_timeout)
             .map_err(ClientError::Io)?;
+        #[allow(unused_mut)]
+        let mut conn = Connection::client(options.config.clone(), rand::random::<[u8; 4]>);
+        #[cfg(feature = "deflate")]
+        if let Some(config) = &options.deflate {
+            match config.client_accept_response(response.extensions()) {
+                Ok(Some(params)) => conn.set_deflate(params),
+                Ok(None) => {}
+                Err(e) => {
+                    // RFC 7692 §5: fail the WebSocket connection, i.e. close TCP, send nothing.
+                    let _ = stream.shutdown(Shutdown::Both);
+                    return Err(ClientError::Deflate(e));
+                }
+            }
+        }
         Ok(Client {
             stream,
-            conn: Connection::client(options.config.clone(), rand::random::<[u8; 4]>),
+            conn,
             buf,
             start,
             end,
@@ -345,6 +417,13 @@ impl Client {
     /// The server's `101` response (its headers, the chosen subprotocol and extensions).
     pub fn response(&self) -> &Response {
         &self.response
+    }
+
+    /// The permessage-deflate parameters agreed with the server, if it accepted the
+    /// extension offered with [`ConnectOptions::deflate`].
+    #[cfg(feature = "deflate")]
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.conn.deflate_params()
     }
 
     /// The subprotocol the server chose, if any.

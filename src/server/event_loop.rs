@@ -38,6 +38,13 @@ const SPARE_KEEP: usize = 4 << 20;
 /// Refused connections lingering (to deliver their 503/429) beyond this are just dropped.
 const MAX_REFUSING: usize = 1024;
 
+/// The server's permessage-deflate configuration, if it offers the extension.
+#[cfg(feature = "deflate")]
+pub(super) type DeflateOption = Option<crate::proto::deflate::DeflateConfig>;
+/// Without the `deflate` feature there is nothing to configure.
+#[cfg(not(feature = "deflate"))]
+pub(super) type DeflateOption = ();
+
 /// Work for a loop from a [`Handle`].
 pub(super) enum Command {
     Send(ConnId, Message<'static>),
@@ -119,6 +126,8 @@ pub(super) struct EventLoop<H: Handler> {
     config: Arc<Config>,
     timeouts: Timeouts,
     limits: Limits,
+    #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
+    deflate: DeflateOption,
 
     conns: Slab<Entry>,
     timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
@@ -164,6 +173,7 @@ impl<H: Handler> EventLoop<H> {
         config: Config,
         timeouts: Timeouts,
         limits: Limits,
+        deflate: DeflateOption,
     ) -> io::Result<EventLoop<H>> {
         let mut listeners = Vec::with_capacity(std_listeners.len());
         for (i, l) in std_listeners.into_iter().enumerate() {
@@ -183,6 +193,7 @@ impl<H: Handler> EventLoop<H> {
             config: Arc::new(config),
             timeouts,
             limits,
+            deflate,
             conns: Slab::new(),
             timers: BinaryHeap::new(),
             buf: vec![0; READ_BUFFER],
@@ -514,6 +525,22 @@ impl<H: Handler> EventLoop<H> {
         };
         match self.handler.open(&mut ctx, request) {
             Ok(accept) => {
+                #[cfg(feature = "deflate")]
+                let accept = match &self.deflate {
+                    Some(config) => match config.server_negotiate(request.extensions()) {
+                        // The answer is made of RFC 7692 tokens and always formats; should it
+                        // not, the connection goes on without the extension.
+                        Some((answer, params)) => match accept.clone().push_extension(&answer) {
+                            Ok(with) => {
+                                e.conn.set_deflate(params);
+                                with
+                            }
+                            Err(_) => accept,
+                        },
+                        None => accept,
+                    },
+                    None => accept,
+                };
                 accept.write_to(&mut e.http);
                 e.phase = Phase::Open;
                 e.reportable = true;

@@ -43,6 +43,10 @@ pub struct Args {
     /// After stdin ends, keep printing messages for SECS seconds, then close with 1000.
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     wait: f64,
+    /// Offer permessage-deflate (RFC 7692) with the default parameters; messages are
+    /// compressed if the server accepts.
+    #[arg(long)]
+    deflate: bool,
     /// Give up connecting (TCP and handshake) after SECS seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     connect_timeout: f64,
@@ -58,6 +62,14 @@ pub fn run(args: Args) -> ExitCode {
     let setup = || -> Result<(ConnectOptions, Option<Duration>, Duration), String> {
         let mut options = ConnectOptions::default()
             .connect_timeout(Some(seconds("connect-timeout", args.connect_timeout)?));
+        if args.deflate {
+            #[cfg(feature = "deflate")]
+            {
+                options = options.deflate(rfc6455::proto::deflate::DeflateConfig::default());
+            }
+            #[cfg(not(feature = "deflate"))]
+            return Err("--deflate: this build has no deflate feature; rebuild with it".into());
+        }
         for p in &args.subprotocols {
             options = options.protocol(p.clone());
         }
@@ -87,6 +99,20 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    #[cfg(feature = "deflate")]
+    if args.deflate {
+        match client.deflate() {
+            Some(p) => eprintln!(
+                "permessage-deflate: server_no_context_takeover={} client_no_context_takeover={} \
+                 server_max_window_bits={} client_max_window_bits={}",
+                p.server_no_context_takeover,
+                p.client_no_context_takeover,
+                p.server_max_window_bits,
+                p.client_max_window_bits
+            ),
+            None => eprintln!("permessage-deflate: not accepted by the server"),
+        }
+    }
     match client.protocol() {
         Some(p) => eprintln!("connected to {} (subprotocol {p})", args.url),
         None => eprintln!("connected to {}", args.url),

@@ -490,6 +490,17 @@ impl Accept {
         Ok(self)
     }
 
+    /// Appends one extension to those [`extensions`](Self::extensions) set, e.g. the
+    /// `permessage-deflate` answer the server adds after the handler's `Accept`.
+    pub fn push_extension(mut self, extension: &ExtensionOffer) -> Result<Accept, HeaderError> {
+        let value = format_extensions(std::slice::from_ref(extension))?;
+        self.extensions = Some(match self.extensions.take() {
+            Some(existing) => format!("{existing}, {value}"),
+            None => value,
+        });
+        Ok(self)
+    }
+
     /// Adds a header such as `Set-Cookie`. Fails (and adds nothing) if the name is not a
     /// token, the value has a control character, or the header is one the handshake writes.
     pub fn header(mut self, name: &str, value: &str) -> Result<Accept, HeaderError> {
