@@ -112,12 +112,10 @@ impl Codec {
                 out.reserve_exact(want);
             }
             let (in_before, len_before) = (inflater.total_in(), out.len());
-            let status = inflater
-                .decompress_vec(input, out, FlushDecompress::None)
-                .map_err(|_| ProtocolError::InvalidCompressedData)?;
-            let used = usize::try_from(inflater.total_in() - in_before).unwrap_or(usize::MAX);
-            input = input.get(used..).unwrap_or_default();
-            let produced = out.len() - len_before;
+            let result = inflater.decompress_vec(input, out, FlushDecompress::None);
+            // The bytes inflated before a corrupt spot are judged first, as they would have
+            // been had the corrupt bytes arrived in a later piece: errors come in stream
+            // order, whatever the split (found by the `inflate` fuzz target).
             if out.len() > max {
                 return Err(ProtocolError::MessageTooLarge {
                     len: out.len() as u64,
@@ -129,6 +127,10 @@ impl Codec {
                     .feed(&out[len_before..])
                     .map_err(|_| ProtocolError::InvalidUtf8)?;
             }
+            let status = result.map_err(|_| ProtocolError::InvalidCompressedData)?;
+            let used = usize::try_from(inflater.total_in() - in_before).unwrap_or(usize::MAX);
+            input = input.get(used..).unwrap_or_default();
+            let produced = out.len() - len_before;
             if status == Status::StreamEnd {
                 // A block with BFINAL set ended the deflate stream (RFC 7692 §7.2.3.4); what
                 // follows in this message starts a new one. A zlib sender resets its
