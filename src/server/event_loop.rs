@@ -115,6 +115,17 @@ struct Entry {
     timer_at: Option<NonZeroU64>,
 }
 
+impl Entry {
+    /// The id of the connection in slot `key` of loop `thread`.
+    fn id(&self, thread: u32, key: usize) -> ConnId {
+        ConnId {
+            thread,
+            slot: key as u32,
+            generation: self.generation,
+        }
+    }
+}
+
 pub(super) struct EventLoop<H: Handler> {
     index: u32,
     poll: Poll,
@@ -510,11 +521,7 @@ impl<H: Handler> EventLoop<H> {
             return;
         };
         e.conn.swap_transmit_buffer(&mut self.spare);
-        let id = ConnId {
-            thread: self.index,
-            slot: key as u32,
-            generation: e.generation,
-        };
+        let id = e.id(self.index, key);
         let mut ctx = Context {
             id,
             peer: e.peer,
@@ -568,11 +575,7 @@ impl<H: Handler> EventLoop<H> {
             return;
         };
         e.conn.swap_transmit_buffer(&mut self.spare);
-        let id = ConnId {
-            thread: self.index,
-            slot: key as u32,
-            generation: e.generation,
-        };
+        let id = e.id(self.index, key);
         let mut input = data;
         let mut ended = None;
         loop {
@@ -668,11 +671,7 @@ impl<H: Handler> EventLoop<H> {
         e.reportable = false;
         let mut overflow = false;
         let mut ctx = Context {
-            id: ConnId {
-                thread: self.index,
-                slot: key as u32,
-                generation: e.generation,
-            },
+            id: e.id(self.index, key),
             peer: e.peer,
             conn: &mut e.conn,
             handle: &self.handle,
