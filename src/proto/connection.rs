@@ -437,19 +437,23 @@ impl Connection {
                 take(input, usize::MAX);
                 return Ok(None);
             }
-            let Some(mut frame) = self.frame else {
-                if input.is_empty() {
-                    return Ok(None);
-                }
-                match self.read_header(input) {
-                    Ok(Some(header)) => {
-                        if let Err(e) = self.start_frame(header) {
-                            return Err(self.fail_protocol(e));
-                        }
-                        continue;
+            // The frame in progress, or a new one. It lives in a local from here on (a frame
+            // whole in `input` never goes back into `self`) and is put back by the paths that
+            // leave it unfinished.
+            let mut frame = match self.frame.take() {
+                Some(frame) => frame,
+                None => {
+                    if input.is_empty() {
+                        return Ok(None);
                     }
-                    Ok(None) => return Ok(None),
-                    Err(e) => return Err(self.fail_protocol(e)),
+                    match self.read_header(input) {
+                        Ok(Some(header)) => match self.start_frame(header) {
+                            Ok(frame) => frame,
+                            Err(e) => return Err(self.fail_protocol(e)),
+                        },
+                        Ok(None) => return Ok(None),
+                        Err(e) => return Err(self.fail_protocol(e)),
+                    }
                 }
             };
 
@@ -462,7 +466,6 @@ impl Connection {
                     if masked {
                         apply_mask(payload, frame.mask, 0);
                     }
-                    self.frame = None;
                     return self.on_control(frame.opcode, Cow::Borrowed(payload));
                 }
                 let chunk = take(input, need);
@@ -475,7 +478,6 @@ impl Connection {
                     self.frame = Some(frame);
                     return Ok(None);
                 }
-                self.frame = None;
                 let payload = std::mem::take(&mut self.partial().control);
                 return self.on_control(frame.opcode, Cow::Owned(payload));
             }
@@ -491,7 +493,6 @@ impl Connection {
                 if masked {
                     apply_mask(payload, frame.mask, 0);
                 }
-                self.frame = None;
                 self.in_message = false;
                 let message = if frame.opcode == OpCode::Text {
                     match std::str::from_utf8(payload) {
@@ -532,7 +533,6 @@ impl Connection {
                 self.frame = Some(frame);
                 return Ok(None);
             }
-            self.frame = None;
             if !frame.fin {
                 continue;
             }
@@ -591,8 +591,8 @@ impl Connection {
     }
 
     /// Checks a new frame against the role, the extensions, the message in progress and the
-    /// limits, before any of its payload is buffered.
-    fn start_frame(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
+    /// limits, before any of its payload is buffered; returns the frame to read.
+    fn start_frame(&mut self, header: FrameHeader) -> Result<InFrame, ProtocolError> {
         if header.rsv & !self.rsv_allowed != 0 {
             return Err(ProtocolError::ReservedBits(header.rsv));
         }
@@ -640,15 +640,14 @@ impl Connection {
             }
             self.in_message = !header.fin;
         }
-        self.frame = Some(InFrame {
+        Ok(InFrame {
             opcode: header.opcode,
             fin: header.fin,
             mask: header.mask.unwrap_or_default(),
             remaining: header.payload_len,
             mask_pos: 0,
             untouched: true,
-        });
-        Ok(())
+        })
     }
 
     fn on_control<'a>(

@@ -33,6 +33,7 @@ pub enum OpCode {
 
 impl OpCode {
     /// The opcode for the low nibble `bits`, or `None` for a reserved value (0x3–0x7, 0xB–0xF).
+    #[inline]
     pub fn from_bits(bits: u8) -> Option<OpCode> {
         Some(match bits {
             0x0 => OpCode::Continuation,
@@ -103,6 +104,7 @@ impl FrameHeader {
     /// empty slice), and an error as soon as the bytes present prove the header invalid:
     /// a reserved opcode, a fragmented or over-long control frame, or a 64-bit length with
     /// its most significant bit set.
+    #[inline]
     pub fn parse(buf: &[u8]) -> Result<Status<FrameHeader>, ProtocolError> {
         // Slice patterns and `split_first_chunk` keep this to one length check per field, with
         // no index panics left for the compiler to prove away.
