@@ -180,6 +180,9 @@ struct InFrame {
     untouched: bool,
 }
 
+/// The most [`Connection::read`] reserves ahead for a frame's payload before it arrives.
+const RESERVE_AHEAD: usize = 1 << 20;
+
 /// What only an unfinished frame or message needs: allocated when one is left over at the
 /// end of the input, freed by [`Connection::shrink_buffers`] once none is.
 #[derive(Default)]
@@ -199,10 +202,25 @@ struct Rare {
     /// A client's masking keys.
     masks: Option<Box<dyn MaskSource>>,
     queued: Option<Box<Queued>>,
+    /// Payloads queued by [`Connection::send_owned`], in order, each to go out after
+    /// `out[..at]`; the bytes of the first already written; the bytes of all still to write.
+    segments: VecDeque<Segment>,
+    segment_pos: usize,
+    segment_bytes: usize,
     /// permessage-deflate, once negotiated (see [`Connection::set_deflate`]).
     #[cfg(feature = "deflate")]
     deflate: Option<Box<Codec>>,
 }
+
+/// A payload queued as it is (see [`Connection::send_owned`]), written once `out[..at]` is.
+struct Segment {
+    at: usize,
+    data: Vec<u8>,
+}
+
+/// The smallest owned payload [`Connection::send_owned`] queues without copying: below this a
+/// copy costs less than a separate piece in the transmit queue.
+pub const OWNED_SEND_MIN: usize = 16 << 10;
 
 /// State for [`Connection::handle_bytes`] / [`Connection::poll_event`], made on first use so
 /// connections driven through [`Connection::read`] do not carry it.
@@ -261,7 +279,7 @@ impl fmt::Debug for Connection {
             .field("state", &self.state)
             .field("error", &self.error)
             .field("buffered_message", &self.message_len())
-            .field("pending_transmit", &self.poll_transmit().len())
+            .field("pending_transmit", &self.transmit_len())
             .finish_non_exhaustive()
     }
 }
@@ -524,6 +542,13 @@ impl Connection {
                 let partial = self.partial();
                 if text && partial.utf8.feed(chunk).is_err() {
                     return Err(self.fail_protocol(ProtocolError::InvalidUtf8));
+                }
+                if frame.untouched {
+                    // Room for the whole frame in one step (its length passed the limits in
+                    // start_frame) instead of doubling up to it, copying each time; capped, so
+                    // a peer that declares big frames and sends nothing reserves little.
+                    let rest = usize::try_from(frame.remaining).unwrap_or(usize::MAX);
+                    partial.message.reserve(rest.min(RESERVE_AHEAD));
                 }
                 partial.message.extend_from_slice(chunk);
             }
@@ -799,6 +824,46 @@ impl Connection {
         self.send_data(OpCode::Binary, data)
     }
 
+    /// Like [`send`](Self::send), but an owned payload of at least [`OWNED_SEND_MIN`] bytes
+    /// that fits in one frame is queued as it is (a client masks it in place) instead of
+    /// being copied into the transmit buffer. An echo of a message that arrived in pieces
+    /// (handed out owned by [`read`](Self::read)) then costs no copy at all.
+    ///
+    /// The transmit queue may then be in several pieces, so write it with
+    /// [`poll_transmit_vectored`](Self::poll_transmit_vectored), or call
+    /// [`poll_transmit`](Self::poll_transmit) and [`consume_transmit`](Self::consume_transmit)
+    /// until it is empty.
+    ///
+    /// ```
+    /// use rfc6455::{Config, Connection, Message};
+    /// use std::io::IoSlice;
+    /// let mut server = Connection::server(Config::default());
+    /// server.send_owned(Message::binary(vec![7u8; 100_000])).unwrap();
+    /// let mut pieces = [IoSlice::new(&[]); 4];
+    /// let n = server.poll_transmit_vectored(&mut pieces);
+    /// assert_eq!(n, 2); // the 4-byte header, then the payload where it lies
+    /// assert_eq!(pieces[0].len() + pieces[1].len(), server.transmit_len());
+    /// ```
+    pub fn send_owned(&mut self, message: Message<'_>) -> Result<(), Error> {
+        let (opcode, data) = match message {
+            Message::Text(Cow::Owned(text)) => (OpCode::Text, text.into_bytes()),
+            Message::Binary(Cow::Owned(data)) => (OpCode::Binary, data),
+            borrowed => return self.send(borrowed),
+        };
+        let by_value = data.len() >= OWNED_SEND_MIN
+            && data.len() <= self.config.max_send_frame_size
+            // A compressed message is a new buffer anyway (set_deflate owns RSV1).
+            && self.rsv_allowed & RSV1 == 0;
+        if !by_value {
+            return self.send_data(opcode, &data);
+        }
+        if self.state != State::Open {
+            return Err(Error::Closed);
+        }
+        self.write_frame_owned(opcode, data);
+        Ok(())
+    }
+
     fn send_data(&mut self, opcode: OpCode, data: &[u8]) -> Result<(), Error> {
         if self.state != State::Open {
             return Err(Error::Closed);
@@ -901,14 +966,11 @@ impl Connection {
     }
 
     fn write_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) {
-        if self.out_pos == self.out.len() {
+        if self.out_pos == self.out.len() && !self.has_segments() {
             self.out.clear();
             self.out_pos = 0;
         }
-        let mask = match &mut self.rare {
-            Some(rare) => rare.masks.as_mut().map(|m| m.next_mask()),
-            None => None,
-        };
+        let mask = self.next_mask();
         let header = FrameHeader {
             fin,
             rsv,
@@ -924,14 +986,110 @@ impl Connection {
         }
     }
 
-    /// The bytes waiting to be written to the transport. Write as many as it takes, then
-    /// call [`consume_transmit`](Self::consume_transmit) with that count.
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        match &mut self.rare {
+            Some(rare) => rare.masks.as_mut().map(|m| m.next_mask()),
+            None => None,
+        }
+    }
+
+    /// Queues one final, uncompressed frame whose payload stays in its own allocation.
+    fn write_frame_owned(&mut self, opcode: OpCode, mut payload: Vec<u8>) {
+        let mask = self.next_mask();
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        header.encode_to(&mut self.out);
+        if let Some(key) = mask {
+            apply_mask(&mut payload, key, 0);
+        }
+        let at = self.out.len();
+        let rare = self.rare();
+        rare.segment_bytes += payload.len();
+        rare.segments.push_back(Segment { at, data: payload });
+    }
+
+    fn has_segments(&self) -> bool {
+        self.rare.as_ref().is_some_and(|r| !r.segments.is_empty())
+    }
+
+    /// The next bytes waiting to be written to the transport: all of them, or, after
+    /// [`send_owned`](Self::send_owned), the first of several pieces. Write as many as it
+    /// takes, call [`consume_transmit`](Self::consume_transmit) with that count, and call
+    /// again until it returns an empty slice.
     pub fn poll_transmit(&self) -> &[u8] {
+        if let Some(rare) = &self.rare {
+            if let Some(first) = rare.segments.front() {
+                return if self.out_pos < first.at {
+                    &self.out[self.out_pos..first.at]
+                } else {
+                    &first.data[rare.segment_pos..]
+                };
+            }
+        }
         &self.out[self.out_pos..]
     }
 
-    /// Marks `n` bytes of [`poll_transmit`](Self::poll_transmit) as written.
-    pub fn consume_transmit(&mut self, n: usize) {
+    /// Fills `pieces` with the bytes waiting to be written, in order, for one vectored write
+    /// (`std::io::Write::write_vectored`); returns how many it filled (0: nothing to write).
+    /// Queues longer than `pieces` are cut short; what is left comes next time.
+    pub fn poll_transmit_vectored<'a>(&'a self, pieces: &mut [std::io::IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        let mut push = |bytes: &'a [u8]| {
+            if !bytes.is_empty() && n < pieces.len() {
+                pieces[n] = std::io::IoSlice::new(bytes);
+                n += 1;
+            }
+        };
+        let mut pos = self.out_pos;
+        if let Some(rare) = &self.rare {
+            let mut written = rare.segment_pos;
+            for segment in &rare.segments {
+                push(&self.out[pos..segment.at]);
+                push(&segment.data[written..]);
+                pos = segment.at;
+                written = 0;
+            }
+        }
+        push(&self.out[pos..]);
+        n
+    }
+
+    /// Bytes waiting to be written, in all pieces.
+    pub fn transmit_len(&self) -> usize {
+        let segments = self
+            .rare
+            .as_ref()
+            .map_or(0, |r| r.segment_bytes - r.segment_pos);
+        self.out.len() - self.out_pos + segments
+    }
+
+    /// Marks `n` bytes of the transmit queue as written (at most
+    /// [`transmit_len`](Self::transmit_len) count).
+    pub fn consume_transmit(&mut self, mut n: usize) {
+        if let Some(rare) = &mut self.rare {
+            while let Some(first) = rare.segments.front() {
+                let before = (first.at - self.out_pos).min(n);
+                self.out_pos += before;
+                n -= before;
+                if self.out_pos < first.at {
+                    return;
+                }
+                let left = first.data.len() - rare.segment_pos;
+                if n < left {
+                    rare.segment_pos += n;
+                    return;
+                }
+                n -= left;
+                rare.segment_pos = 0;
+                rare.segment_bytes -= first.data.len();
+                rare.segments.pop_front();
+            }
+        }
         self.out_pos = (self.out_pos + n).min(self.out.len());
         if self.out_pos == self.out.len() {
             self.out.clear();
@@ -950,7 +1108,7 @@ impl Connection {
 
     /// Frees buffers that hold no data, so an idle connection costs only its fixed state.
     pub fn shrink_buffers(&mut self) {
-        if self.out_pos == self.out.len() {
+        if self.out_pos == self.out.len() && !self.has_segments() {
             self.out = Vec::new();
             self.out_pos = 0;
         }
@@ -977,7 +1135,7 @@ impl Connection {
     /// [`poll_transmit`](Self::poll_transmit); otherwise `spare` is cleared, swapped in, and
     /// `spare` receives the connection's previous (empty) buffer.
     pub fn swap_transmit_buffer(&mut self, spare: &mut Vec<u8>) -> bool {
-        if self.out_pos != self.out.len() {
+        if self.out_pos != self.out.len() || self.has_segments() {
             return false;
         }
         spare.clear();
@@ -1250,6 +1408,172 @@ mod tests {
         assert!(s.swap_transmit_buffer(&mut spare));
         assert!(spare.capacity() >= 4096 && spare.is_empty());
         assert!(s.poll_transmit().is_empty());
+    }
+
+    /// Everything `conn` has to send, taken `step` bytes at a time through `poll_transmit`.
+    fn drain_in_steps(conn: &mut Connection, step: usize) -> Vec<u8> {
+        let mut wire = Vec::new();
+        loop {
+            let piece = conn.poll_transmit();
+            if piece.is_empty() {
+                assert_eq!(conn.transmit_len(), 0);
+                return wire;
+            }
+            let n = piece.len().min(step);
+            wire.extend_from_slice(&piece[..n]);
+            let before = conn.transmit_len();
+            conn.consume_transmit(n);
+            assert_eq!(conn.transmit_len(), before - n);
+        }
+    }
+
+    /// Everything `conn` has to send, through `poll_transmit_vectored` with `slots` pieces.
+    fn drain_vectored(conn: &mut Connection, slots: usize) -> Vec<u8> {
+        let mut wire = Vec::new();
+        loop {
+            let mut pieces = vec![std::io::IoSlice::new(&[]); slots];
+            let n = conn.poll_transmit_vectored(&mut pieces);
+            if n == 0 {
+                assert_eq!(conn.transmit_len(), 0);
+                return wire;
+            }
+            let before = wire.len();
+            for piece in &pieces[..n] {
+                assert!(!piece.is_empty(), "no empty pieces");
+                wire.extend_from_slice(piece);
+            }
+            conn.consume_transmit(wire.len() - before);
+        }
+    }
+
+    /// The same sends through `send` (copying) and `send_owned`, with writes in between.
+    fn owned_and_copied(role: Role, drain: &dyn Fn(&mut Connection) -> Vec<u8>) {
+        let make = || {
+            let mut counter = 0u8;
+            let masks = move || {
+                counter = counter.wrapping_add(1);
+                [counter, 0x5a, counter ^ 0xff, 3]
+            };
+            match role {
+                Role::Server => server(),
+                Role::Client => Connection::client(Config::default(), masks),
+            }
+        };
+        let big = |len: usize, seed: u8| -> Vec<u8> {
+            (0..len).map(|i| (i as u8).wrapping_mul(seed)).collect()
+        };
+        let (mut copied, mut owned) = (make(), make());
+        let (mut wire_copied, mut wire_owned) = (Vec::new(), Vec::new());
+        for (conn, wire, by_value) in [
+            (&mut copied, &mut wire_copied, false),
+            (&mut owned, &mut wire_owned, true),
+        ] {
+            let send = |conn: &mut Connection, message: Message<'static>| {
+                if by_value {
+                    conn.send_owned(message).unwrap()
+                } else {
+                    conn.send(message).unwrap()
+                }
+            };
+            conn.ping(b"p").unwrap();
+            send(conn, Message::binary(big(OWNED_SEND_MIN, 3)));
+            // Write part of the queue, ending inside the first payload.
+            for _ in 0..2 {
+                let n = conn.poll_transmit().len().min(1000);
+                wire.extend_from_slice(&conn.poll_transmit()[..n]);
+                conn.consume_transmit(n);
+            }
+            conn.send_text("small").unwrap();
+            send(conn, Message::text("é".repeat(40_000)));
+            send(conn, Message::binary(big(100_000, 7)));
+            conn.pong(b"").unwrap();
+            wire.extend(drain(conn));
+            // Once empty, the queue is one buffer again.
+            send(conn, Message::binary(big(20_000, 5)));
+            wire.extend(drain(conn));
+        }
+        assert_eq!(wire_owned, wire_copied, "{role:?}");
+        // And the peer reads every message back.
+        let mut peer = match role {
+            Role::Server => Connection::client(Config::default(), || [0; 4]),
+            Role::Client => server(),
+        };
+        peer.handle_bytes(&wire_owned).unwrap();
+        let sizes: Vec<usize> = std::iter::from_fn(|| peer.poll_event())
+            .filter_map(|e| match e {
+                Event::Message(m) => Some(m.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sizes, [OWNED_SEND_MIN, 5, 80_000, 100_000, 20_000]);
+    }
+
+    #[test]
+    fn owned_sends_put_the_same_bytes_on_the_wire_as_copied_ones() {
+        for role in [Role::Server, Role::Client] {
+            for step in [1, 3, 4096, 65_536, usize::MAX] {
+                owned_and_copied(role, &|c| drain_in_steps(c, step));
+            }
+            for slots in [1, 2, 3, 16] {
+                owned_and_copied(role, &|c| drain_vectored(c, slots));
+            }
+        }
+    }
+
+    #[test]
+    fn owned_sends_queue_the_payload_apart_only_when_it_pays() {
+        let mut s = server();
+        let payload = vec![1u8; OWNED_SEND_MIN];
+        let address = payload.as_ptr();
+        s.send_owned(Message::binary(payload)).unwrap();
+        {
+            let mut pieces = [std::io::IoSlice::new(&[]); 4];
+            assert_eq!(
+                s.poll_transmit_vectored(&mut pieces),
+                2,
+                "header, then payload"
+            );
+            assert_eq!(pieces[1].as_ptr(), address, "the payload was not copied");
+        }
+        let mut spare = Vec::new();
+        assert!(!s.swap_transmit_buffer(&mut spare), "bytes are pending");
+        s.shrink_buffers();
+        assert_eq!(
+            s.transmit_len(),
+            4 + OWNED_SEND_MIN,
+            "shrinking keeps queued bytes"
+        );
+        s.consume_transmit(usize::MAX);
+        assert!(s.swap_transmit_buffer(&mut spare));
+
+        // Copied instead: too small, borrowed, more than one frame.
+        let mut config = Config::default();
+        config.max_send_frame_size = 50_000;
+        let mut s = Connection::server(config);
+        s.send_owned(Message::binary(vec![1u8; OWNED_SEND_MIN - 1]))
+            .unwrap();
+        s.send_owned(Message::binary(&[2u8; 20_000][..])).unwrap();
+        s.send_owned(Message::binary(vec![3u8; 50_001])).unwrap();
+        let mut pieces = [std::io::IoSlice::new(&[]); 4];
+        assert_eq!(s.poll_transmit_vectored(&mut pieces), 1);
+        assert_eq!(s.transmit_len(), s.poll_transmit().len());
+
+        // Compressed: deflate makes a new buffer anyway.
+        #[cfg(feature = "deflate")]
+        {
+            let mut s = server();
+            s.set_deflate(DeflateParams::default());
+            s.send_owned(Message::binary(vec![4u8; OWNED_SEND_MIN]))
+                .unwrap();
+            assert_eq!(s.poll_transmit_vectored(&mut pieces), 1);
+            assert!(s.transmit_len() < 1000, "compressed");
+        }
+
+        // Closed: refused like send.
+        let mut s = server();
+        s.close(CloseCode::NORMAL, "").unwrap();
+        let refused = s.send_owned(Message::binary(vec![0u8; OWNED_SEND_MIN]));
+        assert!(matches!(refused, Err(Error::Closed)));
     }
 
     #[test]

@@ -31,6 +31,8 @@ const READ_BUFFER: usize = 64 * 1024;
 /// give waits for the next turn, after the other connections' events: one fast sender must
 /// not starve the rest of its loop.
 const READS_PER_TURN: usize = 16;
+/// Most pieces (HTTP response, frame headers, payloads queued by value) in one write.
+const WRITE_PIECES: usize = 16;
 
 /// The spare transmit buffer is kept up to this capacity between uses.
 const SPARE_KEEP: usize = 4 << 20;
@@ -427,9 +429,7 @@ impl<H: Handler> EventLoop<H> {
             let Some(e) = self.conns.get_mut(key) else {
                 return;
             };
-            if e.phase == Phase::Open
-                && e.conn.poll_transmit().len() >= self.limits.write_high_water
-            {
+            if e.phase == Phase::Open && e.conn.transmit_len() >= self.limits.write_high_water {
                 // Backpressure: the peer gets no more of our attention until it reads.
                 e.paused = true;
                 break;
@@ -635,7 +635,7 @@ impl<H: Handler> EventLoop<H> {
         if !e.overflow || !e.reportable {
             return;
         }
-        let queued = e.conn.poll_transmit().len();
+        let queued = e.conn.transmit_len();
         let _ = e
             .conn
             .fail(CloseCode::POLICY_VIOLATION, "write queue overflow");
@@ -702,22 +702,24 @@ impl<H: Handler> EventLoop<H> {
         }
         let mut lost = false;
         loop {
-            let http: &[u8] = &e.http;
-            let out = if write_out {
-                e.conn.poll_transmit()
-            } else {
-                &[]
-            };
-            let wanted = http.len() + out.len();
+            // The HTTP response, then the frames: one piece each, or more where a payload
+            // queued by value lies apart from the headers.
+            let mut pieces = [IoSlice::new(&[]); WRITE_PIECES];
+            let mut n = 0;
+            if !e.http.is_empty() {
+                pieces[0] = IoSlice::new(&e.http);
+                n = 1;
+            }
+            if write_out {
+                n += e.conn.poll_transmit_vectored(&mut pieces[n..]);
+            }
+            let wanted: usize = pieces[..n].iter().map(|p| p.len()).sum();
             if wanted == 0 {
                 break;
             }
-            let result = match (http.is_empty(), out.is_empty()) {
-                (true, _) => e.stream.write(out),
-                (false, true) => e.stream.write(http),
-                (false, false) => e
-                    .stream
-                    .write_vectored(&[IoSlice::new(http), IoSlice::new(out)]),
+            let result = match &pieces[..n] {
+                [one] => e.stream.write(one),
+                many => e.stream.write_vectored(many),
             };
             match result {
                 Ok(0) => {
@@ -753,7 +755,7 @@ impl<H: Handler> EventLoop<H> {
             self.remove(key);
             return;
         }
-        let pending = !e.http.is_empty() || (write_out && !e.conn.poll_transmit().is_empty());
+        let pending = !e.http.is_empty() || (write_out && e.conn.transmit_len() > 0);
         if !pending && e.phase == Phase::Open {
             // Take the lent buffer back; an idle connection keeps nothing.
             e.conn.swap_transmit_buffer(&mut self.spare);
@@ -780,7 +782,7 @@ impl<H: Handler> EventLoop<H> {
             }
             e.writable = pending;
         }
-        if e.paused && e.conn.poll_transmit().len() < self.limits.write_high_water {
+        if e.paused && e.conn.transmit_len() < self.limits.write_high_water {
             e.paused = false;
             self.resume.push(key);
         }
@@ -882,10 +884,10 @@ impl<H: Handler> EventLoop<H> {
             e.conn.swap_transmit_buffer(&mut self.spare);
             match action {
                 Ok(message) => {
-                    if e.conn.poll_transmit().len() + message.len() > self.limits.max_write_queue {
+                    if e.conn.transmit_len() + message.len() > self.limits.max_write_queue {
                         e.overflow = true;
                     } else {
-                        let _ = e.conn.send(message);
+                        let _ = e.conn.send_owned(message);
                     }
                 }
                 Err((code, reason)) => {

@@ -183,11 +183,13 @@ impl Context<'_> {
         if *self.overflow {
             return Err(Error::Closed);
         }
-        if self.conn.poll_transmit().len() + message.len() > self.max_write_queue {
+        if self.conn.transmit_len() + message.len() > self.max_write_queue {
             *self.overflow = true;
             return Err(Error::Closed);
         }
-        self.conn.send(message)
+        // An owned message (one that arrived in pieces, or a `Vec` of yours) of 16 KiB or
+        // more is written from where it lies, not copied.
+        self.conn.send_owned(message)
     }
 
     /// Queues a text message (see [`send`](Self::send)).
@@ -208,7 +210,7 @@ impl Context<'_> {
 
     /// Bytes queued for this connection that the socket has not taken yet.
     pub fn queued(&self) -> usize {
-        self.conn.poll_transmit().len()
+        self.conn.transmit_len()
     }
 
     /// A handle to reach other connections (on any thread) or stop the server.
