@@ -20,7 +20,7 @@ use super::config::Config;
 use super::deflate::{Codec, DeflateParams};
 use super::error::{Error, ProtocolError, UsageError};
 use super::frame::{FrameHeader, OpCode, Status, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1};
-use super::mask::apply_mask;
+use super::mask::{apply_mask, extend_masked};
 use super::utf8::Utf8Validator;
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -979,10 +979,9 @@ impl Connection {
             payload_len: payload.len() as u64,
         };
         header.encode_to(&mut self.out);
-        let start = self.out.len();
-        self.out.extend_from_slice(payload);
-        if let Some(key) = mask {
-            apply_mask(&mut self.out[start..], key, 0);
+        match mask {
+            Some(key) => extend_masked(&mut self.out, payload, key),
+            None => self.out.extend_from_slice(payload),
         }
     }
 
