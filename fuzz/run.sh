@@ -46,6 +46,7 @@ targets=(
     "handshake_request 4098 64"
     "handshake_response 4098 64"
     "inflate 4096 256"
+    "primitives 4096 64"
 )
 
 cd "$root" || exit 2

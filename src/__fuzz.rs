@@ -12,9 +12,10 @@
 
 use crate::proto::close::CloseFrame;
 use crate::proto::frame::{FrameHeader, OpCode, Status, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::proto::mask::extend_masked;
 use crate::proto::{apply_mask, CloseCode, Config, Connection, Error, Event, ProtocolError};
 use crate::proto::{ClientHandshake, ClientOptions, ExtensionOffer, HandshakeLimits, Request, Url};
-use crate::proto::{Role, State};
+use crate::proto::{Role, State, Utf8Validator};
 use base64::Engine as _;
 
 // ---------------------------------------------------------------------------------------------
@@ -782,4 +783,67 @@ fn deliver(
     }
     assert_eq!(to.poll_event(), None);
     from.shrink_buffers();
+}
+
+// ---------------------------------------------------------------------------------------------
+// UTF-8 validation and masking
+// ---------------------------------------------------------------------------------------------
+
+/// The streaming UTF-8 validator and the masking functions against their definitions.
+///
+/// Layout: two cut points (bytes 0-1, scaled to the text's length), a masking key (bytes 2-5)
+/// and a key offset and alignment (byte 6), then the text.
+///
+/// - `Utf8Validator` fed the text in three pieces accepts exactly what `str::from_utf8`
+///   accepts, and fails on the first piece already when std proves an error inside it.
+/// - `apply_mask` at any key offset and buffer alignment, and `extend_masked`, equal a byte
+///   by byte XOR, and `apply_mask` returns the key offset after the buffer.
+pub fn check_primitives(data: &[u8]) {
+    let Some((&[c1, c2, k0, k1, k2, k3, shift], text)) = data.split_first_chunk::<7>() else {
+        return;
+    };
+    let cut = |c: u8| usize::from(c) * text.len() / 255;
+    let (a, b) = (cut(c1).min(cut(c2)), cut(c1).max(cut(c2)));
+    let mut v = Utf8Validator::default();
+    let first = v.feed(&text[..a]);
+    let whole = first
+        .and_then(|()| v.feed(&text[a..b]))
+        .and_then(|()| v.feed(&text[b..]))
+        .and_then(|()| v.finish());
+    let std = std::str::from_utf8(text);
+    assert_eq!(
+        whole.is_ok(),
+        std.is_ok(),
+        "validator vs std::str::from_utf8"
+    );
+    if let Err(e) = std {
+        if let Some(bad) = e.error_len() {
+            // std may need the byte after the `bad` ones to know they are bad.
+            if e.valid_up_to() + bad < a {
+                assert!(
+                    first.is_err(),
+                    "an error inside the first piece is reported there"
+                );
+            }
+        }
+    }
+
+    let key = [k0, k1, k2, k3];
+    let offset = usize::from(shift & 3);
+    let start = usize::from(shift >> 2).min(text.len());
+    let mut fast = text.to_vec();
+    let next = apply_mask(&mut fast[start..], key, offset);
+    let mut slow = text.to_vec();
+    for (i, byte) in slow[start..].iter_mut().enumerate() {
+        *byte ^= key[(offset + i) % 4];
+    }
+    assert_eq!(fast, slow, "apply_mask vs byte-wise XOR");
+    assert_eq!(next, (offset + text.len() - start) % 4);
+    let mut fused = text[..start].to_vec();
+    extend_masked(&mut fused, &text[start..], key);
+    let mut slow = text.to_vec();
+    for (i, byte) in slow[start..].iter_mut().enumerate() {
+        *byte ^= key[i % 4];
+    }
+    assert_eq!(fused, slow, "extend_masked vs byte-wise XOR");
 }

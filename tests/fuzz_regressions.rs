@@ -23,6 +23,7 @@ const TARGETS: &[(&str, Check)] = &[
     }),
     ("handshake_request", __fuzz::check_handshake_request),
     ("handshake_response", __fuzz::check_handshake_response),
+    ("primitives", __fuzz::check_primitives),
     #[cfg(feature = "deflate")]
     ("inflate", |d| {
         __fuzz::check_inflate(d);
