@@ -2,8 +2,9 @@
 //!
 //! A server-role [`Connection`] is fed masked client frames from a buffer through
 //! [`Connection::read`] (unmasking in place, as the event loop does with its read buffer),
-//! each message is "handled" by echoing it through [`Connection::send`], and the output is
-//! taken with `poll_transmit` / `consume_transmit`. The transmit buffer is lent and taken
+//! each message is "handled" by echoing it through [`Connection::send_owned`] (as the server's
+//! `Context::send` does), and the output is taken with `poll_transmit_vectored` /
+//! `consume_transmit` (one vectored write, as the loop's flush). The transmit buffer is lent and taken
 //! back with `swap_transmit_buffer`, as the loop does. Throughput counts payload bytes.
 //!
 //! Groups:
@@ -22,6 +23,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rfc6455::{Config, Connection, Event};
 use std::hint::black_box;
+use std::io::IoSlice;
 use std::time::Duration;
 
 const SIZES: [(usize, &str); 4] = [
@@ -62,12 +64,19 @@ fn echo(
         let mut input = &mut buf[..];
         while let Some(event) = server.read(&mut input).unwrap() {
             if let Event::Message(m) = event {
-                server.send(m).unwrap();
+                // As the server's Context::send: a message collected from several reads
+                // is owned, and goes out from where it lies.
+                server.send_owned(m).unwrap();
             }
         }
-        let out = server.poll_transmit();
-        written += black_box(out).len();
-        server.consume_transmit(out.len());
+        // As the loop's flush: vectored writes of up to 16 pieces until all is out.
+        while server.transmit_len() > 0 {
+            let mut pieces = [IoSlice::new(&[]); 16];
+            let n = server.poll_transmit_vectored(&mut pieces);
+            let bytes: usize = black_box(&pieces[..n]).iter().map(|p| p.len()).sum();
+            written += bytes;
+            server.consume_transmit(bytes);
+        }
         server.swap_transmit_buffer(spare);
         server.shrink_buffers();
     }

@@ -212,6 +212,16 @@ struct Rare {
     deflate: Option<Box<Codec>>,
 }
 
+impl Rare {
+    fn is_unused(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        if self.deflate.is_some() {
+            return false;
+        }
+        self.masks.is_none() && self.queued.is_none() && self.segments.is_empty()
+    }
+}
+
 /// A payload queued as it is (see [`Connection::send_owned`]), written once `out[..at]` is.
 struct Segment {
     at: usize,
@@ -1123,6 +1133,10 @@ impl Connection {
             if let Some(codec) = &mut rare.deflate {
                 codec.shrink(mid_message);
             }
+            if rare.is_unused() {
+                // A server connection that once sent a message by value keeps nothing of it.
+                self.rare = None;
+            }
         }
     }
 
@@ -1544,6 +1558,8 @@ mod tests {
         );
         s.consume_transmit(usize::MAX);
         assert!(s.swap_transmit_buffer(&mut spare));
+        s.shrink_buffers();
+        assert!(s.rare.is_none(), "nothing is kept once it is written");
 
         // Copied instead: too small, borrowed, more than one frame.
         let mut config = Config::default();
