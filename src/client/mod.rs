@@ -575,14 +575,7 @@ impl Client {
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if is_timeout(e.kind()) => return Err(ClientError::Timeout { during }),
-                Err(e) => {
-                    let _ = self.conn.handle_eof();
-                    return Err(if is_lost(e.kind()) {
-                        ClientError::ConnectionLost(Some(e))
-                    } else {
-                        ClientError::Io(e)
-                    });
-                }
+                Err(e) => return Err(self.transport_failed(e)),
             }
         }
     }
@@ -606,17 +599,20 @@ impl Client {
                         },
                     })
                 }
-                Err(e) => {
-                    let _ = self.conn.handle_eof();
-                    return Err(if is_lost(e.kind()) {
-                        ClientError::ConnectionLost(Some(e))
-                    } else {
-                        ClientError::Io(e)
-                    });
-                }
+                Err(e) => return Err(self.transport_failed(e)),
             }
         }
         Ok(())
+    }
+
+    /// A read or write failed for good: the connection is over; say whether it was lost.
+    fn transport_failed(&mut self, e: std::io::Error) -> ClientError {
+        let _ = self.conn.handle_eof();
+        if is_lost(e.kind()) {
+            ClientError::ConnectionLost(Some(e))
+        } else {
+            ClientError::Io(e)
+        }
     }
 
     /// After the close handshake (or a failure): the server closes TCP first (RFC 6455

@@ -976,43 +976,43 @@ impl Connection {
     }
 
     fn write_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) {
-        if self.out_pos == self.out.len() && !self.has_segments() {
-            self.out.clear();
-            self.out_pos = 0;
-        }
-        let mask = self.next_mask();
-        let header = FrameHeader {
-            fin,
-            rsv,
-            opcode,
-            mask,
-            payload_len: payload.len() as u64,
-        };
-        header.encode_to(&mut self.out);
+        let mask = self.write_header(opcode, fin, rsv, payload.len());
         match mask {
             Some(key) => extend_masked(&mut self.out, payload, key),
             None => self.out.extend_from_slice(payload),
         }
     }
 
-    fn next_mask(&mut self) -> Option<[u8; 4]> {
-        match &mut self.rare {
+    /// Appends a frame header (masked with a fresh key for a client) to the transmit buffer,
+    /// reusing the buffer from the start once all of it was written; returns the key.
+    fn write_header(&mut self, opcode: OpCode, fin: bool, rsv: u8, len: usize) -> Option<[u8; 4]> {
+        self.recycle_out();
+        let mask = match &mut self.rare {
             Some(rare) => rare.masks.as_mut().map(|m| m.next_mask()),
             None => None,
+        };
+        let header = FrameHeader {
+            fin,
+            rsv,
+            opcode,
+            mask,
+            payload_len: len as u64,
+        };
+        header.encode_to(&mut self.out);
+        mask
+    }
+
+    /// Once every queued byte is written, the transmit buffer starts over.
+    fn recycle_out(&mut self) {
+        if self.out_pos == self.out.len() && !self.has_segments() {
+            self.out.clear();
+            self.out_pos = 0;
         }
     }
 
     /// Queues one final, uncompressed frame whose payload stays in its own allocation.
     fn write_frame_owned(&mut self, opcode: OpCode, mut payload: Vec<u8>) {
-        let mask = self.next_mask();
-        let header = FrameHeader {
-            fin: true,
-            rsv: 0,
-            opcode,
-            mask,
-            payload_len: payload.len() as u64,
-        };
-        header.encode_to(&mut self.out);
+        let mask = self.write_header(opcode, true, 0, payload.len());
         if let Some(key) = mask {
             apply_mask(&mut payload, key, 0);
         }
@@ -1047,6 +1047,7 @@ impl Connection {
     /// (`std::io::Write::write_vectored`); returns how many it filled (0: nothing to write).
     /// Queues longer than `pieces` are cut short; what is left comes next time.
     pub fn poll_transmit_vectored<'a>(&'a self, pieces: &mut [std::io::IoSlice<'a>]) -> usize {
+        let slots = pieces.len();
         let mut n = 0;
         let mut push = |bytes: &'a [u8]| {
             if !bytes.is_empty() && n < pieces.len() {
@@ -1057,7 +1058,8 @@ impl Connection {
         let mut pos = self.out_pos;
         if let Some(rare) = &self.rare {
             let mut written = rare.segment_pos;
-            for segment in &rare.segments {
+            // Each segment takes at least one slot: the rest cannot fit this time.
+            for segment in rare.segments.iter().take(slots) {
                 push(&self.out[pos..segment.at]);
                 push(&segment.data[written..]);
                 pos = segment.at;
@@ -1100,10 +1102,7 @@ impl Connection {
             }
         }
         self.out_pos = (self.out_pos + n).min(self.out.len());
-        if self.out_pos == self.out.len() {
-            self.out.clear();
-            self.out_pos = 0;
-        }
+        self.recycle_out();
     }
 
     /// Whether the caller should close the transport now: the connection is
