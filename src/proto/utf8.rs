@@ -79,31 +79,29 @@ fn run(state: u64, bytes: &[u8]) -> u64 {
         // Short (the caller skipped any leading ASCII): one plain chain.
         return run_bytes(state, bytes);
     }
+    // A character starts at a byte that is not a continuation byte (80-BF); valid text
+    // has one within four bytes of anywhere.
+    let half = bytes.len() / 2;
+    if let Some(offset) = bytes[half..]
+        .iter()
+        .take(4)
+        .position(|&b| !(0x80..=0xBF).contains(&b))
     {
-        // A character starts at a byte that is not a continuation byte (80-BF); valid text
-        // has one within four bytes of anywhere.
-        let half = bytes.len() / 2;
-        if let Some(offset) = bytes[half..]
-            .iter()
-            .take(4)
-            .position(|&b| !(0x80..=0xBF).contains(&b))
-        {
-            let (first, second) = bytes.split_at(half + offset);
-            let (first_chunks, first_tail) = first.as_chunks::<16>();
-            let (second_chunks, second_tail) = second.as_chunks::<16>();
-            let (mut s1, mut s2) = (state, ACCEPT);
-            for (c1, c2) in first_chunks.iter().zip(second_chunks) {
-                s1 = run_chunk(s1, c1);
-                s2 = run_chunk(s2, c2);
-                if s1 == REJECT || s2 == REJECT {
-                    return REJECT;
-                }
+        let (first, second) = bytes.split_at(half + offset);
+        let (first_chunks, first_tail) = first.as_chunks::<16>();
+        let (second_chunks, second_tail) = second.as_chunks::<16>();
+        let (mut s1, mut s2) = (state, ACCEPT);
+        for (c1, c2) in first_chunks.iter().zip(second_chunks) {
+            s1 = run_chunk(s1, c1);
+            s2 = run_chunk(s2, c2);
+            if s1 == REJECT || s2 == REJECT {
+                return REJECT;
             }
-            let n = first_chunks.len().min(second_chunks.len());
-            s1 = run_chunks(s1, &first_chunks[n..], first_tail);
-            s2 = run_chunks(s2, &second_chunks[n..], second_tail);
-            return if s1 == ACCEPT { s2 } else { REJECT };
         }
+        let n = first_chunks.len().min(second_chunks.len());
+        s1 = run_chunks(s1, &first_chunks[n..], first_tail);
+        s2 = run_chunks(s2, &second_chunks[n..], second_tail);
+        return if s1 == ACCEPT { s2 } else { REJECT };
     }
     let (chunks, tail) = bytes.as_chunks::<16>();
     run_chunks(state, chunks, tail)
