@@ -31,6 +31,11 @@ pub struct Args {
     /// message, so an idle connection keeps about 47 KiB rather than 418 KiB.
     #[arg(long)]
     deflate: bool,
+    /// TCP congestion control for its connections (Linux: reno, cubic, bbr…; default: the
+    /// system's). `reno` pays when clients are on this host: BBR's pacing only adds waits on
+    /// loopback.
+    #[arg(long, value_name = "ALGORITHM")]
+    tcp_congestion: Option<String>,
     /// Log a line per connection opened and closed.
     #[arg(short, long)]
     verbose: bool,
@@ -57,6 +62,9 @@ impl Args {
         if self.deflate {
             // DeflateConfig::default: answers every valid offer, server_no_context_takeover.
             builder = builder.deflate(rfc6455::proto::deflate::DeflateConfig::default());
+        }
+        if let Some(name) = &self.tcp_congestion {
+            builder = builder.tcp_congestion(name.clone());
         }
         for addr in &self.listen {
             builder = builder.listen(addr.clone());

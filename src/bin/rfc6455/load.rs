@@ -63,6 +63,11 @@ pub struct Args {
     /// Check only each echo's type and length, not its bytes.
     #[arg(long)]
     no_verify: bool,
+    /// TCP congestion control for the tool's connections (Linux: reno, cubic, bbr…; default:
+    /// the system's). Against a server on this host, `reno` keeps BBR's pacing out of the
+    /// measurement of every server alike.
+    #[arg(long, value_name = "ALGORITHM")]
+    tcp_congestion: Option<String>,
     /// Seconds a connection may take to connect and finish its handshake.
     #[arg(long, default_value_t = 10.0)]
     handshake_timeout: f64,
@@ -82,6 +87,13 @@ pub fn run(args: Args) -> ExitCode {
 fn seconds(name: &str, value: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value)
         .map_err(|_| format!("{name} must be a number of seconds ≥ 0, not {value}"))
+}
+
+/// Fails early, and says why, if the kernel will not give a socket this congestion control.
+fn check_congestion(name: &str) -> Result<(), String> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .map_err(|e| format!("cannot open a socket: {e}"))?;
+    worker::set_congestion(&socket2::SockRef::from(&socket), name)
 }
 
 fn run_checked(args: Args) -> Result<ExitCode, String> {
@@ -106,6 +118,9 @@ fn run_checked(args: Args) -> Result<ExitCode, String> {
     let warmup = seconds("--warmup", args.warmup)?;
     let handshake_timeout = seconds("--handshake-timeout", args.handshake_timeout)?;
     check_fd_limit(args.connections)?;
+    if let Some(name) = &args.tcp_congestion {
+        check_congestion(name)?;
+    }
 
     let threads = (args.threads as usize).min(args.connections);
     let payload = if args.binary {
@@ -137,6 +152,7 @@ fn run_checked(args: Args) -> Result<ExitCode, String> {
         handshake_timeout,
         close_timeout: Duration::from_secs(3),
         max_pending: 256,
+        congestion: args.tcp_congestion.clone(),
     });
 
     let kind = if args.binary { "binary" } else { "text" };

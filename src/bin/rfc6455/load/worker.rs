@@ -39,6 +39,15 @@ pub struct Plan {
     /// At most this many connections per thread may be connecting or handshaking at once, so
     /// thousands of connections do not overflow the server's listen backlog.
     pub max_pending: usize,
+    /// `--tcp-congestion`: set on every connection.
+    pub congestion: Option<String>,
+}
+
+/// Sets `TCP_CONGESTION`, saying where the choices are listed if the kernel refuses.
+pub fn set_congestion(socket: &socket2::SockRef<'_>, name: &str) -> Result<(), String> {
+    socket.set_tcp_congestion(name.as_bytes()).map_err(|e| {
+        format!("--tcp-congestion {name}: {e} (choices: /proc/sys/net/ipv4/tcp_available_congestion_control, and without root tcp_allowed_congestion_control)")
+    })
 }
 
 /// A message's payload, in the type it is sent as.
@@ -368,6 +377,10 @@ impl<'a> Worker<'a> {
             let i = self.next_start;
             self.next_start += 1;
             let sock = TcpStream::connect(self.plan.addr).and_then(|mut sock| {
+                if let Some(name) = &self.plan.congestion {
+                    set_congestion(&socket2::SockRef::from(&sock), name)
+                        .map_err(io::Error::other)?;
+                }
                 self.poll.registry().register(
                     &mut sock,
                     Token(i),
