@@ -2,9 +2,11 @@
 //!
 //! A server-role [`Connection`] is fed masked client frames from a buffer through
 //! [`Connection::read`] (unmasking in place, as the event loop does with its read buffer),
-//! each message is "handled" by echoing it through [`Connection::send_owned`] (as the server's
-//! `Context::send` does), and the output is taken with `poll_transmit_vectored` /
-//! `consume_transmit` (one vectored write, as the loop's flush). The transmit buffer is lent and taken
+//! each message is "handled" by echoing it through [`Connection::send_through`] (as the
+//! server's `Context::send` does: a message of 16 KiB or more that lies whole in the read
+//! buffer goes to a "socket" that takes everything, with what is queued ahead of it; a
+//! collected one is queued by value), and the rest of the output is taken with
+//! `poll_transmit_vectored` / `consume_transmit` (one vectored write, as the loop's flush). The transmit buffer is lent and taken
 //! back with `swap_transmit_buffer`, as the loop does. Throughput counts payload bytes.
 //!
 //! Groups:
@@ -64,9 +66,14 @@ fn echo(
         let mut input = &mut buf[..];
         while let Some(event) = server.read(&mut input).unwrap() {
             if let Event::Message(m) = event {
-                // As the server's Context::send: a message collected from several reads
-                // is owned, and goes out from where it lies.
-                server.send_owned(m).unwrap();
+                // As the server's Context::send with room in the socket.
+                server
+                    .send_through(m, |pieces| {
+                        let bytes: usize = black_box(pieces).iter().map(|p| p.len()).sum();
+                        written += bytes;
+                        Ok(bytes)
+                    })
+                    .unwrap();
             }
         }
         // As the loop's flush: vectored writes of up to 16 pieces until all is out.

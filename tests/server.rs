@@ -11,9 +11,10 @@ use rfc6455::{CloseCode, Config, Connection, Event, Message};
 use std::io::Write;
 use std::time::Duration;
 
-/// Deterministic payloads of mixed sizes around the header length boundaries.
+/// Deterministic payloads of mixed sizes around the header length boundaries, and sizes the
+/// server writes straight from its read buffer (16 KiB up to what fits one read).
 fn payload(client: usize, i: usize) -> Message<'static> {
-    const SIZES: [usize; 8] = [0, 1, 125, 126, 1000, 65535, 65536, 100_000];
+    const SIZES: [usize; 10] = [0, 1, 125, 126, 1000, 16_384, 40_000, 65535, 65536, 100_000];
     let len = SIZES[(client + i) % SIZES.len()];
     if i.is_multiple_of(2) {
         let text: String = (0..len)
@@ -67,10 +68,14 @@ fn bytes_sent_right_after_the_request_head_are_not_lost() {
     let mut frames = Connection::client(Config::default(), || [9, 8, 7, 6]);
     frames.send_text("first").unwrap();
     frames.send_binary(&[1, 2, 3]).unwrap();
+    // Large enough to be written straight from the read buffer, but not before the 101.
+    let large: Vec<u8> = (0..40_000).map(|i| (i % 251) as u8).collect();
+    frames.send_binary(&large).unwrap();
     let early = frames.poll_transmit().to_vec();
     let mut client = Client::connect_with(server.addr, &early);
     assert_eq!(client.next_message(), Message::text("first"));
     assert_eq!(client.next_message(), Message::binary(vec![1, 2, 3]));
+    assert_eq!(client.next_message(), Message::binary(large));
     server.stop();
 }
 

@@ -232,6 +232,9 @@ struct Segment {
 /// copy costs less than a separate piece in the transmit queue.
 pub const OWNED_SEND_MIN: usize = 16 << 10;
 
+/// Slots of [`Connection::send_through`]'s one write: what is queued, then header and payload.
+const THROUGH_PIECES: usize = 16;
+
 /// State for [`Connection::handle_bytes`] / [`Connection::poll_event`], made on first use so
 /// connections driven through [`Connection::read`] do not carry it.
 #[derive(Default)]
@@ -874,6 +877,93 @@ impl Connection {
         Ok(())
     }
 
+    /// Like [`send_owned`](Self::send_owned), for a transport you can write to right now:
+    /// a borrowed payload of at least [`OWNED_SEND_MIN`] bytes that fits in one frame is
+    /// offered to `write` where it lies, after everything already queued, as one vectored
+    /// write (your transport's `write_vectored`). Only what `write` does not take is copied
+    /// into the queue, so a server echoing a message straight out of its read buffer copies
+    /// nothing when the socket has room.
+    ///
+    /// `write` is called at most once, and only then: every other message (small, owned,
+    /// compressed, several frames, or from a client, which must mask a copy) goes the way of
+    /// `send_owned`. An error from `write` counts as nothing written; the whole message is
+    /// queued and your next write meets the error again.
+    ///
+    /// ```
+    /// use rfc6455::{Config, Connection, Message};
+    /// use std::io::Write;
+    /// let mut server = Connection::server(Config::default());
+    /// let payload = vec![7u8; 40_000];
+    /// let mut socket = Vec::new(); // stands in for a TcpStream with room for 30,000 bytes
+    /// server
+    ///     .send_through(Message::binary(&payload[..]), |pieces| {
+    ///         let mut room = 30_000;
+    ///         for piece in pieces {
+    ///             let n = piece.len().min(room);
+    ///             socket.write_all(&piece[..n])?;
+    ///             room -= n;
+    ///         }
+    ///         Ok(30_000 - room)
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(socket.len(), 30_000);
+    /// assert_eq!(server.transmit_len(), 4 + 40_000 - 30_000); // the rest is queued, copied
+    /// ```
+    pub fn send_through<W>(&mut self, message: Message<'_>, write: W) -> Result<(), Error>
+    where
+        W: FnOnce(&[std::io::IoSlice<'_>]) -> std::io::Result<usize>,
+    {
+        let (opcode, data) = match &message {
+            Message::Text(Cow::Borrowed(text)) => (OpCode::Text, text.as_bytes()),
+            Message::Binary(Cow::Borrowed(data)) => (OpCode::Binary, *data),
+            _ => return self.send_owned(message),
+        };
+        let direct = self.role == Role::Server
+            && data.len() >= OWNED_SEND_MIN
+            && data.len() <= self.config.max_send_frame_size
+            && self.rsv_allowed & RSV1 == 0;
+        if !direct {
+            return self.send(message);
+        }
+        if self.state != State::Open {
+            return Err(Error::Closed);
+        }
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let header_len = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask: None,
+            payload_len: data.len() as u64,
+        }
+        .encode(&mut header);
+        let header = &header[..header_len];
+        let queued = self.transmit_len();
+        let written = {
+            let mut pieces = [std::io::IoSlice::new(&[]); THROUGH_PIECES];
+            let n = self.poll_transmit_vectored(&mut pieces[..THROUGH_PIECES - 2]);
+            if pieces[..n].iter().map(|p| p.len()).sum::<usize>() < queued {
+                // Too many pieces queued to go ahead of this one in a single write.
+                return self.send(message);
+            }
+            pieces[n] = std::io::IoSlice::new(header);
+            pieces[n + 1] = std::io::IoSlice::new(data);
+            write(&pieces[..n + 2]).unwrap_or(0)
+        };
+        let from_queue = written.min(queued);
+        self.consume_transmit(from_queue);
+        let taken = written - from_queue;
+        self.recycle_out();
+        if taken < header_len {
+            self.out.extend_from_slice(&header[taken..]);
+            self.out.extend_from_slice(data);
+        } else {
+            let from_data = (taken - header_len).min(data.len());
+            self.out.extend_from_slice(&data[from_data..]);
+        }
+        Ok(())
+    }
+
     fn send_data(&mut self, opcode: OpCode, data: &[u8]) -> Result<(), Error> {
         if self.state != State::Open {
             return Err(Error::Closed);
@@ -1458,7 +1548,17 @@ mod tests {
         }
     }
 
-    /// The same sends through `send` (copying) and `send_owned`, with writes in between.
+    /// How [`owned_and_copied`] queues its big messages.
+    #[derive(Clone, Copy, Debug)]
+    enum Way {
+        Copied,
+        Owned,
+        /// `send_through` with a transport that takes at most this many bytes per write.
+        Through(usize),
+    }
+
+    /// The same sends through `send` (copying), `send_owned` and `send_through`, with writes
+    /// in between: every way puts the same bytes on the wire.
     fn owned_and_copied(role: Role, drain: &dyn Fn(&mut Connection) -> Vec<u8>) {
         let make = || {
             let mut counter = 0u8;
@@ -1474,43 +1574,72 @@ mod tests {
         let big = |len: usize, seed: u8| -> Vec<u8> {
             (0..len).map(|i| (i as u8).wrapping_mul(seed)).collect()
         };
-        let (mut copied, mut owned) = (make(), make());
-        let (mut wire_copied, mut wire_owned) = (Vec::new(), Vec::new());
-        for (conn, wire, by_value) in [
-            (&mut copied, &mut wire_copied, false),
-            (&mut owned, &mut wire_owned, true),
-        ] {
-            let send = |conn: &mut Connection, message: Message<'static>| {
-                if by_value {
-                    conn.send_owned(message).unwrap()
-                } else {
-                    conn.send(message).unwrap()
+        let ways = [
+            Way::Copied,
+            Way::Owned,
+            Way::Through(0),
+            Way::Through(1),
+            Way::Through(3),
+            Way::Through(4097),
+            Way::Through(20_000),
+            Way::Through(usize::MAX),
+        ];
+        let mut wires = Vec::new();
+        for way in ways {
+            let mut conn = make();
+            let wire = std::cell::RefCell::new(Vec::new());
+            let send = |conn: &mut Connection, message: Message<'static>| match way {
+                Way::Copied => conn.send(message).unwrap(),
+                Way::Owned => conn.send_owned(message).unwrap(),
+                Way::Through(budget) => {
+                    let message = match &message {
+                        Message::Text(text) => Message::text(&text[..]),
+                        Message::Binary(data) => Message::binary(&data[..]),
+                    };
+                    conn.send_through(message, |pieces| {
+                        let mut room = budget;
+                        for piece in pieces {
+                            assert!(!piece.is_empty(), "no empty pieces");
+                            let n = piece.len().min(room);
+                            wire.borrow_mut().extend_from_slice(&piece[..n]);
+                            room -= n;
+                        }
+                        Ok(budget - room)
+                    })
+                    .unwrap()
                 }
             };
+            let conn = &mut conn;
             conn.ping(b"p").unwrap();
             send(conn, Message::binary(big(OWNED_SEND_MIN, 3)));
             // Write part of the queue, ending inside the first payload.
             for _ in 0..2 {
                 let n = conn.poll_transmit().len().min(1000);
-                wire.extend_from_slice(&conn.poll_transmit()[..n]);
+                wire.borrow_mut()
+                    .extend_from_slice(&conn.poll_transmit()[..n]);
                 conn.consume_transmit(n);
             }
             conn.send_text("small").unwrap();
             send(conn, Message::text("é".repeat(40_000)));
             send(conn, Message::binary(big(100_000, 7)));
             conn.pong(b"").unwrap();
-            wire.extend(drain(conn));
+            let rest = drain(conn);
+            wire.borrow_mut().extend(rest);
             // Once empty, the queue is one buffer again.
             send(conn, Message::binary(big(20_000, 5)));
-            wire.extend(drain(conn));
+            let rest = drain(conn);
+            wire.borrow_mut().extend(rest);
+            wires.push((way, wire.into_inner()));
         }
-        assert_eq!(wire_owned, wire_copied, "{role:?}");
+        for (way, wire) in &wires[1..] {
+            assert!(wire == &wires[0].1, "{role:?} {way:?}");
+        }
         // And the peer reads every message back.
         let mut peer = match role {
             Role::Server => Connection::client(Config::default(), || [0; 4]),
             Role::Client => server(),
         };
-        peer.handle_bytes(&wire_owned).unwrap();
+        peer.handle_bytes(&wires[0].1).unwrap();
         let sizes: Vec<usize> = std::iter::from_fn(|| peer.poll_event())
             .filter_map(|e| match e {
                 Event::Message(m) => Some(m.len()),
@@ -1530,6 +1659,97 @@ mod tests {
                 owned_and_copied(role, &|c| drain_vectored(c, slots));
             }
         }
+    }
+
+    /// Offers `message` through a transport that takes `room` bytes; returns what it took
+    /// and how many times it was called.
+    fn through(conn: &mut Connection, message: Message<'_>, room: usize) -> (Vec<u8>, usize) {
+        let (mut taken, mut calls) = (Vec::new(), 0);
+        conn.send_through(message, |pieces| {
+            calls += 1;
+            for piece in pieces {
+                taken.extend_from_slice(piece);
+            }
+            taken.truncate(room);
+            Ok(taken.len())
+        })
+        .unwrap();
+        (taken, calls)
+    }
+
+    #[test]
+    fn through_writes_a_borrowed_payload_from_where_it_lies() {
+        let mut s = server();
+        let payload = vec![9u8; OWNED_SEND_MIN];
+        s.send_text("queued first").unwrap();
+        let mut addresses = Vec::new();
+        s.send_through(Message::binary(&payload[..]), |pieces| {
+            addresses.extend(pieces.iter().map(|p| p.as_ptr()));
+            Ok(pieces.iter().map(|p| p.len()).sum())
+        })
+        .unwrap();
+        assert_eq!(addresses.len(), 3, "queued frame, header, payload");
+        assert_eq!(addresses[2], payload.as_ptr(), "the payload was not copied");
+        assert_eq!(s.transmit_len(), 0);
+
+        // Not taken, or taken in part: the rest is queued, in order, after the first write.
+        let (taken, _) = through(&mut s, Message::binary(&payload[..]), 0);
+        assert!(taken.is_empty());
+        assert_eq!(s.transmit_len(), 4 + OWNED_SEND_MIN);
+        let (taken, _) = through(&mut s, Message::binary(&payload[..]), 10);
+        assert_eq!(taken.len(), 10);
+        assert_eq!(s.transmit_len(), 2 * (4 + OWNED_SEND_MIN) - 10);
+
+        // A failed write is nothing written.
+        let mut s = server();
+        s.send_through(Message::binary(&payload[..]), |_| {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        })
+        .unwrap();
+        assert_eq!(s.transmit_len(), 4 + OWNED_SEND_MIN);
+
+        // Not offered to the transport: small, owned, several frames, from a client, closed.
+        let mut config = Config::default();
+        config.max_send_frame_size = 20_000;
+        let mut s = Connection::server(config);
+        let mut c = Connection::client(Config::default(), || [1, 2, 3, 4]);
+        let small = [1u8; OWNED_SEND_MIN - 1];
+        let large = [2u8; 20_001];
+        for (client, message) in [
+            (false, Message::binary(&small[..])),
+            (false, Message::binary(payload.clone())),
+            (false, Message::binary(&large[..])),
+            (true, Message::binary(&payload[..])),
+        ] {
+            let conn = if client { &mut c } else { &mut s };
+            let before = conn.transmit_len();
+            let len = message.len();
+            let (_, calls) = through(conn, message, usize::MAX);
+            assert_eq!(calls, 0);
+            assert!(conn.transmit_len() >= before + len, "queued instead");
+        }
+        let mut s = server();
+        s.close(CloseCode::NORMAL, "").unwrap();
+        let refused = s.send_through(Message::binary(&payload[..]), |_| Ok(0));
+        assert!(matches!(refused, Err(Error::Closed)));
+    }
+
+    #[test]
+    fn through_queues_behind_more_pieces_than_one_write_takes() {
+        let mut s = server();
+        let owned: Vec<Vec<u8>> = (0..THROUGH_PIECES)
+            .map(|i| vec![i as u8; OWNED_SEND_MIN])
+            .collect();
+        for data in owned {
+            s.send_owned(Message::binary(data)).unwrap();
+        }
+        let before = s.transmit_len();
+        let payload = vec![7u8; OWNED_SEND_MIN];
+        let (_, calls) = through(&mut s, Message::binary(&payload[..]), usize::MAX);
+        assert_eq!(calls, 0, "it would have jumped the queue");
+        assert_eq!(s.transmit_len(), before + 4 + OWNED_SEND_MIN);
+        let wire = drain_vectored(&mut s, 3);
+        assert_eq!(&wire[wire.len() - OWNED_SEND_MIN..], &payload[..]);
     }
 
     #[test]

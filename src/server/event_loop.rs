@@ -529,6 +529,7 @@ impl<H: Handler> EventLoop<H> {
             handle: &self.handle,
             max_write_queue: self.limits.max_write_queue,
             overflow: &mut e.overflow,
+            direct: None,
         };
         match self.handler.open(&mut ctx, request) {
             Ok(accept) => {
@@ -590,6 +591,7 @@ impl<H: Handler> EventLoop<H> {
                         handle: &self.handle,
                         max_write_queue: self.limits.max_write_queue,
                         overflow: &mut e.overflow,
+                        direct: e.http.is_empty().then_some(&mut e.stream),
                     };
                     self.handler.message(&mut ctx, message);
                     if e.overflow {
@@ -608,6 +610,7 @@ impl<H: Handler> EventLoop<H> {
                             handle: &self.handle,
                             max_write_queue: self.limits.max_write_queue,
                             overflow: &mut overflow,
+                            direct: None,
                         };
                         self.handler.close(&mut ctx, CloseReason::Closed(frame));
                     }
@@ -677,6 +680,7 @@ impl<H: Handler> EventLoop<H> {
             handle: &self.handle,
             max_write_queue: 0,
             overflow: &mut overflow,
+            direct: None,
         };
         self.handler.close(&mut ctx, reason);
     }

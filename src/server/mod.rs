@@ -162,6 +162,9 @@ pub struct Context<'a> {
     handle: &'a Handle,
     max_write_queue: usize,
     overflow: &'a mut bool,
+    /// The socket, when a large message may be written to it at once (nothing of the HTTP
+    /// response is still waiting, and the handler was called from reading).
+    direct: Option<&'a mut mio::net::TcpStream>,
 }
 
 impl Context<'_> {
@@ -187,9 +190,16 @@ impl Context<'_> {
             *self.overflow = true;
             return Err(Error::Closed);
         }
-        // An owned message (one that arrived in pieces, or a `Vec` of yours) of 16 KiB or
-        // more is written from where it lies, not copied.
-        self.conn.send_owned(message)
+        // A message of 16 KiB or more is written from where it lies, not copied: an owned
+        // one (it arrived in pieces, or it is a `Vec` of yours) is queued as it is; a borrowed
+        // one (straight from the read buffer) goes to the socket now, with whatever is queued
+        // ahead of it, and only what the socket does not take is copied.
+        match self.direct.as_deref_mut() {
+            Some(stream) => self
+                .conn
+                .send_through(message, |pieces| io::Write::write_vectored(stream, pieces)),
+            None => self.conn.send_owned(message),
+        }
     }
 
     /// Queues a text message (see [`send`](Self::send)).
