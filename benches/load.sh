@@ -3,6 +3,12 @@
 # Prints each run's summary plus the CPU seconds each process used during it (from
 # /proc/PID/stat and /usr/bin/time), so a run where the load tool, not the server, saturates
 # its core shows up. Usage: benches/load.sh [scenario...]   (default: a b c d idle)
+#
+# SERVER_ARGS / TOOL_ARGS add options to the server / the load tool, e.g.
+#   SERVER_ARGS="--tcp-congestion reno" benches/load.sh d
+# Two more scenarios measure the floor under c (examples/tcp_floor.rs, built here):
+#   floor     a plain TCP echo and client with c's traffic, no WebSocket at all
+#   wsclient  rfc6455 echo driven by a client that costs only its syscalls
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=target/release/rfc6455
@@ -12,7 +18,10 @@ D=${D:-5}
 W=${W:-1}
 ulimit -n 20000
 
-taskset -c 0 $BIN echo --listen 127.0.0.1:$PORT --threads 1 --max-connections 20000 >/dev/null 2>&1 &
+SERVER_ARGS=${SERVER_ARGS:-}
+TOOL_ARGS=${TOOL_ARGS:-}
+FLOOR=target/release/examples/tcp_floor
+taskset -c 0 $BIN echo --listen 127.0.0.1:$PORT --threads 1 --max-connections 20000 $SERVER_ARGS >/dev/null 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null' EXIT
 sleep 0.5
@@ -24,7 +33,7 @@ run() {
     echo "== $name: $BIN load $URL $*"
     local before; before=$(cpu)
     /usr/bin/time -f "load tool CPU: %U s user + %S s system over %e s" \
-        taskset -c 1 $BIN load "$URL" "$@" 2>&1 | grep -v '^ *[0-9.]*s '
+        taskset -c 1 $BIN load "$URL" "$@" $TOOL_ARGS 2>&1 | grep -v '^ *[0-9.]*s '
     echo "server CPU: $(echo "$(cpu) - $before" | bc) s"
 }
 
@@ -36,6 +45,18 @@ for s in "$@"; do
     c) run c -c 10 -s 16384 --binary -d "$D" --warmup "$W" ;;
     d) run d -c 1 -s 1048576 --binary -d "$D" --warmup "$W" ;;
     idle) run idle --idle -c 10000 -d "$D" --warmup 3 --server-pid $SERVER ;;
-    *) echo "unknown scenario $s (a b c d idle)"; exit 2 ;;
+    floor | wsclient)
+        [ -x $FLOOR ] || cargo build --release --example tcp_floor
+        target=127.0.0.1:$PORT
+        if [ "$s" = floor ]; then
+            taskset -c 0 $FLOOR server 127.0.0.1:$((PORT + 1)) & floor=$!
+            target=127.0.0.1:$((PORT + 1))
+            sleep 0.3
+        fi
+        echo "== $s: $FLOOR ${s/floor/client} $target 10 16384 $D"
+        taskset -c 1 $FLOOR ${s/floor/client} $target 10 16384 "$D"
+        [ "$s" = floor ] && kill $floor
+        ;;
+    *) echo "unknown scenario $s (a b c d idle floor wsclient)"; exit 2 ;;
     esac
 done

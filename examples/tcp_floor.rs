@@ -193,10 +193,11 @@ fn client(
         received: usize,
     }
     let mut poll = Poll::new()?;
+    let payload = size;
     let (message, size) = if ws {
-        ws_frame(size)
+        ws_frame(payload)
     } else {
-        (vec![0x5au8; size], size)
+        (vec![0x5au8; payload], payload)
     };
     let mut all = Vec::with_capacity(conns);
     for i in 0..conns {
@@ -255,7 +256,7 @@ fn client(
     }
     let rate = counted as f64 / seconds.as_secs_f64();
     println!(
-        "{counted} echoes in {:.2} s = {rate:.0} msg/s ({conns} connections x {size} B, one in flight each)",
+        "{counted} echoes in {:.2} s = {rate:.0} msg/s ({conns} connections x {payload} B, one in flight each)",
         seconds.as_secs_f64()
     );
     Ok(())
