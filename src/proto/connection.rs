@@ -1708,7 +1708,8 @@ mod tests {
         .unwrap();
         assert_eq!(s.transmit_len(), 4 + OWNED_SEND_MIN);
 
-        // Not offered to the transport: small, owned, several frames, from a client, closed.
+        // Not offered to the transport: small, owned, several frames, from a client,
+        // compressed, closed.
         let mut config = Config::default();
         config.max_send_frame_size = 20_000;
         let mut s = Connection::server(config);
@@ -1727,6 +1728,14 @@ mod tests {
             let (_, calls) = through(conn, message, usize::MAX);
             assert_eq!(calls, 0);
             assert!(conn.transmit_len() >= before + len, "queued instead");
+        }
+        #[cfg(feature = "deflate")]
+        {
+            let mut s = server();
+            s.set_deflate(DeflateParams::default());
+            let (_, calls) = through(&mut s, Message::binary(&payload[..]), usize::MAX);
+            assert_eq!(calls, 0);
+            assert!(s.transmit_len() < 1000, "compressed instead");
         }
         let mut s = server();
         s.close(CloseCode::NORMAL, "").unwrap();
