@@ -476,7 +476,7 @@ impl Builder {
     }
 
     /// The TCP congestion control algorithm for every accepted connection (`"reno"`,
-    /// `"cubic"`, `"bbr"`; Linux only), set once on each listening socket, which its
+    /// `"cubic"`, `"bbr"`; Linux and FreeBSD), set once on each listening socket, which its
     /// connections inherit. Default: the system's (`net.ipv4.tcp_congestion_control`).
     ///
     /// Worth setting when clients are on the same host, such as a reverse proxy in front of
