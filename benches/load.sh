@@ -46,7 +46,7 @@ for s in "$@"; do
     d) run d -c 1 -s 1048576 --binary -d "$D" --warmup "$W" ;;
     idle) run idle --idle -c 10000 -d "$D" --warmup 3 --server-pid $SERVER ;;
     floor | wsclient)
-        [ -x $FLOOR ] || cargo build --release --example tcp_floor
+        cargo build --release --example tcp_floor 2>/dev/null
         target=127.0.0.1:$PORT
         if [ "$s" = floor ]; then
             taskset -c 0 $FLOOR server 127.0.0.1:$((PORT + 1)) & floor=$!
@@ -55,7 +55,7 @@ for s in "$@"; do
         fi
         echo "== $s: $FLOOR ${s/floor/client} $target 10 16384 $D"
         taskset -c 1 $FLOOR ${s/floor/client} $target 10 16384 "$D"
-        [ "$s" = floor ] && kill $floor
+        if [ "$s" = floor ]; then kill $floor; fi
         ;;
     *) echo "unknown scenario $s (a b c d idle floor wsclient)"; exit 2 ;;
     esac
