@@ -1744,6 +1744,25 @@ mod tests {
     }
 
     #[test]
+    fn through_after_an_owned_payload_keeps_the_order_when_the_write_stops_inside_it() {
+        let first: Vec<u8> = (0..20_000).map(|i| (i % 241) as u8).collect();
+        let second: Vec<u8> = (0..30_000).map(|i| (i % 239) as u8).collect();
+        let mut copied = server();
+        copied.send_binary(&first).unwrap();
+        copied.send_binary(&second).unwrap();
+        let expected = drain_in_steps(&mut copied, usize::MAX);
+        // The write ends in the owned payload's middle, at its end, and inside the header.
+        for room in [10_000, 4 + 20_000, 4 + 20_000 + 2] {
+            let mut s = server();
+            s.send_owned(Message::binary(first.clone())).unwrap();
+            let (mut wire, calls) = through(&mut s, Message::binary(&second[..]), room);
+            assert_eq!(calls, 1);
+            wire.extend(drain_vectored(&mut s, 3));
+            assert!(wire == expected, "room {room}");
+        }
+    }
+
+    #[test]
     fn through_queues_behind_more_pieces_than_one_write_takes() {
         let mut s = server();
         let owned: Vec<Vec<u8>> = (0..THROUGH_PIECES)

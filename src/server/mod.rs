@@ -483,8 +483,8 @@ impl Builder {
     /// the server: BBR, a common system default, paces its sending to a modelled bottleneck
     /// bandwidth, and over loopback that model is noise (round trips of microseconds) and the
     /// pacing only adds timer waits. Echoing 1 MiB messages over loopback with the system's
-    /// BBR, this server answered 1,395–1,429 a second; with `"reno"` on its sockets,
-    /// 1,947–1,951 (1.38×; `benches/LOAD.md`). Over real networks keep the system's choice.
+    /// BBR, this server answered 1,283–1,308 a second; with `"reno"` on its sockets,
+    /// 1,721–1,733 (1.33×; `benches/LOAD.md`). Over real networks keep the system's choice.
     ///
     /// [`bind`](Self::bind) fails if the kernel refuses the name: unknown algorithms are not
     /// in `/proc/sys/net/ipv4/tcp_available_congestion_control`, and without
