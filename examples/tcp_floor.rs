@@ -26,6 +26,7 @@
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use rfc6455::{Config, Connection};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -143,19 +144,15 @@ fn server(addr: SocketAddr) -> io::Result<()> {
     }
 }
 
-/// A binary frame of `size` bytes (< 64 KiB) masked with a fixed key, and the length of
-/// its unmasked echo.
+/// A binary frame of `size` bytes masked with a fixed key (made by the crate's own client
+/// core), and the length of its unmasked echo.
 fn ws_frame(size: usize) -> (Vec<u8>, usize) {
-    assert!(
-        (126..=0xffff).contains(&size),
-        "wsclient sizes are 126..=65535 bytes"
-    );
-    let key = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![0x82, 0x80 | 126];
-    frame.extend_from_slice(&(size as u16).to_be_bytes());
-    frame.extend_from_slice(&key);
-    frame.extend((0..size).map(|i| 0x5a ^ key[i % 4]));
-    (frame, size + 4)
+    let mut client = Connection::client(Config::default(), || [0x37, 0xfa, 0x21, 0x3d]);
+    client.send_binary(&vec![0x5a; size]).unwrap();
+    let frame = client.poll_transmit().to_vec();
+    let mut server = Connection::server(Config::default());
+    server.send_binary(&vec![0x5a; size]).unwrap();
+    (frame, server.poll_transmit().len())
 }
 
 /// Sends a fixed upgrade request on a blocking socket and reads up to the end of the 101.
