@@ -15,7 +15,7 @@ use crate::proto::frame::{FrameHeader, OpCode, Status, MAX_CONTROL_PAYLOAD, MAX_
 use crate::proto::mask::extend_masked;
 use crate::proto::{apply_mask, CloseCode, Config, Connection, Error, Event, ProtocolError};
 use crate::proto::{ClientHandshake, ClientOptions, ExtensionOffer, HandshakeLimits, Request, Url};
-use crate::proto::{Role, State, Utf8Validator};
+use crate::proto::{Message, Part, Role, State, Utf8Validator};
 use base64::Engine as _;
 
 // ---------------------------------------------------------------------------------------------
@@ -129,7 +129,8 @@ fn check_parsed_header(data: &[u8], h: FrameHeader, n: usize) {
 
 /// The fuzz input of the connection targets, decoded.
 ///
-/// Layout: byte 0 flags (bit 0 `auto_pong`, bit 1 "this side sends a close first"),
+/// Layout: byte 0 flags (bit 0 `auto_pong`, bit 1 "this side sends a close first", bit 2
+/// binary messages from `8 × (byte 0 >> 3)` bytes are received in parts),
 /// byte 1 `max_frame_size / 4`, byte 2 `max_message_size / 8`, byte 3 the number of split
 /// points (mod 16), then that many chunk lengths (0–255 each), then the peer's byte stream,
 /// cut into those chunks (the rest is one last chunk). Missing bytes read as 0.
@@ -148,6 +149,7 @@ impl<'a> ConnInput<'a> {
             auto_pong: byte(0) & 1 != 0,
             max_frame_size: usize::from(byte(1)) * 4,
             max_message_size: usize::from(byte(2)) * 8,
+            stream_binary_from: (byte(0) & 4 != 0).then_some(usize::from(byte(0) >> 3) * 8),
             ..Config::default()
         };
         let rest = data.get(4..).unwrap_or(&[]);
@@ -214,8 +216,71 @@ fn check_conn_input(role: Role, input: &ConnInput<'_>, deflate: Option<&Deflate>
     let read = run(role, input, Path::Read, &input.chunks, deflate);
     assert_eq!(queued, read, "handle_bytes and read disagree");
     let whole = run(role, input, Path::Queued, &[input.stream], deflate);
-    assert_eq!(queued, whole, "the split of the stream changed the outcome");
+    assert_eq!(
+        joined(&queued),
+        joined(&whole),
+        "the split of the stream changed the outcome"
+    );
     queued
+}
+
+/// `outcome` with each message received in parts (which split differently as the input
+/// does) joined into one `Message`, or, if unfinished, into one `Part`.
+fn joined(outcome: &Outcome) -> Outcome {
+    let mut events = Vec::new();
+    let mut parts: Option<Vec<u8>> = None;
+    for event in &outcome.events {
+        match event {
+            Event::Part(p) => {
+                let data = parts.get_or_insert_with(Vec::new);
+                data.extend_from_slice(&p.data);
+                if p.last {
+                    let data = parts.take().unwrap_or_default();
+                    events.push(Event::Message(Message::binary(data)));
+                }
+            }
+            other => events.push(other.clone()),
+        }
+    }
+    if let Some(data) = parts {
+        events.push(Event::Part(Part {
+            data: data.into(),
+            first: true,
+            last: false,
+        }));
+    }
+    Outcome {
+        events,
+        error: outcome.error.clone(),
+        transmit: outcome.transmit.clone(),
+        state: outcome.state,
+    }
+}
+
+/// The parts of a message come in order, alone (no message starts before the last), and do
+/// not add up to more than `max_message_size`.
+fn check_parts(config: &Config, events: &[Event<'_>]) {
+    let mut streamed: Option<usize> = None;
+    for event in events {
+        match event {
+            Event::Part(p) => {
+                assert_eq!(p.first, streamed.is_none(), "{p:?} out of order");
+                assert!(
+                    !p.data.is_empty() || p.last,
+                    "an empty part before the last"
+                );
+                let total = streamed.unwrap_or(0) + p.data.len();
+                assert!(total <= config.max_message_size, "parts over the limit");
+                assert!(
+                    config.stream_binary_from.is_some(),
+                    "a part while not streaming"
+                );
+                streamed = (!p.last).then_some(total);
+            }
+            Event::Message(_) => assert!(streamed.is_none(), "a message inside another"),
+            _ => {}
+        }
+    }
 }
 
 /// The parameters of permessage-deflate for a connection run, or nothing without the feature.
@@ -276,6 +341,7 @@ fn run(
         }
     }
 
+    check_parts(&input.config, &events);
     let outcome = Outcome {
         events,
         error,
@@ -348,7 +414,7 @@ fn check_event(config: &Config, event: &Event<'_>) {
             config.max_message_size
         ),
         Event::Ping(p) | Event::Pong(p) => assert!(p.len() <= MAX_CONTROL_PAYLOAD),
-        Event::Close(_) => {}
+        Event::Close(_) | Event::Part(_) => {}
     }
 }
 

@@ -47,7 +47,8 @@ pub mod client;
 pub mod __fuzz;
 
 pub use proto::{
-    CloseCode, CloseFrame, Config, Connection, Error, Event, Message, ProtocolError, Role, State,
+    CloseCode, CloseFrame, Config, Connection, Error, Event, Message, Part, ProtocolError, Role,
+    State,
 };
 
 #[cfg(feature = "client")]

@@ -542,3 +542,313 @@ fn in_memory_pair_server_closes_and_fails() {
     assert_eq!(pump(&mut client, &mut server).unwrap(), vec![]);
     assert!(server.should_close_transport());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Messages in parts (Config::stream_binary_from, Connection::send_part)
+// ---------------------------------------------------------------------------------------------
+
+fn streaming(from: usize) -> Config {
+    let mut config = Config::default();
+    config.stream_binary_from = Some(from);
+    config
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+/// Feeds `wire` to `to` through `read`, `step` bytes at a time; every `Part` must borrow the
+/// caller's buffer (nothing of it was collected).
+fn read_in_steps(to: &mut Connection, wire: &[u8], step: usize) -> Vec<Event<'static>> {
+    let mut seen = Vec::new();
+    for piece in wire.chunks(step) {
+        let mut buf = piece.to_vec();
+        let range = buf.as_ptr_range();
+        let mut input = &mut buf[..];
+        while let Some(event) = to.read(&mut input).unwrap() {
+            if let Event::Part(p) = &event {
+                let Cow::Borrowed(data) = &p.data else {
+                    panic!("a part was copied")
+                };
+                assert!(data.is_empty() || range.contains(&data.as_ptr()));
+            }
+            seen.push(event.into_owned());
+        }
+        let state = format!("{to:?}");
+        assert!(state.contains("buffered_message: 0"), "collected: {state}");
+    }
+    seen
+}
+
+/// Joins the parts in `events`, checking their flags; other events pass through.
+fn join_parts(events: Vec<Event<'static>>) -> Vec<Event<'static>> {
+    let mut out = Vec::new();
+    let mut open: Option<Vec<u8>> = None;
+    for event in events {
+        match event {
+            Event::Part(p) => {
+                assert_eq!(p.first, open.is_none(), "{p:?}");
+                let mut data = open.take().unwrap_or_default();
+                data.extend_from_slice(&p.data);
+                if p.last {
+                    out.push(Event::Message(Message::binary(data)));
+                } else {
+                    open = Some(data);
+                }
+            }
+            other => {
+                assert!(
+                    open.is_none() || matches!(other, Event::Ping(_) | Event::Pong(_)),
+                    "{other:?} inside a message in parts"
+                );
+                out.push(other);
+            }
+        }
+    }
+    assert!(open.is_none(), "a message in parts never ended");
+    out
+}
+
+#[test]
+fn a_large_binary_message_arrives_in_parts_unless_it_arrives_whole() {
+    let payload = pattern(5000);
+    let wire = c(0x82, &payload);
+    let Ok(Status::Complete(_, header)) = FrameHeader::parse(&wire) else {
+        panic!("bad test frame")
+    };
+    for step in [1, 2, 7, 8, 100, 1024, 4999, wire.len() - 1, wire.len()] {
+        let mut server = Connection::server(streaming(1000));
+        let seen = read_in_steps(&mut server, &wire, step);
+        if step == wire.len() {
+            assert_eq!(seen, vec![Event::Message(Message::binary(payload.clone()))]);
+            continue;
+        }
+        // One part per read that carried payload bytes (not those with header bytes only).
+        let parts = seen.iter().filter(|e| matches!(e, Event::Part(_))).count();
+        assert_eq!(
+            parts,
+            wire.len().div_ceil(step) - header / step,
+            "step {step}"
+        );
+        assert_eq!(
+            join_parts(seen),
+            vec![Event::Message(Message::binary(payload.clone()))]
+        );
+    }
+}
+
+#[test]
+fn a_fragmented_message_streams_frame_by_frame_with_control_frames_between() {
+    let (a, b) = (pattern(2000), pattern(3000));
+    let wire = cat(&[
+        c(0x02, &a),   // binary, not final
+        c(0x89, b"p"), // ping
+        c(0x00, b""),  // empty continuation
+        c(0x80, &b),   // final continuation
+        c(0x81, b"after"),
+    ]);
+    let mut server = Connection::server(streaming(1000));
+    let seen = read_in_steps(&mut server, &wire, wire.len());
+    let is_part = |e: &Event<'_>, data: &[u8], first, last| matches!(e, Event::Part(p) if p.data == data && p.first == first && p.last == last);
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert!(is_part(&seen[0], &a, true, false), "{:?}", seen[0]);
+    assert_eq!(seen[1], Event::Ping(Cow::Borrowed(b"p")));
+    assert!(is_part(&seen[2], &b, false, true), "{:?}", seen[2]);
+    assert_eq!(seen[3], Event::Message(Message::text("after")));
+    assert_eq!(server.poll_transmit(), &[0x8A, 1, b'p']); // the pong
+}
+
+#[test]
+fn small_text_and_compressed_messages_are_collected() {
+    // Under the threshold, and text of any size: collected, whatever the split.
+    for (b0, len) in [(0x82, 999), (0x81, 5000)] {
+        let mut server = Connection::server(streaming(1000));
+        let mut seen = Vec::new();
+        for piece in c(b0, &vec![b'a'; len]).chunks(100) {
+            server.handle_bytes(piece).unwrap();
+            seen.extend(std::iter::from_fn(|| server.poll_event()));
+        }
+        assert_eq!(seen.len(), 1);
+        assert!(matches!(&seen[0], Event::Message(m) if m.len() == len));
+    }
+}
+
+#[cfg(feature = "deflate")]
+#[test]
+fn compressed_messages_are_collected() {
+    use rfc6455::proto::deflate::DeflateParams;
+    let mut params = DeflateParams::default();
+    params.compression_threshold = 0;
+    let mut client = Connection::client(Config::default(), || KEY);
+    client.set_deflate(params);
+    let payload = pattern(50_000);
+    client.send_binary(&payload).unwrap();
+    let wire = client.poll_transmit().to_vec();
+    assert_eq!(wire[0], 0xC2, "not compressed");
+    let mut server = Connection::server(streaming(10));
+    server.set_deflate(params);
+    let mut seen = Vec::new();
+    for piece in wire.chunks(50) {
+        server.handle_bytes(piece).unwrap();
+        seen.extend(std::iter::from_fn(|| server.poll_event()));
+    }
+    assert_eq!(seen, vec![Event::Message(Message::binary(payload))]);
+}
+
+#[test]
+fn parts_count_against_max_message_size() {
+    let mut config = streaming(1000);
+    config.max_message_size = 4000;
+    let mut server = Connection::server(config);
+    let wire = cat(&[c(0x02, &pattern(2000)), c(0x80, &pattern(2001))]);
+    let mut buf = wire.clone();
+    let mut input = &mut buf[..];
+    assert!(matches!(server.read(&mut input), Ok(Some(Event::Part(p))) if p.data.len() == 2000));
+    assert_eq!(
+        server.read(&mut input),
+        Err(Error::Protocol(ProtocolError::MessageTooLarge {
+            len: 4001,
+            max: 4000
+        }))
+    );
+    assert_eq!(close_code_sent(server.poll_transmit()), Some(1009));
+}
+
+/// The frames in `wire` (unmasked, as a server sends them): (first byte, payload).
+fn frames_of(mut wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while !wire.is_empty() {
+        let Ok(Status::Complete(h, n)) = FrameHeader::parse(wire) else {
+            panic!("does not parse: {wire:02x?}")
+        };
+        assert!(h.mask.is_none());
+        let end = n + h.payload_len as usize;
+        frames.push((wire[0], wire[n..end].to_vec()));
+        wire = &wire[end..];
+    }
+    frames
+}
+
+#[test]
+fn parts_go_out_as_one_fragmented_message_and_other_messages_wait_for_its_end() {
+    let mut config = Config::default();
+    config.max_send_frame_size = 1000;
+    let mut server = Connection::server(config);
+    server.send_part(b"one", false).unwrap();
+    server.send_text("held text").unwrap();
+    server.ping(b"p").unwrap();
+    server.send_part(&pattern(2500), false).unwrap(); // over max_send_frame_size
+    server.send_owned(Message::binary(pattern(20_000))).unwrap();
+    let big = pattern(17_000);
+    server
+        .send_through(Message::binary(&big[..]), |_| {
+            panic!("written while a message in parts is open")
+        })
+        .unwrap();
+    assert_eq!(server.held_len(), 9 + 20_000 + 17_000);
+    server.send_part(b"", true).unwrap();
+    assert_eq!(server.held_len(), 0);
+    server.send_binary(b"next").unwrap();
+    let mut wire = Vec::new();
+    while !server.poll_transmit().is_empty() {
+        let n = server.poll_transmit().len();
+        wire.extend_from_slice(server.poll_transmit());
+        server.consume_transmit(n);
+    }
+    let frames = frames_of(&wire);
+    let heads: Vec<(u8, usize)> = frames.iter().map(|(b0, p)| (*b0, p.len())).collect();
+    let mut want = vec![
+        (0x02, 3),    // binary, not final
+        (0x89, 1),    // the ping, between the parts
+        (0x00, 1000), // the 2,500-byte part as three frames
+        (0x00, 1000),
+        (0x00, 500),
+        (0x80, 0), // the last part ends the message
+        (0x81, 9), // then what was held, in order
+        (0x02, 1000),
+    ];
+    want.extend([(0x00, 1000); 18]);
+    want.extend([(0x80, 1000), (0x02, 1000)]);
+    want.extend([(0x00, 1000); 15]);
+    want.extend([(0x80, 1000), (0x82, 4)]);
+    assert_eq!(heads, want);
+    assert_eq!(frames[6].1, b"held text");
+    let held: Vec<u8> = frames[7..27].iter().flat_map(|f| f.1.clone()).collect();
+    assert_eq!(held, pattern(20_000));
+    let held: Vec<u8> = frames[27..44].iter().flat_map(|f| f.1.clone()).collect();
+    assert_eq!(held, big);
+
+    // A close goes out between parts too; then nothing more can be sent, held or not.
+    server.send_part(b"x", false).unwrap();
+    server.send_text("never").unwrap();
+    server.close(CloseCode::NORMAL, "").unwrap();
+    assert_eq!(server.send_part(b"y", true), Err(Error::Closed));
+    assert_eq!(server.send_text("late"), Err(Error::Closed));
+    let heads: Vec<u8> = frames_of(server.poll_transmit())
+        .iter()
+        .map(|f| f.0)
+        .collect();
+    assert_eq!(heads, vec![0x02, 0x88]);
+}
+
+/// Everything `conn` has queued, drained.
+fn drain(conn: &mut Connection) -> Vec<u8> {
+    let mut wire = Vec::new();
+    loop {
+        let out = conn.poll_transmit();
+        if out.is_empty() {
+            return wire;
+        }
+        let n = out.len();
+        wire.extend_from_slice(out);
+        conn.consume_transmit(n);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A server relays what it receives part by part (`send_part`), in any split of its
+    /// input: a client reading the relayed bytes gets the messages that were sent, whole.
+    #[test]
+    fn messages_relayed_in_parts_arrive_intact(
+        sizes in proptest::collection::vec(0usize..70_000, 1..4),
+        from in 0usize..20_000,
+        frame_size in 1usize..80_000,
+        cuts in proptest::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let mut config = Config::default();
+        config.max_send_frame_size = frame_size;
+        let mut sender = Connection::client(config, || KEY);
+        let messages: Vec<Vec<u8>> = sizes.iter().map(|&n| pattern(n)).collect();
+        for m in &messages {
+            sender.send_binary(m).unwrap();
+        }
+        let wire = drain(&mut sender);
+        let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+        bounds.extend([0, wire.len()]);
+        bounds.sort_unstable();
+
+        let mut server = Connection::server(streaming(from));
+        let mut relay = Connection::server(Config::default());
+        for pair in bounds.windows(2) {
+            let mut buf = wire[pair[0]..pair[1]].to_vec();
+            let mut input = &mut buf[..];
+            while let Some(event) = server.read(&mut input).unwrap() {
+                match event {
+                    Event::Part(p) => relay.send_part(&p.data, p.last).unwrap(),
+                    Event::Message(m) => relay.send(m).unwrap(),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        let relayed = drain(&mut relay);
+
+        let mut client = Connection::client(Config::default(), || KEY);
+        client.handle_bytes(&relayed).unwrap();
+        let got: Vec<Event<'static>> = std::iter::from_fn(|| client.poll_event()).collect();
+        let want: Vec<Event<'static>> =
+            messages.into_iter().map(|m| Event::Message(Message::binary(m))).collect();
+        prop_assert_eq!(got, want);
+    }
+}

@@ -22,6 +22,15 @@ pub struct Config {
     /// Answer every ping with a pong automatically. The ping is reported as an event either way.
     /// Default on.
     pub auto_pong: bool,
+    /// Binary messages whose first frame declares at least this many payload bytes, and does
+    /// not arrive whole in one input, are handed out in pieces as they arrive
+    /// ([`Event::Part`](crate::Event::Part)) instead of being collected: nothing of them is
+    /// buffered, and a relay or an echo can pass each piece on while the rest is still on its
+    /// way. Text (whose UTF-8 must be checked whole) and compressed messages are always
+    /// collected; so is a message that lies whole in the input. Messages sent in parts still
+    /// count against [`max_message_size`](Self::max_message_size). Default `None`: every
+    /// message is collected.
+    pub stream_binary_from: Option<usize>,
 }
 
 impl Default for Config {
@@ -31,6 +40,7 @@ impl Default for Config {
             max_message_size: 64 << 20,
             max_send_frame_size: 1 << 20,
             auto_pong: true,
+            stream_binary_from: None,
         }
     }
 }

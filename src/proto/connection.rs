@@ -137,6 +137,35 @@ pub enum Event<'a> {
     /// side had not sent a close yet, the reply is already queued. The state is now
     /// [`State::Closed`].
     Close(Option<CloseFrame<'a>>),
+    /// A piece of a binary message that is handed out as it arrives rather than collected
+    /// (see [`Config::stream_binary_from`]). The pieces of one message come in order, with
+    /// nothing but control frames' events between them.
+    Part(Part<'a>),
+}
+
+/// A piece of a binary message received in parts: [`Event::Part`].
+///
+/// To pass a message on as it arrives, hand each piece to
+/// [`Connection::send_part`] with the same `last`.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Part<'a> {
+    /// The bytes (already unmasked). May be empty only on the last part.
+    pub data: Cow<'a, [u8]>,
+    /// This is the message's first part.
+    pub first: bool,
+    /// This is the message's last part.
+    pub last: bool,
+}
+
+impl fmt::Debug for Part<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Part")
+            .field("len", &self.data.len())
+            .field("first", &self.first)
+            .field("last", &self.last)
+            .finish()
+    }
 }
 
 impl Event<'_> {
@@ -147,6 +176,10 @@ impl Event<'_> {
             Event::Ping(p) => Event::Ping(Cow::Owned(p.into_owned())),
             Event::Pong(p) => Event::Pong(Cow::Owned(p.into_owned())),
             Event::Close(c) => Event::Close(c.map(CloseFrame::into_owned)),
+            Event::Part(p) => Event::Part(Part {
+                data: Cow::Owned(p.data.into_owned()),
+                ..p
+            }),
         }
     }
 }
@@ -194,6 +227,8 @@ struct Partial {
     /// A control frame's payload so far.
     control: Vec<u8>,
     utf8: Utf8Validator,
+    /// Bytes handed out so far of a message received in parts.
+    streamed: u64,
 }
 
 /// What few connections use: made on first use.
@@ -207,6 +242,10 @@ struct Rare {
     segments: VecDeque<Segment>,
     segment_pos: usize,
     segment_bytes: usize,
+    /// Messages sent while a message in parts was open (see [`Connection::send_part`]), to go
+    /// out after its last part; and their payload bytes.
+    held: VecDeque<Message<'static>>,
+    held_bytes: usize,
     /// permessage-deflate, once negotiated (see [`Connection::set_deflate`]).
     #[cfg(feature = "deflate")]
     deflate: Option<Box<Codec>>,
@@ -218,7 +257,10 @@ impl Rare {
         if self.deflate.is_some() {
             return false;
         }
-        self.masks.is_none() && self.queued.is_none() && self.segments.is_empty()
+        self.masks.is_none()
+            && self.queued.is_none()
+            && self.segments.is_empty()
+            && self.held.is_empty()
     }
 }
 
@@ -283,6 +325,10 @@ pub struct Connection {
     message_text: bool,
     /// The message in progress had RSV1 on its first frame (permessage-deflate).
     message_compressed: bool,
+    /// The message in progress is handed out in parts (`Config::stream_binary_from`).
+    message_streamed: bool,
+    /// A message sent by `send_part` is open: its last part has not been sent.
+    sending_parts: bool,
 }
 
 impl fmt::Debug for Connection {
@@ -291,7 +337,10 @@ impl fmt::Debug for Connection {
             .field("role", &self.role)
             .field("state", &self.state)
             .field("error", &self.error)
-            .field("buffered_message", &self.message_len())
+            .field(
+                "buffered_message",
+                &self.partial.as_ref().map_or(0, |p| p.message.len()),
+            )
             .field("pending_transmit", &self.transmit_len())
             .finish_non_exhaustive()
     }
@@ -344,6 +393,8 @@ impl Connection {
             in_message: false,
             message_text: false,
             message_compressed: false,
+            message_streamed: false,
+            sending_parts: false,
         }
     }
 
@@ -356,8 +407,10 @@ impl Connection {
     }
 
     /// Bytes of the message in progress received so far.
-    fn message_len(&self) -> usize {
-        self.partial.as_ref().map_or(0, |p| p.message.len())
+    fn message_len(&self) -> u64 {
+        self.partial
+            .as_ref()
+            .map_or(0, |p| p.message.len() as u64 + p.streamed)
     }
 
     #[cfg(feature = "deflate")]
@@ -513,6 +566,58 @@ impl Connection {
                 return self.on_control(frame.opcode, Cow::Owned(payload));
             }
 
+            if input.is_empty() && frame.remaining > 0 {
+                // Nothing to go on: the frame stays untouched, so the next input may still
+                // hold it whole.
+                self.frame = Some(frame);
+                return Ok(None);
+            }
+
+            // A large binary message that does not lie whole in `input` is handed out in parts
+            // (decided on its first frame's first payload byte).
+            if frame.untouched
+                && frame.opcode == OpCode::Binary
+                && !self.message_compressed
+                && self
+                    .config
+                    .stream_binary_from
+                    .is_some_and(|from| frame.remaining >= from as u64)
+                && !(frame.fin && input.len() as u64 >= frame.remaining)
+            {
+                self.message_streamed = true;
+                self.partial().streamed = 0;
+            }
+            if self.message_streamed {
+                let chunk = take(
+                    input,
+                    usize::try_from(frame.remaining).unwrap_or(usize::MAX),
+                );
+                frame.remaining -= chunk.len() as u64;
+                let last = frame.fin && frame.remaining == 0;
+                if chunk.is_empty() && !last {
+                    continue; // an empty frame that does not end the message
+                }
+                if masked {
+                    frame.mask_pos = apply_mask(chunk, frame.mask, frame.mask_pos.into()) as u8;
+                }
+                frame.untouched = false;
+                if frame.remaining > 0 {
+                    self.frame = Some(frame);
+                }
+                let partial = self.partial();
+                let first = partial.streamed == 0;
+                partial.streamed += chunk.len() as u64;
+                if last {
+                    self.in_message = false;
+                    self.message_streamed = false;
+                }
+                return Ok(Some(Event::Part(Part {
+                    data: Cow::Borrowed(chunk),
+                    first,
+                    last,
+                })));
+            }
+
             // Fast path: a whole single-frame message lies in `input`.
             if frame.untouched
                 && frame.fin
@@ -655,8 +760,10 @@ impl Connection {
             OpCode::Text | OpCode::Binary => {
                 self.message_text = header.opcode == OpCode::Text;
                 self.message_compressed = compressed;
+                self.message_streamed = false;
                 if let Some(partial) = &mut self.partial {
                     partial.utf8.reset();
+                    partial.streamed = 0;
                 }
             }
             _ => {}
@@ -669,7 +776,7 @@ impl Connection {
                 });
             }
             // A compressed message's size is what it inflates to, checked as it inflates.
-            let total = self.message_len() as u64 + header.payload_len;
+            let total = self.message_len() + header.payload_len;
             if !self.message_compressed && total > self.config.max_message_size as u64 {
                 return Err(ProtocolError::MessageTooLarge {
                     len: total,
@@ -743,6 +850,7 @@ impl Connection {
         self.frame = None;
         self.in_message = false;
         self.message_compressed = false;
+        self.message_streamed = false;
         self.partial = None;
         // Only called once nothing more can be sent or received.
         #[cfg(feature = "deflate")]
@@ -821,6 +929,9 @@ impl Connection {
     /// Queues a message. Messages over [`Config::max_send_frame_size`] go out as several
     /// frames. Fails with [`Error::Closed`] once a close frame was sent or received.
     pub fn send(&mut self, message: Message<'_>) -> Result<(), Error> {
+        if self.sending_parts {
+            return self.hold(message);
+        }
         match &message {
             Message::Text(text) => self.send_data(OpCode::Text, text.as_bytes()),
             Message::Binary(data) => self.send_data(OpCode::Binary, data),
@@ -829,12 +940,12 @@ impl Connection {
 
     /// Queues a text message.
     pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
-        self.send_data(OpCode::Text, text.as_bytes())
+        self.send(Message::text(text))
     }
 
     /// Queues a binary message.
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.send_data(OpCode::Binary, data)
+        self.send(Message::binary(data))
     }
 
     /// Like [`send`](Self::send), but an owned payload of at least [`OWNED_SEND_MIN`] bytes
@@ -858,6 +969,9 @@ impl Connection {
     /// assert_eq!(pieces[0].len() + pieces[1].len(), server.transmit_len());
     /// ```
     pub fn send_owned(&mut self, message: Message<'_>) -> Result<(), Error> {
+        if self.sending_parts {
+            return self.hold(message);
+        }
         let (opcode, data) = match message {
             Message::Text(Cow::Owned(text)) => (OpCode::Text, text.into_bytes()),
             Message::Binary(Cow::Owned(data)) => (OpCode::Binary, data),
@@ -886,7 +1000,8 @@ impl Connection {
     ///
     /// `write` is called at most once, and only then: every other message (small, owned,
     /// compressed, several frames, or from a client, which must mask a copy) goes the way of
-    /// `send_owned`. An error from `write` counts as nothing written; the whole message is
+    /// `send_owned`, and so does any while a message sent in parts is open (it is held; see
+    /// [`send_part`](Self::send_part)). An error from `write` counts as nothing written; the whole message is
     /// queued and your next write meets the error again.
     ///
     /// ```
@@ -921,7 +1036,8 @@ impl Connection {
         let direct = self.role == Role::Server
             && data.len() >= OWNED_SEND_MIN
             && data.len() <= self.config.max_send_frame_size
-            && self.rsv_allowed & RSV1 == 0;
+            && self.rsv_allowed & RSV1 == 0
+            && !self.sending_parts;
         if !direct {
             return self.send(message);
         }
@@ -964,6 +1080,77 @@ impl Connection {
         Ok(())
     }
 
+    /// Sends the next part of a binary message whose end is not known yet, as a frame of its
+    /// own: the first call starts the message, `last` ends it. A relay or an echo passes on
+    /// each [`Event::Part`] it receives this way, with the same `last`, and the message
+    /// streams through without being collected. Parts are never compressed; a part larger
+    /// than [`Config::max_send_frame_size`] goes out as several frames.
+    ///
+    /// Until the last part, pings, pongs and a close go out between the parts (RFC 6455
+    /// §5.4 lets control frames interleave), but any other message sent meanwhile is held
+    /// ([`held_len`](Self::held_len)) and queued right after the last part. Fails with
+    /// [`Error::Closed`] once a close frame was sent or received; held messages are then
+    /// never sent.
+    ///
+    /// ```
+    /// use rfc6455::{Config, Connection};
+    /// let mut server = Connection::server(Config::default());
+    /// server.send_part(b"Hel", false)?;
+    /// server.send_binary(b"held")?; // waits for the last part
+    /// server.ping(b"")?; // goes out between the parts
+    /// server.send_part(b"lo", true)?;
+    /// assert_eq!(
+    ///     server.poll_transmit(),
+    ///     &[0x02, 3, b'H', b'e', b'l', 0x89, 0, 0x80, 2, b'l', b'o', 0x82, 4, b'h', b'e', b'l', b'd']
+    /// );
+    /// # Ok::<(), rfc6455::Error>(())
+    /// ```
+    pub fn send_part(&mut self, data: &[u8], last: bool) -> Result<(), Error> {
+        if self.state != State::Open {
+            return Err(Error::Closed);
+        }
+        let opcode = if self.sending_parts {
+            OpCode::Continuation
+        } else {
+            OpCode::Binary
+        };
+        self.write_message(opcode, 0, data, last);
+        self.sending_parts = !last;
+        if last {
+            let held = self.rare.as_mut().map(|r| {
+                r.held_bytes = 0;
+                std::mem::take(&mut r.held)
+            });
+            for message in held.into_iter().flatten() {
+                self.send_owned(message)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A message is being received in parts ([`Event::Part`]) and its last part has not
+    /// arrived yet.
+    pub fn receiving_parts(&self) -> bool {
+        self.message_streamed
+    }
+
+    /// Payload bytes of the messages held until a message sent in parts ends (see
+    /// [`send_part`](Self::send_part)); they are not in [`transmit_len`](Self::transmit_len)
+    /// yet.
+    pub fn held_len(&self) -> usize {
+        self.rare.as_ref().map_or(0, |r| r.held_bytes)
+    }
+
+    fn hold(&mut self, message: Message<'_>) -> Result<(), Error> {
+        if self.state != State::Open {
+            return Err(Error::Closed);
+        }
+        let rare = self.rare();
+        rare.held_bytes += message.len();
+        rare.held.push_back(message.into_owned());
+        Ok(())
+    }
+
     fn send_data(&mut self, opcode: OpCode, data: &[u8]) -> Result<(), Error> {
         if self.state != State::Open {
             return Err(Error::Closed);
@@ -971,28 +1158,29 @@ impl Connection {
         #[cfg(feature = "deflate")]
         if let Some(mut codec) = self.rare.as_mut().and_then(|r| r.deflate.take()) {
             if let Some(compressed) = codec.compress(data) {
-                self.write_message(opcode, RSV1, compressed);
+                self.write_message(opcode, RSV1, compressed, true);
             } else {
-                self.write_message(opcode, 0, data);
+                self.write_message(opcode, 0, data, true);
             }
             self.rare().deflate = Some(codec);
             return Ok(());
         }
-        self.write_message(opcode, 0, data);
+        self.write_message(opcode, 0, data, true);
         Ok(())
     }
 
-    /// Queues a message as frames of at most `max_send_frame_size`, `rsv` on the first.
-    fn write_message(&mut self, opcode: OpCode, rsv: u8, data: &[u8]) {
+    /// Queues a message (or, without `fin`, the start of one) as frames of at most
+    /// `max_send_frame_size`, `rsv` on the first.
+    fn write_message(&mut self, opcode: OpCode, rsv: u8, data: &[u8], fin: bool) {
         let max = self.config.max_send_frame_size.max(1);
         if data.len() <= max {
-            self.write_frame_rsv(opcode, true, rsv, data);
+            self.write_frame_rsv(opcode, fin, rsv, data);
             return;
         }
         let mut chunks = data.chunks(max).peekable();
         let (mut opcode, mut rsv) = (opcode, rsv);
         while let Some(chunk) = chunks.next() {
-            self.write_frame_rsv(opcode, chunks.peek().is_none(), rsv, chunk);
+            self.write_frame_rsv(opcode, fin && chunks.peek().is_none(), rsv, chunk);
             opcode = OpCode::Continuation;
             rsv = 0;
         }

@@ -16,7 +16,7 @@ pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
-pub use connection::{Connection, Event, Message, Role, State, OWNED_SEND_MIN};
+pub use connection::{Connection, Event, Message, Part, Role, State, OWNED_SEND_MIN};
 pub use error::{Error, ProtocolError, UsageError};
 pub use frame::{FrameHeader, OpCode, Status};
 pub use handshake::{
