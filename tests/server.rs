@@ -283,3 +283,74 @@ fn a_slow_reader_hits_the_write_queue_cap_and_is_closed() {
     drop(client);
     server.stop();
 }
+
+#[test]
+fn a_large_message_is_echoed_while_it_is_still_arriving() {
+    let mut config = Config::default();
+    config.stream_binary_from = Some(64 << 10);
+    let server = Running::start_with(config, Limits::default(), Timeouts::default(), 1);
+    let mut client = Client::connect(server.addr);
+    let id = server.next_open();
+    let large: Vec<u8> = (0..1 << 20).map(|i| (i * 7 % 253) as u8).collect();
+    let mut frames = Connection::client(Config::default(), || [1, 2, 3, 4]);
+    frames.send_binary(&large).unwrap();
+    let wire = frames.poll_transmit().to_vec();
+    let (head, tail) = wire.split_at(300_000);
+    client.stream.write_all(head).unwrap();
+
+    // The echo starts before the rest of the message is sent: a binary frame that does not
+    // end the message (FIN clear), of the bytes received so far.
+    let mut echoed = Vec::new();
+    let mut chunk = [0u8; 65536];
+    while echoed.len() < 2 {
+        let n = std::io::Read::read(&mut client.stream, &mut chunk).expect("the echo begins");
+        assert!(n > 0, "EOF");
+        echoed.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(echoed[0], 0x02, "a first part, not a whole message");
+
+    // A message sent to the connection meanwhile waits for the end of the one in parts.
+    server
+        .handle
+        .send(id, Message::text("after the large one"))
+        .unwrap();
+    client.conn.handle_bytes(&echoed).unwrap();
+    client.stream.write_all(tail).unwrap();
+    assert_eq!(client.next_message(), Message::binary(large));
+    assert_eq!(client.next_message(), Message::text("after the large one"));
+    server.stop();
+}
+
+#[test]
+fn a_handler_that_does_not_take_parts_closes_with_1011() {
+    #[derive(Clone)]
+    struct Collector;
+    impl rfc6455::server::Handler for Collector {
+        fn message(&mut self, ctx: &mut rfc6455::server::Context<'_>, message: Message<'_>) {
+            let _ = ctx.send(message);
+        }
+    }
+    let mut config = Config::default();
+    config.stream_binary_from = Some(1000);
+    let server = rfc6455::server::Server::builder()
+        .listen("127.0.0.1:0")
+        .threads(1)
+        .config(config)
+        .shutdown_on_signals(false)
+        .bind(Collector)
+        .unwrap();
+    let addr = server.local_addrs()[0];
+    let handle = server.handle();
+    let thread = std::thread::spawn(move || server.run());
+    let mut client = Client::connect(addr);
+    let mut frames = Connection::client(Config::default(), || [1, 2, 3, 4]);
+    frames.send_binary(&[5u8; 5000]).unwrap();
+    let wire = frames.poll_transmit().to_vec();
+    client.stream.write_all(&wire[..100]).unwrap();
+    match client.next() {
+        Some(Event::Close(Some(frame))) => assert_eq!(frame.code, CloseCode::INTERNAL_ERROR),
+        other => panic!("expected a close with 1011, got {other:?}"),
+    }
+    handle.shutdown();
+    thread.join().unwrap().unwrap();
+}

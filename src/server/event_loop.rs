@@ -429,8 +429,15 @@ impl<H: Handler> EventLoop<H> {
             let Some(e) = self.conns.get_mut(key) else {
                 return;
             };
-            if e.phase == Phase::Open && e.conn.transmit_len() >= self.limits.write_high_water {
-                // Backpressure: the peer gets no more of our attention until it reads.
+            if e.phase == Phase::Open
+                && e.conn.transmit_len() >= self.limits.write_high_water
+                && !e.conn.receiving_parts()
+            {
+                // Backpressure: the peer gets no more of our attention until it reads. Not in
+                // the middle of a message received in parts: a peer that writes a whole
+                // message before it reads (as blocking clients do) would wait for us while we
+                // wait for it. Its echo is queued instead, up to `max_write_queue`, as much as
+                // collecting the message would have held.
                 e.paused = true;
                 break;
             }
@@ -582,7 +589,7 @@ impl<H: Handler> EventLoop<H> {
         loop {
             match e.conn.read(&mut input) {
                 Ok(None) => break,
-                Ok(Some(Event::Message(message))) => {
+                Ok(Some(event @ (Event::Message(_) | Event::Part(_)))) => {
                     e.last_message = self.now;
                     let mut ctx = Context {
                         id,
@@ -593,7 +600,11 @@ impl<H: Handler> EventLoop<H> {
                         overflow: &mut e.overflow,
                         direct: e.http.is_empty().then_some(&mut e.stream),
                     };
-                    self.handler.message(&mut ctx, message);
+                    match event {
+                        Event::Message(message) => self.handler.message(&mut ctx, message),
+                        Event::Part(part) => self.handler.part(&mut ctx, part),
+                        _ => {}
+                    }
                     if e.overflow {
                         break;
                     }
@@ -888,7 +899,9 @@ impl<H: Handler> EventLoop<H> {
             e.conn.swap_transmit_buffer(&mut self.spare);
             match action {
                 Ok(message) => {
-                    if e.conn.transmit_len() + message.len() > self.limits.max_write_queue {
+                    if e.conn.transmit_len() + e.conn.held_len() + message.len()
+                        > self.limits.max_write_queue
+                    {
                         e.overflow = true;
                     } else {
                         let _ = e.conn.send_owned(message);

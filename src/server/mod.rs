@@ -61,7 +61,9 @@ mod event_loop;
 
 pub use crate::proto::{Accept, Rejection, Request};
 
-use crate::proto::{CloseCode, CloseFrame, Config, Error, HandshakeLimits, Message, ProtocolError};
+use crate::proto::{
+    CloseCode, CloseFrame, Config, Error, HandshakeLimits, Message, Part, ProtocolError,
+};
 use event_loop::{Command, DeflateOption, EventLoop, Shared};
 use std::fmt;
 use std::io;
@@ -89,6 +91,20 @@ pub trait Handler: Send + 'static {
     /// A complete text or binary message. It borrows the loop's read buffer where it can:
     /// call [`Message::into_owned`] to keep it.
     fn message(&mut self, ctx: &mut Context<'_>, message: Message<'_>);
+
+    /// A piece of a large binary message, as it arrives: only when the server's
+    /// [`Config::stream_binary_from`] is set (see [`Part`] for the order). Pass it on with
+    /// [`Context::send_part`] to relay or echo the message without collecting it.
+    ///
+    /// The default closes the connection with 1011 (internal error): a server that asks
+    /// for parts must take them.
+    fn part(&mut self, ctx: &mut Context<'_>, part: Part<'_>) {
+        let _ = part;
+        let _ = ctx.close(
+            CloseCode::INTERNAL_ERROR,
+            "this server cannot take messages in parts",
+        );
+    }
 
     /// The connection ended, for `reason`. Called exactly once for every connection that
     /// [`open`](Self::open) accepted; nothing can be sent any more.
@@ -186,8 +202,7 @@ impl Context<'_> {
         if *self.overflow {
             return Err(Error::Closed);
         }
-        if self.conn.transmit_len() + message.len() > self.max_write_queue {
-            *self.overflow = true;
+        if self.would_overflow(message.len()) {
             return Err(Error::Closed);
         }
         // A message of 16 KiB or more is written from where it lies, not copied: an owned
@@ -200,6 +215,50 @@ impl Context<'_> {
                 .send_through(message, |pieces| io::Write::write_vectored(stream, pieces)),
             None => self.conn.send_owned(message),
         }
+    }
+
+    /// Sends the next part of a binary message, as [`Connection::send_part`] does: the first
+    /// call starts the message, `last` ends it, and messages sent meanwhile wait for its end.
+    /// Parts are copied into the write queue and go out when the callback's readiness turn
+    /// ends, with the parts of the other reads of that turn: fewer, larger writes. (Writing
+    /// each part from the read buffer at once, as `send` does, measured 0.8× as fast at 1 MiB
+    /// messages, with each small write paced by the kernel.) Fails like [`send`](Self::send).
+    ///
+    /// ```
+    /// use rfc6455::server::{Context, Handler};
+    /// use rfc6455::{Message, Part};
+    ///
+    /// /// Echoes every message; large binary ones as they arrive, when the server's
+    /// /// `Config::stream_binary_from` asks for parts.
+    /// #[derive(Clone)]
+    /// struct Echo;
+    ///
+    /// impl Handler for Echo {
+    ///     fn message(&mut self, ctx: &mut Context<'_>, message: Message<'_>) {
+    ///         let _ = ctx.send(message);
+    ///     }
+    ///     fn part(&mut self, ctx: &mut Context<'_>, part: Part<'_>) {
+    ///         let _ = ctx.send_part(&part.data, part.last);
+    ///     }
+    /// }
+    /// ```
+    pub fn send_part(&mut self, data: &[u8], last: bool) -> Result<(), Error> {
+        if self.would_overflow(data.len()) {
+            return Err(Error::Closed);
+        }
+        self.conn.send_part(data, last)
+    }
+
+    /// Whether `len` more bytes would take the write queue (held messages included) over
+    /// `max_write_queue`; if so, marks the connection to be failed with 1008.
+    fn would_overflow(&mut self, len: usize) -> bool {
+        if *self.overflow {
+            return true;
+        }
+        if self.conn.transmit_len() + self.conn.held_len() + len > self.max_write_queue {
+            *self.overflow = true;
+        }
+        *self.overflow
     }
 
     /// Queues a text message (see [`send`](Self::send)).

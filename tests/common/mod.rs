@@ -10,7 +10,7 @@ use rfc6455::server::{
     Accept, CloseReason, ConnId, Context, Handle, Handler, Limits, Rejection, Request, Server,
     Timeouts,
 };
-use rfc6455::{Config, Connection, Event, Message};
+use rfc6455::{Config, Connection, Event, Message, Part};
 use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -74,6 +74,10 @@ impl Handler for TestHandler {
             // Every time: the largest backlog observed is what the test bounds.
             self.tell(Seen::Backlog(queued));
         }
+    }
+
+    fn part(&mut self, ctx: &mut Context<'_>, part: Part<'_>) {
+        let _ = ctx.send_part(&part.data, part.last);
     }
 
     fn close(&mut self, ctx: &mut Context<'_>, reason: CloseReason<'_>) {

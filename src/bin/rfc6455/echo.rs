@@ -4,7 +4,7 @@
 //! here plus a line there.
 
 use rfc6455::server::{CloseReason, Context, Handler, Heartbeat, Limits, Server, Timeouts};
-use rfc6455::{Config, Message};
+use rfc6455::{Config, Message, Part};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -36,6 +36,11 @@ pub struct Args {
     /// loopback.
     #[arg(long, value_name = "ALGORITHM")]
     tcp_congestion: Option<String>,
+    /// Echo binary messages of at least this many bytes as they arrive, part by part, instead
+    /// of collecting each before sending it back (0: never). The echo then starts while the
+    /// rest of the message is still on its way, and nothing of it is buffered.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 10)]
+    stream_from: usize,
     /// Log a line per connection opened and closed.
     #[arg(short, long)]
     verbose: bool,
@@ -46,6 +51,7 @@ impl Args {
         let mut config = Config::default();
         config.max_message_size = self.max_message_size;
         config.max_frame_size = self.max_message_size;
+        config.stream_binary_from = (self.stream_from > 0).then_some(self.stream_from);
         let mut limits = Limits::default();
         limits.max_connections = self.max_connections;
         // Room to echo the largest message on top of the backpressure mark.
@@ -94,6 +100,10 @@ impl Handler for Echo {
     fn message(&mut self, ctx: &mut Context<'_>, message: Message<'_>) {
         // Fails only once the connection is closing: then there is no one to echo to.
         let _ = ctx.send(message);
+    }
+
+    fn part(&mut self, ctx: &mut Context<'_>, part: Part<'_>) {
+        let _ = ctx.send_part(&part.data, part.last);
     }
 
     fn close(&mut self, ctx: &mut Context<'_>, reason: CloseReason<'_>) {
