@@ -101,6 +101,26 @@ fn a_wrong_echo_is_an_error() {
         stdout.contains("expected a 20-byte text echo, got a 20-byte binary message"),
         "{stdout}"
     );
+    // A large echo is checked as it arrives (in parts, its 256 KiB reads cannot hold it).
+    let url = server(|m| {
+        let mut data = m.into_data().to_vec();
+        data[600_000] ^= 1;
+        Message::binary(data)
+    });
+    let large = |url: &str| load(&[url, "-c", "1", "-s", "1000000", "--binary", "-d", "0.5"]);
+    let (out, stdout) = large(&url);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("a 1000000-byte binary echo differs from the message sent within bytes"),
+        "{stdout}"
+    );
+    let url = server(|m| Message::binary(m.into_data().slice(..999_999)));
+    let (out, stdout) = large(&url);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("expected a 1000000-byte binary echo, got 999999 bytes"),
+        "{stdout}"
+    );
 }
 
 #[test]

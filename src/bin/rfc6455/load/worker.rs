@@ -216,6 +216,8 @@ struct Conn {
     /// Send times (ns since `t0`) of the messages in flight, oldest first: echoes come back
     /// in order.
     sent: VecDeque<u64>,
+    /// Bytes of the echo being received in parts so far.
+    received: usize,
     /// Handshake or close deadline (ns since `t0`), 0 for none.
     deadline: u64,
 }
@@ -293,12 +295,16 @@ impl<'a> Worker<'a> {
         config.max_frame_size = config.max_frame_size.max(size);
         config.max_message_size = config.max_message_size.max(size);
         config.max_send_frame_size = config.max_send_frame_size.max(size);
+        // Large binary echoes are checked as they arrive, not collected and then compared:
+        // one pass over each instead of a copy and a pass.
+        config.stream_binary_from = Some(4 << 10);
         let conns = (0..count)
             .map(|_| Conn {
                 sock: None,
                 phase: Phase::Waiting,
                 ws: None,
                 sent: VecDeque::new(),
+                received: 0,
                 deadline: 0,
             })
             .collect();
@@ -686,7 +692,7 @@ impl<'a> Worker<'a> {
             };
             match event {
                 Event::Message(m) => {
-                    let Some(sent) = conn.sent.pop_front() else {
+                    if conn.sent.is_empty() {
                         if self.plan.idle {
                             continue; // a server may talk to idle clients; not our business
                         }
@@ -695,7 +701,7 @@ impl<'a> Worker<'a> {
                             format!("a {len}-byte message arrived with no message in flight")
                         });
                         return false;
-                    };
+                    }
                     let payload = self.plan.payload.as_bytes();
                     if m.is_text() != self.plan.payload.is_text()
                         || m.len() != payload.len()
@@ -718,14 +724,46 @@ impl<'a> Worker<'a> {
                         });
                         return false;
                     }
-                    self.echoes_total += 1;
-                    let (start, end) = self.plan.window;
-                    if now >= start && now < end {
-                        self.report.echoes += 1;
-                        self.report.latency.record(now.saturating_sub(sent));
+                    self.echoed(i, now);
+                }
+                // A large binary echo, checked as it arrives instead of collected first.
+                Event::Part(p) => {
+                    if conn.sent.is_empty() {
+                        if self.plan.idle {
+                            continue;
+                        }
+                        self.fail(i, Kind::BadEcho, || {
+                            "a message arrived with no message in flight".into()
+                        });
+                        return false;
                     }
-                    if matches!(conn.phase, Phase::Open) {
-                        self.send_one(i, now);
+                    let payload = self.plan.payload.as_bytes();
+                    let (at, end) = (conn.received, conn.received + p.data.len());
+                    let expected = payload.len();
+                    if self.plan.payload.is_text() {
+                        self.fail(i, Kind::BadEcho, || {
+                            format!("expected a {expected}-byte text echo, got a binary message")
+                        });
+                        return false;
+                    }
+                    if end > expected || (p.last && end < expected) {
+                        self.fail(i, Kind::BadEcho, || {
+                            let more = if p.last { "" } else { " or more" };
+                            format!("expected a {expected}-byte binary echo, got {end} bytes{more}")
+                        });
+                        return false;
+                    }
+                    if self.plan.verify && p.data[..] != payload[at..end] {
+                        self.fail(i, Kind::BadEcho, || {
+                            format!("a {expected}-byte binary echo differs from the message sent within bytes {at}..{end}")
+                        });
+                        return false;
+                    }
+                    if p.last {
+                        conn.received = 0;
+                        self.echoed(i, now);
+                    } else {
+                        conn.received = end;
                     }
                 }
                 Event::Close(frame) => {
@@ -746,6 +784,23 @@ impl<'a> Worker<'a> {
                 // Pings (the core queued the pong), pongs.
                 _ => {}
             }
+        }
+    }
+
+    /// The echo of connection `i`'s oldest message in flight arrived: count it, time it, and
+    /// send the next.
+    fn echoed(&mut self, i: usize, now: u64) {
+        let Some(sent) = self.conns[i].sent.pop_front() else {
+            return;
+        };
+        self.echoes_total += 1;
+        let (start, end) = self.plan.window;
+        if now >= start && now < end {
+            self.report.echoes += 1;
+            self.report.latency.record(now.saturating_sub(sent));
+        }
+        if matches!(self.conns[i].phase, Phase::Open) {
+            self.send_one(i, now);
         }
     }
 
