@@ -218,9 +218,26 @@ struct Conn {
     sent: VecDeque<u64>,
     /// Bytes of the echo being received in parts so far.
     received: usize,
+    /// Large payloads: the next message, already framed and masked (with a fresh key, by a
+    /// client core of its own) while this connection waited for an echo.
+    next: Option<Box<Prepared>>,
     /// Handshake or close deadline (ns since `t0`), 0 for none.
     deadline: u64,
 }
+
+/// A frame made ahead of time, so that masking a large payload is not on the path from one
+/// echo to the next message.
+struct Prepared {
+    /// A client core used only to frame and mask: its transmit queue holds the frame.
+    frame: Connection,
+    /// The frame was sent (counted in flight): write it before anything queued after it.
+    due: bool,
+}
+
+/// Payloads from this size are framed ahead of time ([`Prepared`]). Below it the tool's time
+/// goes to many connections at once, with no wait to hide the masking in (at 16 KiB it
+/// measured 0.97x).
+const PREPARE_MIN: usize = 64 << 10;
 
 /// xorshift64 (Marsaglia 2003): a fast non-cryptographic generator.
 ///
@@ -305,6 +322,7 @@ impl<'a> Worker<'a> {
                 ws: None,
                 sent: VecDeque::new(),
                 received: 0,
+                next: None,
                 deadline: 0,
             })
             .collect();
@@ -550,6 +568,13 @@ impl<'a> Worker<'a> {
         let masks = mask_source(XorShift::new(self.seeds.next()));
         conn.ws = Some(Connection::client(self.config.clone(), masks));
         conn.sent = VecDeque::with_capacity(self.plan.depth);
+        if !self.plan.idle && self.plan.payload.as_bytes().len() >= PREPARE_MIN {
+            let masks = mask_source(XorShift::new(self.seeds.next()));
+            let mut frame = Connection::client(self.config.clone(), masks);
+            if frame.send(self.plan.payload.message()).is_ok() {
+                conn.next = Some(Box::new(Prepared { frame, due: false }));
+            }
+        }
         self.pending -= 1;
         self.up += 1;
         self.report.established += 1;
@@ -625,6 +650,15 @@ impl<'a> Worker<'a> {
     fn send_one(&mut self, i: usize, now: u64) {
         let conn = &mut self.conns[i];
         let Some(ws) = conn.ws.as_mut() else { return };
+        if let Some(next) = conn.next.as_deref_mut() {
+            // The prepared frame goes out only with nothing of the core's queued ahead of it.
+            let ready = !next.due && next.frame.transmit_len() > 0;
+            if ready && ws.transmit_len() == 0 && ws.state() == State::Open {
+                next.due = true;
+                conn.sent.push_back(now);
+                return;
+            }
+        }
         if ws.send(self.plan.payload.message()).is_ok() {
             conn.sent.push_back(now);
         }
@@ -824,19 +858,32 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Writes everything the core has queued for connection `i`, as far as the socket takes it.
+    /// Writes everything the core has queued for connection `i`, as far as the socket takes it:
+    /// first a prepared frame that is due, then the core's queue. Once a prepared frame is
+    /// written, the next one is made.
     fn flush(&mut self, i: usize) {
+        let message = self.plan.payload.message();
         let conn = &mut self.conns[i];
         let (Some(sock), Some(ws)) = (conn.sock.as_mut(), conn.ws.as_mut()) else {
             return;
         };
         loop {
-            let out = ws.poll_transmit();
+            let due = conn.next.as_deref_mut().filter(|n| n.due);
+            let out = match &due {
+                Some(next) => next.frame.poll_transmit(),
+                None => ws.poll_transmit(),
+            };
             if out.is_empty() {
-                return;
+                let Some(next) = due else { return };
+                next.due = false;
+                let _ = next.frame.send(message.clone());
+                continue;
             }
             match sock.write(out) {
-                Ok(n) => ws.consume_transmit(n),
+                Ok(n) => match due {
+                    Some(next) => next.frame.consume_transmit(n),
+                    None => ws.consume_transmit(n),
+                },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -870,6 +917,7 @@ impl<'a> Worker<'a> {
         }
         conn.phase = Phase::Done;
         conn.ws = None;
+        conn.next = None;
         conn.sent = VecDeque::new();
         conn.deadline = 0;
     }
