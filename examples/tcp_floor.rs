@@ -15,7 +15,8 @@
 //!
 //! `wsclient` is the same client speaking just enough WebSocket to drive a real server: one
 //! fixed handshake, then a binary frame masked once, up front, with a fixed key, resent
-//! as is (a real client must draw a fresh key per frame); it counts echoed bytes, not frames.
+//! as is (a real client must draw a fresh key per frame); it reads only frame headers, to
+//! find where each echo ends (a server may echo a message as several frames).
 //! Against `rfc6455 echo` it shows what the server reaches when the client costs nothing
 //! but its syscalls:
 //!
@@ -26,6 +27,7 @@
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use rfc6455::proto::frame::{FrameHeader, Status, MAX_HEADER_LEN};
 use rfc6455::{Config, Connection};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -145,14 +147,54 @@ fn server(addr: SocketAddr) -> io::Result<()> {
 }
 
 /// A binary frame of `size` bytes masked with a fixed key (made by the crate's own client
-/// core), and the length of its unmasked echo.
-fn ws_frame(size: usize) -> (Vec<u8>, usize) {
+/// core).
+fn ws_frame(size: usize) -> Vec<u8> {
     let mut client = Connection::client(Config::default(), || [0x37, 0xfa, 0x21, 0x3d]);
     client.send_binary(&vec![0x5a; size]).unwrap();
-    let frame = client.poll_transmit().to_vec();
-    let mut server = Connection::server(Config::default());
-    server.send_binary(&vec![0x5a; size]).unwrap();
-    (frame, server.poll_transmit().len())
+    client.poll_transmit().to_vec()
+}
+
+/// Where the echoes end in a server's stream of frames: skips payloads, parses headers.
+#[derive(Default)]
+struct Frames {
+    /// Payload bytes left in the current frame.
+    rest: u64,
+    /// The current frame ends its message.
+    fin: bool,
+    /// A header split between reads, so far.
+    head: Vec<u8>,
+}
+
+impl Frames {
+    /// Walks `data`; returns how many messages ended in it.
+    fn ends(&mut self, mut data: &[u8]) -> io::Result<u64> {
+        let mut ended = 0;
+        while !data.is_empty() {
+            if self.rest > 0 {
+                let n = data
+                    .len()
+                    .min(usize::try_from(self.rest).unwrap_or(usize::MAX));
+                self.rest -= n as u64;
+                data = &data[n..];
+                ended += u64::from(self.rest == 0 && self.fin);
+                continue;
+            }
+            let had = self.head.len();
+            let add = data.len().min(MAX_HEADER_LEN - had);
+            self.head.extend_from_slice(&data[..add]);
+            match FrameHeader::parse(&self.head) {
+                Ok(Status::Complete(h, n)) => {
+                    data = &data[n - had..];
+                    self.head.clear();
+                    (self.rest, self.fin) = (h.payload_len, h.fin);
+                    ended += u64::from(self.rest == 0 && self.fin);
+                }
+                Ok(Status::Partial) => data = &data[add..],
+                Err(e) => return Err(io::Error::other(format!("the server sent {e}"))),
+            }
+        }
+        Ok(ended)
+    }
 }
 
 /// Sends a fixed upgrade request on a blocking socket and reads up to the end of the 101.
@@ -188,13 +230,14 @@ fn client(
         sock: TcpStream,
         pending: Vec<u8>,
         received: usize,
+        frames: Frames,
     }
     let mut poll = Poll::new()?;
     let payload = size;
-    let (message, size) = if ws {
+    let message = if ws {
         ws_frame(payload)
     } else {
-        (vec![0x5au8; payload], payload)
+        vec![0x5au8; payload]
     };
     let mut all = Vec::with_capacity(conns);
     for i in 0..conns {
@@ -211,6 +254,7 @@ fn client(
             sock,
             pending: Vec::new(),
             received: 0,
+            frames: Frames::default(),
         };
         send(&mut conn.sock, &mut conn.pending, &message)?;
         all.push(conn);
@@ -232,9 +276,15 @@ fn client(
                 match conn.sock.read(&mut buf) {
                     Ok(0) => return Err(io::Error::other("the server closed a connection")),
                     Ok(n) => {
-                        conn.received += n;
-                        while conn.received >= size {
-                            conn.received -= size;
+                        let echoes = if ws {
+                            conn.frames.ends(&buf[..n])?
+                        } else {
+                            conn.received += n;
+                            let whole = conn.received / payload;
+                            conn.received %= payload;
+                            whole as u64
+                        };
+                        for _ in 0..echoes {
                             let now = Instant::now();
                             if now >= from && now < to {
                                 counted += 1;
