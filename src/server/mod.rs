@@ -41,8 +41,10 @@
 //!   lends one transmit buffer to the connection it serves and takes it back once it is
 //!   drained, so an idle connection holds no buffer and echoing allocates nothing per message.
 //! - **Backpressure**: over [`Limits::write_high_water`] queued bytes the loop stops reading the
-//!   peer until the queue drains; a send that would take the queue over
-//!   [`Limits::max_write_queue`] fails the connection with 1008 instead.
+//!   peer until the queue drains (except in the middle of a message received in parts: a peer
+//!   that writes a whole message before reading would wait for us as we wait for it); a send
+//!   that would take the queue over [`Limits::max_write_queue`] fails the connection with 1008
+//!   instead.
 //! - **Timers** (handshake, idle, heartbeat, close) live in one binary heap per loop with lazy
 //!   deletion: at most one live entry per connection, re-armed when it fires, never touched
 //!   per message.
@@ -217,7 +219,7 @@ impl Context<'_> {
         }
     }
 
-    /// Sends the next part of a binary message, as [`Connection::send_part`] does: the first
+    /// Sends the next part of a binary message, as [`Connection::send_part`](crate::Connection::send_part) does: the first
     /// call starts the message, `last` ends it, and messages sent meanwhile wait for its end.
     /// Parts are copied into the write queue and go out when the callback's readiness turn
     /// ends, with the parts of the other reads of that turn: fewer, larger writes. (Writing
