@@ -1001,8 +1001,8 @@ impl Connection {
     /// `write` is called at most once, and only then: every other message (small, owned,
     /// compressed, several frames, or from a client, which must mask a copy) goes the way of
     /// `send_owned`, and so does any while a message sent in parts is open (it is held; see
-    /// [`send_part`](Self::send_part)). An error from `write` counts as nothing written; the whole message is
-    /// queued and your next write meets the error again.
+    /// [`send_part`](Self::send_part)). An error from `write` counts as nothing written; the
+    /// whole message is queued and your next write meets the error again.
     ///
     /// ```
     /// use rfc6455::{Config, Connection, Message};
@@ -1099,10 +1099,11 @@ impl Connection {
     /// server.send_binary(b"held")?; // waits for the last part
     /// server.ping(b"")?; // goes out between the parts
     /// server.send_part(b"lo", true)?;
-    /// assert_eq!(
-    ///     server.poll_transmit(),
-    ///     &[0x02, 3, b'H', b'e', b'l', 0x89, 0, 0x80, 2, b'l', b'o', 0x82, 4, b'h', b'e', b'l', b'd']
-    /// );
+    /// let wire = server.poll_transmit();
+    /// assert_eq!(&wire[..5], &[0x02, 3, b'H', b'e', b'l']); // binary, not final
+    /// assert_eq!(&wire[5..7], &[0x89, 0]); // the ping
+    /// assert_eq!(&wire[7..11], &[0x80, 2, b'l', b'o']); // continuation, final
+    /// assert_eq!(&wire[11..], &[0x82, 4, b'h', b'e', b'l', b'd']); // then the held message
     /// # Ok::<(), rfc6455::Error>(())
     /// ```
     pub fn send_part(&mut self, data: &[u8], last: bool) -> Result<(), Error> {

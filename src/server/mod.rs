@@ -201,9 +201,6 @@ impl Context<'_> {
     /// over [`Limits::max_write_queue`] (the connection is then failed with 1008 and
     /// [`Handler::close`] gets [`CloseReason::Overflow`]).
     pub fn send(&mut self, message: Message<'_>) -> Result<(), Error> {
-        if *self.overflow {
-            return Err(Error::Closed);
-        }
         if self.would_overflow(message.len()) {
             return Err(Error::Closed);
         }
@@ -219,9 +216,9 @@ impl Context<'_> {
         }
     }
 
-    /// Sends the next part of a binary message, as [`Connection::send_part`](crate::Connection::send_part) does: the first
-    /// call starts the message, `last` ends it, and messages sent meanwhile wait for its end.
-    /// Parts are copied into the write queue and go out when the callback's readiness turn
+    /// Sends the next part of a binary message, as
+    /// [`Connection::send_part`](crate::Connection::send_part) does: the first call starts the
+    /// message, `last` ends it, and messages sent meanwhile wait for its end. Parts are copied into the write queue and go out when the callback's readiness turn
     /// ends, with the parts of the other reads of that turn: fewer, larger writes. (Writing
     /// each part from the read buffer at once, as `send` does, measured 0.8× as fast at 1 MiB
     /// messages, with each small write paced by the kernel.) Fails like [`send`](Self::send).

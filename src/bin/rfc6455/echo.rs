@@ -38,7 +38,7 @@ pub struct Args {
     tcp_congestion: Option<String>,
     /// Echo binary messages of at least this many bytes as they arrive, part by part, instead
     /// of collecting each before sending it back (0: never). The echo then starts while the
-    /// rest of the message is still on its way, and nothing of it is buffered.
+    /// rest of the message is still on its way.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 10)]
     stream_from: usize,
     /// Log a line per connection opened and closed.
