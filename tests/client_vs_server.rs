@@ -4,9 +4,9 @@
 use rfc6455::client::{Client, ConnectOptions};
 use rfc6455::{CloseCode, Config, Event, Message, State};
 use std::borrow::Cow;
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BOUND: Duration = Duration::from_secs(10);
 
@@ -24,29 +24,28 @@ impl Drop for EchoServer {
 }
 
 fn echo_server() -> EchoServer {
-    // A port that was free a moment ago.
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
-        .args(["echo", "--threads", "1", "--listen", &addr.to_string()])
+    // Port 0: the server binds a free port itself and says which (a port picked here and
+    // freed could be picked again by a test running in parallel before the server binds it).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+        .args(["echo", "--threads", "1", "--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let server = EchoServer {
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped stdout");
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    // "rfc6455 echo: listening on ws://127.0.0.1:PORT (1 threads)"
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("ws://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .trim_end_matches(',');
+    EchoServer {
+        url: format!("{url}/echo"),
         child,
-        url: format!("ws://{addr}/echo"),
-    };
-    // Until it accepts (bounded): a wait for start-up, not an assertion.
-    let deadline = Instant::now() + BOUND;
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "rfc6455 echo did not start");
-        std::thread::sleep(Duration::from_millis(20));
     }
-    server
 }
 
 fn options() -> ConnectOptions {
