@@ -566,6 +566,29 @@ impl Connection {
                 return self.on_control(frame.opcode, Cow::Owned(payload));
             }
 
+            // Fast path: a whole single-frame message lies in `input`.
+            if frame.untouched
+                && frame.fin
+                && frame.opcode != OpCode::Continuation
+                && !self.message_compressed
+                && input.len() as u64 >= frame.remaining
+            {
+                let payload = take(input, frame.remaining as usize);
+                if masked {
+                    apply_mask(payload, frame.mask, 0);
+                }
+                self.in_message = false;
+                let message = if frame.opcode == OpCode::Text {
+                    match std::str::from_utf8(payload) {
+                        Ok(text) => Message::Text(Cow::Borrowed(text)),
+                        Err(_) => return Err(self.fail_protocol(ProtocolError::InvalidUtf8)),
+                    }
+                } else {
+                    Message::Binary(Cow::Borrowed(payload))
+                };
+                return Ok(Some(Event::Message(message)));
+            }
+
             if input.is_empty() && frame.remaining > 0 {
                 // Nothing to go on: the frame stays untouched, so the next input may still
                 // hold it whole.
@@ -573,8 +596,8 @@ impl Connection {
                 return Ok(None);
             }
 
-            // A large binary message that does not lie whole in `input` is handed out in parts
-            // (decided on its first frame's first payload byte).
+            // A large binary message that does not lie whole in `input` (a whole one took the
+            // fast path) is handed out in parts, decided on its first frame's first byte.
             if frame.untouched
                 && frame.opcode == OpCode::Binary
                 && !self.message_compressed
@@ -582,7 +605,6 @@ impl Connection {
                     .config
                     .stream_binary_from
                     .is_some_and(|from| frame.remaining >= from as u64)
-                && !(frame.fin && input.len() as u64 >= frame.remaining)
             {
                 self.message_streamed = true;
                 self.partial().streamed = 0;
@@ -616,29 +638,6 @@ impl Connection {
                     first,
                     last,
                 })));
-            }
-
-            // Fast path: a whole single-frame message lies in `input`.
-            if frame.untouched
-                && frame.fin
-                && frame.opcode != OpCode::Continuation
-                && !self.message_compressed
-                && input.len() as u64 >= frame.remaining
-            {
-                let payload = take(input, frame.remaining as usize);
-                if masked {
-                    apply_mask(payload, frame.mask, 0);
-                }
-                self.in_message = false;
-                let message = if frame.opcode == OpCode::Text {
-                    match std::str::from_utf8(payload) {
-                        Ok(text) => Message::Text(Cow::Borrowed(text)),
-                        Err(_) => return Err(self.fail_protocol(ProtocolError::InvalidUtf8)),
-                    }
-                } else {
-                    Message::Binary(Cow::Borrowed(payload))
-                };
-                return Ok(Some(Event::Message(message)));
             }
 
             // Slow path: collect the payload piece by piece.
