@@ -26,7 +26,8 @@ SERVER=$!
 trap 'kill $SERVER 2>/dev/null' EXIT
 sleep 0.5
 
-cpu() { awk '{print ($14 + $15) / 100}' /proc/$SERVER/stat; }   # utime+stime, USER_HZ=100
+# CPU seconds (utime + stime, USER_HZ=100) of process $1, the echo server by default.
+cpu() { awk '{print ($14 + $15) / 100}' /proc/${1:-$SERVER}/stat; }
 
 run() {
     local name=$1; shift
@@ -54,7 +55,12 @@ for s in "$@"; do
             sleep 0.3
         fi
         echo "== $s: $FLOOR ${s/floor/client} $target 10 16384 $D"
-        taskset -c 1 $FLOOR ${s/floor/client} $target 10 16384 "$D"
+        pid=$SERVER
+        if [ "$s" = floor ]; then pid=$floor; fi
+        before=$(cpu $pid)
+        /usr/bin/time -f "client CPU: %U s user + %S s system over %e s" \
+            taskset -c 1 $FLOOR ${s/floor/client} $target 10 16384 "$D" 2>&1
+        echo "server CPU: $(echo "$(cpu $pid) - $before" | bc) s"
         if [ "$s" = floor ]; then kill $floor; fi
         ;;
     *) echo "unknown scenario $s (a b c d idle floor wsclient)"; exit 2 ;;
