@@ -775,7 +775,13 @@ fn parts_go_out_as_one_fragmented_message_and_other_messages_wait_for_its_end() 
     // A close goes out between parts too; then nothing more can be sent, held or not.
     server.send_part(b"x", false).unwrap();
     server.send_text("never").unwrap();
+    assert_eq!(server.held_len(), 5);
     server.close(CloseCode::NORMAL, "").unwrap();
+    assert_eq!(
+        server.held_len(),
+        0,
+        "dropped: nothing may follow a close frame"
+    );
     assert_eq!(server.send_part(b"y", true), Err(Error::Closed));
     assert_eq!(server.send_text("late"), Err(Error::Closed));
     let heads: Vec<u8> = frames_of(server.poll_transmit())
@@ -783,6 +789,39 @@ fn parts_go_out_as_one_fragmented_message_and_other_messages_wait_for_its_end() 
         .map(|f| f.0)
         .collect();
     assert_eq!(heads, vec![0x02, 0x88]);
+}
+
+#[test]
+fn messages_held_behind_parts_are_dropped_when_the_connection_ends() {
+    // The peer's close (answered), a protocol error (1002 sent), the transport's end:
+    // in each case nothing held can go out any more, so none of it is kept.
+    let endings: [fn(&mut Connection); 3] = [
+        |conn| {
+            let mut close = c(0x88, &1000u16.to_be_bytes());
+            let mut input = &mut close[..];
+            assert!(matches!(conn.read(&mut input), Ok(Some(Event::Close(_)))));
+        },
+        |conn| {
+            let mut bad = c(0x80, b"no message is open");
+            let mut input = &mut bad[..];
+            assert!(conn.read(&mut input).is_err());
+        },
+        |conn| assert_eq!(conn.handle_eof(), Err(Error::ConnectionLost)),
+    ];
+    for end in endings {
+        let mut server = Connection::server(Config::default());
+        server.send_part(b"part", false).unwrap();
+        server.send_binary(&[7; 3000]).unwrap();
+        assert_eq!(server.held_len(), 3000);
+        end(&mut server);
+        assert_eq!(server.held_len(), 0);
+        assert_eq!(server.send_part(b"end", true), Err(Error::Closed));
+        let wire = drain(&mut server);
+        assert!(
+            !wire.windows(8).any(|w| w == [7; 8]),
+            "a held message went out"
+        );
+    }
 }
 
 /// Everything `conn` has queued, drained.

@@ -22,14 +22,15 @@ pub struct Config {
     /// Answer every ping with a pong automatically. The ping is reported as an event either way.
     /// Default on.
     pub auto_pong: bool,
-    /// Binary messages whose first frame declares at least this many payload bytes, and does
-    /// not arrive whole in one input, are handed out in pieces as they arrive
-    /// ([`Event::Part`](crate::Event::Part)) instead of being collected: nothing of them is
-    /// buffered, and a relay or an echo can pass each piece on while the rest is still on its
-    /// way. Text (whose UTF-8 must be checked whole) and compressed messages are always
-    /// collected; so is a message that lies whole in the input. Messages sent in parts still
-    /// count against [`max_message_size`](Self::max_message_size). Default `None`: every
-    /// message is collected.
+    /// Binary messages whose first frame declares at least this many payload bytes are handed
+    /// out in pieces as they arrive ([`Event::Part`](crate::Event::Part)) instead of being
+    /// collected: nothing of them is buffered, and a relay or an echo can pass each piece on
+    /// while the rest is still on its way. Collected all the same: a single-frame message
+    /// that lies whole in the input (it costs nothing to hand out whole), text (whose UTF-8
+    /// must be checked whole) and compressed messages. A fragmented message whose first frame
+    /// qualifies comes in parts, even when all its frames are in one input. Messages received
+    /// in parts still count against [`max_message_size`](Self::max_message_size). Default
+    /// `None`: every message is collected.
     pub stream_binary_from: Option<usize>,
 }
 

@@ -823,6 +823,7 @@ impl Connection {
                         None => 0,
                     };
                     self.write_frame(OpCode::Close, true, &reply[..len]);
+                    self.take_held();
                 }
                 self.state = State::Closed;
                 self.release_receive_buffers();
@@ -918,6 +919,7 @@ impl Connection {
         }
         self.state = State::Closed;
         self.release_receive_buffers();
+        self.take_held();
         Err(Error::ConnectionLost)
     }
 
@@ -1089,7 +1091,7 @@ impl Connection {
     /// §5.4 lets control frames interleave), but any other message sent meanwhile is held
     /// ([`held_len`](Self::held_len)) and queued right after the last part. Fails with
     /// [`Error::Closed`] once a close frame was sent or received; held messages are then
-    /// never sent.
+    /// dropped, never sent, and no longer counted in `held_len`.
     ///
     /// ```
     /// use rfc6455::{Config, Connection};
@@ -1117,15 +1119,21 @@ impl Connection {
         self.write_message(opcode, 0, data, last);
         self.sending_parts = !last;
         if last {
-            let held = self.rare.as_mut().map(|r| {
-                r.held_bytes = 0;
-                std::mem::take(&mut r.held)
-            });
-            for message in held.into_iter().flatten() {
+            for message in self.take_held() {
                 self.send_owned(message)?;
             }
         }
         Ok(())
+    }
+
+    /// Takes the messages held behind a message sent in parts: to send them after its last
+    /// part, or to drop them once a close frame went out or the transport ended (nothing may
+    /// follow either).
+    fn take_held(&mut self) -> VecDeque<Message<'static>> {
+        self.rare.as_mut().map_or_else(VecDeque::new, |r| {
+            r.held_bytes = 0;
+            std::mem::take(&mut r.held)
+        })
     }
 
     /// A message is being received in parts ([`Event::Part`]) and its last part has not
@@ -1247,6 +1255,7 @@ impl Connection {
         payload[..2].copy_from_slice(&code.0.to_be_bytes());
         payload[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
         self.write_frame(OpCode::Close, true, &payload[..2 + reason.len()]);
+        self.take_held();
     }
 
     fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
