@@ -205,13 +205,30 @@ fn max_connections_are_refused_with_503() {
 
 #[test]
 fn a_peer_that_sends_but_never_reads_is_paused_at_the_high_water_mark() {
+    // 32 MiB of 16 KiB messages: far more than socket buffers and the mark together. The
+    // queue never holds much more than the mark plus the echoes of one read (64 KiB).
+    paused_at_the_high_water_mark(Config::default(), 16 * 1024, 2048, 64 * 1024);
+}
+
+#[test]
+fn a_peer_that_sends_large_messages_but_never_reads_is_paused_between_them() {
+    // Messages received in parts: reading goes on through a message that began under the
+    // mark (its sender may be waiting to finish it before it reads), so the queue may take
+    // that one message more, but the next one is not read until the queue drains.
+    let mut config = Config::default();
+    config.stream_binary_from = Some(64 * 1024);
+    paused_at_the_high_water_mark(config, 1 << 20, 24, (1 << 20) + 64 * 1024);
+}
+
+/// A client writes `count` binary messages of `len` bytes and reads nothing until the server
+/// reports its queue at the high-water mark; every echo must then arrive, and the queue must
+/// never have held more than the mark plus `over` (and some frame headers).
+fn paused_at_the_high_water_mark(config: Config, len: usize, count: usize, over: usize) {
     let mut limits = Limits::default();
     limits.write_high_water = 256 * 1024;
-    let server = Running::start(limits.clone(), Timeouts::default());
+    let server = Running::start_with(config, limits.clone(), Timeouts::default(), 2);
     let mut client = Client::connect(server.addr);
-    // 32 MiB of 16 KiB messages: far more than socket buffers and the mark together.
-    let message = Message::binary(vec![0x5a; 16 * 1024]);
-    let count = 2048;
+    let message = Message::binary(vec![0x5a; len]);
     let mut frames = Connection::client(Config::default(), || [4, 3, 2, 1]);
     for _ in 0..count {
         frames.send(message.clone()).unwrap();
@@ -226,8 +243,6 @@ fn a_peer_that_sends_but_never_reads_is_paused_at_the_high_water_mark() {
         assert_eq!(client.next_message(), message, "message {i}");
     }
     writing.join().unwrap();
-    // The server stopped reading at the mark: its queue never held much more than the mark
-    // plus the echoes of one read (64 KiB of input).
     let worst = server
         .seen
         .try_iter()
@@ -238,7 +253,7 @@ fn a_peer_that_sends_but_never_reads_is_paused_at_the_high_water_mark() {
         .max()
         .unwrap_or(0);
     assert!(
-        worst <= limits.write_high_water + 64 * 1024 + 16 * 1024 + 64,
+        worst <= limits.write_high_water + over + 16 * 1024 + 64,
         "queue reached {worst}"
     );
     server.stop();
@@ -280,6 +295,56 @@ fn a_slow_reader_hits_the_write_queue_cap_and_is_closed() {
         .and_then(|n| n.parse().ok())
         .expect("queued in the reason");
     assert!(queued <= limits.max_write_queue, "{reason}");
+    drop(client);
+    server.stop();
+}
+
+#[test]
+fn pongs_count_against_the_write_queue_limit() {
+    // A peer opens a message in parts (so reading is not paused) and then only pings, never
+    // reading: the pongs must not pile up past `max_write_queue`.
+    let mut config = Config::default();
+    config.stream_binary_from = Some(1000);
+    let mut limits = Limits::default();
+    limits.write_high_water = 64 * 1024;
+    limits.max_write_queue = 1 << 20;
+    let server = Running::start_with(config, limits.clone(), Timeouts::default(), 1);
+    let mut client = Client::connect(server.addr);
+    let id = server.next_open();
+    client.conn.send_part(&[1; 2000], false).unwrap();
+    client.flush();
+    let mut pinger = Connection::client(Config::default(), || [1, 2, 3, 4]);
+    for _ in 0..500 {
+        pinger.ping(&[b'p'; 125]).unwrap();
+    }
+    let pings = pinger.poll_transmit().to_vec();
+    client
+        .stream
+        .set_write_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut sent = 0usize;
+    let reason = loop {
+        if let Ok(Seen::Close(closed, why)) = server.seen.try_recv() {
+            assert_eq!(closed, id);
+            break why;
+        }
+        assert!(
+            sent < 1 << 30,
+            "1 GiB of pings and the connection still open"
+        );
+        if client.stream.write_all(&pings).is_ok() {
+            sent += pings.len();
+        }
+    };
+    assert!(reason.starts_with("Overflow"), "{reason}");
+    let queued: usize = reason
+        .split("queued: ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("queued in the reason");
+    // Checked after every read: over the limit by at most the pongs of one read.
+    assert!(queued <= limits.max_write_queue + 64 * 1024, "{reason}");
     drop(client);
     server.stop();
 }

@@ -107,6 +107,9 @@ struct Entry {
     reportable: bool,
     writable: bool,
     paused: bool,
+    /// The message being received in parts began with the write queue under its high-water
+    /// mark: reading goes on until its last part (see `read_ready`).
+    parts_read_through: bool,
     overflow: bool,
     /// When the phase began (accept, linger), or the close started.
     since: u64,
@@ -328,6 +331,7 @@ impl<H: Handler> EventLoop<H> {
                 reportable: false,
                 writable: false,
                 paused: false,
+                parts_read_through: false,
                 overflow: false,
                 since: self.now,
                 closing_since: None,
@@ -431,13 +435,14 @@ impl<H: Handler> EventLoop<H> {
             };
             if e.phase == Phase::Open
                 && e.conn.transmit_len() >= self.limits.write_high_water
-                && !e.conn.receiving_parts()
+                && !(e.conn.receiving_parts() && e.parts_read_through)
             {
                 // Backpressure: the peer gets no more of our attention until it reads. Not in
-                // the middle of a message received in parts: a peer that writes a whole
-                // message before it reads (as blocking clients do) would wait for us while we
-                // wait for it. Its echo is queued instead, up to `max_write_queue`, as much as
-                // collecting the message would have held.
+                // the middle of a message received in parts that began under the mark: a peer
+                // that writes a whole message before it reads (as blocking clients do) would
+                // wait for us while we wait for it. What that one message adds is queued
+                // instead, as much as collecting it would have held, and all of it, pongs
+                // included, stays under `max_write_queue` (see `check_overflow`).
                 e.paused = true;
                 break;
             }
@@ -591,6 +596,12 @@ impl<H: Handler> EventLoop<H> {
                 Ok(None) => break,
                 Ok(Some(event @ (Event::Message(_) | Event::Part(_)))) => {
                     e.last_message = self.now;
+                    if let Event::Part(part) = &event {
+                        if part.first {
+                            e.parts_read_through =
+                                e.conn.transmit_len() < self.limits.write_high_water;
+                        }
+                    }
                     let mut ctx = Context {
                         id,
                         peer: e.peer,
@@ -641,15 +652,17 @@ impl<H: Handler> EventLoop<H> {
         self.after_state_change(key);
     }
 
-    /// A handler's send hit the write queue limit: fail the connection with 1008.
+    /// A handler's send hit the write queue limit, or what the core queued on its own (pongs)
+    /// took the queue over it: fail the connection with 1008.
     fn check_overflow(&mut self, key: usize) {
         let Some(e) = self.conns.get_mut(key) else {
             return;
         };
+        let queued = e.conn.transmit_len() + e.conn.held_len();
+        e.overflow |= queued > self.limits.max_write_queue;
         if !e.overflow || !e.reportable {
             return;
         }
-        let queued = e.conn.transmit_len();
         let _ = e
             .conn
             .fail(CloseCode::POLICY_VIOLATION, "write queue overflow");

@@ -41,10 +41,10 @@
 //!   lends one transmit buffer to the connection it serves and takes it back once it is
 //!   drained, so an idle connection holds no buffer and echoing allocates nothing per message.
 //! - **Backpressure**: over [`Limits::write_high_water`] queued bytes the loop stops reading the
-//!   peer until the queue drains (except in the middle of a message received in parts: a peer
-//!   that writes a whole message before reading would wait for us as we wait for it); a send
-//!   that would take the queue over [`Limits::max_write_queue`] fails the connection with 1008
-//!   instead.
+//!   peer until the queue drains (except in the middle of a message received in parts that
+//!   began under the mark: a peer that writes a whole message before reading would wait for
+//!   us as we wait for it); a send, or pongs, that would take the queue over
+//!   [`Limits::max_write_queue`] fail the connection with 1008 instead.
 //! - **Timers** (handshake, idle, heartbeat, close) live in one binary heap per loop with lazy
 //!   deletion: at most one live entry per connection, re-armed when it fires, never touched
 //!   per message.
@@ -150,10 +150,12 @@ pub enum CloseReason<'a> {
     Lost,
     /// The peer did not answer in time.
     Timeout(TimeoutKind),
-    /// A send would have taken the write queue over [`Limits::max_write_queue`]: the peer
-    /// does not read fast enough. The connection was failed with 1008.
+    /// A send, or the pongs the core answers pings with, would have taken the write queue
+    /// over [`Limits::max_write_queue`]: the peer does not read fast enough. The connection
+    /// was failed with 1008.
     Overflow {
-        /// Bytes that were queued.
+        /// Bytes that were queued then (messages held behind a message sent in parts
+        /// included); a refused send is not among them, so this may be under `limit`.
         queued: usize,
         /// The limit.
         limit: usize,
@@ -424,9 +426,9 @@ pub struct Limits {
     pub handshake: HandshakeLimits,
     /// Stop reading a peer while this many bytes wait for it. Default 1 MiB.
     pub write_high_water: usize,
-    /// A send that would queue more than this for one connection fails it (1008). It must
-    /// leave room for the largest message you echo or send. Default 80 MiB (a 64 MiB message
-    /// with room to spare).
+    /// A send that would queue more than this for one connection fails it (1008), and so do
+    /// pongs the core queues on its own. It must leave room for the largest message you echo
+    /// or send. Default 80 MiB (a 64 MiB message with room to spare).
     pub max_write_queue: usize,
     /// Commands ([`Handle::send`], [`Handle::close`]) waiting per loop. Default 65 536.
     pub mailbox: usize,

@@ -52,6 +52,18 @@ impl TestHandler {
     fn tell(&self, seen: Seen) {
         let _ = self.seen.lock().unwrap().send(seen);
     }
+
+    fn report_backlog(&mut self, ctx: &mut Context<'_>) {
+        let queued = ctx.queued();
+        if queued >= self.high_water {
+            if !self.reported_backlog {
+                self.reported_backlog = true;
+                self.tell(Seen::Backlog(queued));
+            }
+            // Every time: the largest backlog observed is what the test bounds.
+            self.tell(Seen::Backlog(queued));
+        }
+    }
 }
 
 impl Handler for TestHandler {
@@ -65,19 +77,12 @@ impl Handler for TestHandler {
 
     fn message(&mut self, ctx: &mut Context<'_>, message: Message<'_>) {
         let _ = ctx.send(message);
-        let queued = ctx.queued();
-        if queued >= self.high_water {
-            if !self.reported_backlog {
-                self.reported_backlog = true;
-                self.tell(Seen::Backlog(queued));
-            }
-            // Every time: the largest backlog observed is what the test bounds.
-            self.tell(Seen::Backlog(queued));
-        }
+        self.report_backlog(ctx);
     }
 
     fn part(&mut self, ctx: &mut Context<'_>, part: Part<'_>) {
         let _ = ctx.send_part(&part.data, part.last);
+        self.report_backlog(ctx);
     }
 
     fn close(&mut self, ctx: &mut Context<'_>, reason: CloseReason<'_>) {
