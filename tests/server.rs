@@ -419,3 +419,26 @@ fn a_handler_that_does_not_take_parts_closes_with_1011() {
     handle.shutdown();
     thread.join().unwrap().unwrap();
 }
+
+#[test]
+fn a_second_server_on_a_port_in_use_fails_to_bind() {
+    // Listeners use SO_REUSEPORT (one per loop); that must not let another server of the
+    // same user share the port and take part of its connections.
+    let server = Running::default();
+    #[derive(Clone)]
+    struct Nothing;
+    impl rfc6455::server::Handler for Nothing {
+        fn message(&mut self, _: &mut rfc6455::server::Context<'_>, _: Message<'_>) {}
+    }
+    let second = rfc6455::server::Server::builder()
+        .listen(server.addr.to_string())
+        .threads(2)
+        .shutdown_on_signals(false)
+        .bind(Nothing);
+    let Err(e) = second else {
+        panic!("a second server bound {}", server.addr)
+    };
+    assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+    assert!(e.to_string().contains("another server"), "{e}");
+    server.stop();
+}

@@ -568,7 +568,8 @@ impl Builder {
 
     /// Binds every listen address on every loop thread; each thread's handler is a clone of
     /// `handler`. Fails if there is no address, an address does not resolve, or a bind
-    /// fails (in use, no permission).
+    /// fails (in use, even by another server that also sets `SO_REUSEPORT`; no permission;
+    /// not an address of this machine).
     pub fn bind<H: Handler + Clone>(self, handler: H) -> io::Result<Server<H>> {
         if self.addrs.is_empty() {
             return Err(io::Error::new(
@@ -596,6 +597,8 @@ impl Builder {
         let mut local_addrs = Vec::new();
         for addr in resolved {
             let congestion = self.congestion.as_deref();
+            #[cfg(unix)]
+            check_port_free(addr)?;
             let first = bind_listener(addr, congestion)?;
             let actual = first.local_addr()?;
             local_addrs.push(actual);
@@ -670,14 +673,37 @@ fn bind_listener(addr: SocketAddr, congestion: Option<&str>) -> io::Result<StdLi
     if let Some(name) = congestion {
         set_congestion(&socket, name)?;
     }
-    socket.bind(&addr.into()).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot listen on {addr}: {e} (is another server using the port?)"),
-        )
-    })?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| listen_error(addr, e))?;
     socket.listen(1024)?;
     Ok(socket.into())
+}
+
+/// With `SO_REUSEPORT` a second server of the same user may bind a port this one listens on,
+/// and the kernel then gives it part of the connections without a word. A plain socket
+/// (`SO_REUSEADDR` only, so connections in TIME_WAIT do not count) binds only where nothing
+/// listens: bound and dropped first, it makes "in use" an error again.
+#[cfg(unix)]
+fn check_port_free(addr: SocketAddr) -> io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    if addr.port() == 0 {
+        return Ok(()); // the system picks a free one
+    }
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into()).map_err(|e| listen_error(addr, e))
+}
+
+/// A bind error that says which address, and what to check for the common causes.
+fn listen_error(addr: SocketAddr, e: io::Error) -> io::Error {
+    let hint = match e.kind() {
+        io::ErrorKind::AddrInUse => " (is another server using the port?)",
+        io::ErrorKind::AddrNotAvailable => " (is the address one of this machine's?)",
+        io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
+        _ => "",
+    };
+    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}{hint}"))
 }
 
 /// Sets `TCP_CONGESTION`, saying what to do when the kernel refuses it.
