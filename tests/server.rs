@@ -126,6 +126,26 @@ fn a_silent_client_is_dropped_by_the_handshake_timeout() {
 }
 
 #[test]
+fn timeouts_as_long_as_a_duration_goes_mean_never() {
+    // Every timer set to Duration::MAX: arming them must not overflow the loop's clock
+    // (this test runs with overflow checks on), and a connection goes on as usual.
+    let mut timeouts = Timeouts::default();
+    timeouts.handshake = Duration::MAX;
+    timeouts.idle = Some(Duration::MAX);
+    timeouts.heartbeat = Some(Heartbeat::new(Duration::MAX, Duration::MAX));
+    timeouts.close = Duration::MAX;
+    let server = Running::start(Limits::default(), timeouts);
+    let mut client = Client::connect(server.addr);
+    client.send(Message::text("still here"));
+    assert_eq!(client.next_message(), Message::text("still here"));
+    client.conn.close(CloseCode::NORMAL, "").unwrap();
+    client.flush();
+    assert!(matches!(client.next(), Some(Event::Close(_))));
+    drop(client); // the server lingers for our FIN as long as its close timeout: forever
+    server.stop(); // fails if a loop panicked
+}
+
+#[test]
 fn heartbeat_closes_a_peer_that_never_pongs() {
     let mut timeouts = Timeouts::default();
     timeouts.heartbeat = Some(Heartbeat::new(

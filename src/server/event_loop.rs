@@ -164,9 +164,13 @@ pub(super) struct EventLoop<H: Handler> {
     more: Vec<usize>,
 }
 
+/// A timeout in the loop's milliseconds. Capped at 2^62 ms (146 million years, as good as
+/// never) so that adding one to a time on the loop's clock cannot overflow.
 fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(d.as_millis()).map_or(NEVER, |t| t.min(NEVER))
 }
+
+const NEVER: u64 = 1 << 62;
 
 /// A time as an optional field: 0 ms (the loop's first millisecond) reads as 1.
 fn tick(t: u64) -> NonZeroU64 {

@@ -55,7 +55,9 @@ impl Args {
         let mut limits = Limits::default();
         limits.max_connections = self.max_connections;
         // Room to echo the largest message on top of the backpressure mark.
-        limits.max_write_queue = self.max_message_size + limits.write_high_water + (1 << 20);
+        limits.max_write_queue = self
+            .max_message_size
+            .saturating_add(limits.write_high_water + (1 << 20));
         let mut timeouts = Timeouts::default();
         timeouts.heartbeat = (self.heartbeat > 0)
             .then(|| Heartbeat::new(Duration::from_secs(self.heartbeat), Duration::from_secs(10)));
