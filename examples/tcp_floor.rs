@@ -37,7 +37,8 @@ const LISTENER: Token = Token(usize::MAX);
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: tcp_floor server ADDR | tcp_floor client ADDR CONNS SIZE SECONDS";
+    let usage =
+        "usage: tcp_floor server ADDR | tcp_floor (client | wsclient) ADDR CONNS SIZE SECONDS";
     let result = match args.get(1).map(String::as_str) {
         Some("server") if args.len() == 3 => server(parse(&args[2])),
         Some(role @ ("client" | "wsclient")) if args.len() == 6 => client(

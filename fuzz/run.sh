@@ -49,6 +49,15 @@ targets=(
     "primitives 4096 64"
 )
 
+names=()
+for spec in "${targets[@]}"; do names+=("${spec%% *}"); done
+for name in "${only[@]}"; do
+    if [[ " ${names[*]} " != *" $name "* ]]; then
+        echo "run.sh: no fuzz target named $name (there are: ${names[*]})" >&2
+        exit 2
+    fi
+done
+
 cd "$root" || exit 2
 # The same flags for build and run, so `run` does not rebuild.
 build_flags=(--fuzz-dir "$fuzz_dir" -O -a)

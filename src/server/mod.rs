@@ -162,6 +162,35 @@ pub enum CloseReason<'a> {
     },
 }
 
+/// For logs: `closed: 1000 (normal closure)`, `lost: ...`, `timed out: ...`.
+impl fmt::Display for CloseReason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Closed(Some(frame)) => write!(f, "closed: {frame}"),
+            CloseReason::Closed(None) => f.write_str("closed: no status code"),
+            CloseReason::Protocol(e) => write!(f, "failed: {e}; closed with {}", e.close_code()),
+            CloseReason::Lost => {
+                f.write_str("lost: the TCP connection ended before the close handshake (1006)")
+            }
+            CloseReason::Timeout(TimeoutKind::Idle) => {
+                f.write_str("timed out: no message within the idle timeout")
+            }
+            CloseReason::Timeout(TimeoutKind::Heartbeat) => {
+                f.write_str("timed out: no answer to a heartbeat ping")
+            }
+            CloseReason::Timeout(TimeoutKind::Close) => {
+                f.write_str("timed out: no answer to our close frame")
+            }
+            CloseReason::Overflow { queued, limit } => write!(
+                f,
+                "failed: the peer does not read ({queued} bytes queued for it, limit {limit}); \
+                 closed with {}",
+                CloseCode::POLICY_VIOLATION
+            ),
+        }
+    }
+}
+
 /// Which timer ended a connection.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -854,6 +883,46 @@ mod signals {
                 }
             })?;
         Ok(control)
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::*;
+    use crate::proto::ProtocolError;
+
+    #[test]
+    fn close_reasons_read_as_sentences() {
+        let frame = CloseFrame {
+            code: CloseCode::NORMAL,
+            reason: "bye".into(),
+        };
+        let cases = [
+            (
+                CloseReason::Closed(Some(frame)),
+                "closed: 1000 (normal closure): bye",
+            ),
+            (CloseReason::Closed(None), "closed: no status code"),
+            (
+                CloseReason::Protocol(ProtocolError::FragmentedControlFrame),
+                "failed: the peer fragmented a control frame; closed with 1002 (protocol error)",
+            ),
+            (
+                CloseReason::Timeout(TimeoutKind::Heartbeat),
+                "timed out: no answer to a heartbeat ping",
+            ),
+            (
+                CloseReason::Overflow {
+                    queued: 10,
+                    limit: 8,
+                },
+                "failed: the peer does not read (10 bytes queued for it, limit 8); closed with \
+                 1008 (policy violation)",
+            ),
+        ];
+        for (reason, text) in cases {
+            assert_eq!(reason.to_string(), text);
+        }
     }
 }
 

@@ -110,7 +110,7 @@ impl Handler for Echo {
 
     fn close(&mut self, ctx: &mut Context<'_>, reason: CloseReason<'_>) {
         if self.verbose {
-            eprintln!("{} {} closed: {reason:?}", ctx.id(), ctx.peer_addr());
+            eprintln!("{} {} {reason}", ctx.id(), ctx.peer_addr());
         }
     }
 }
