@@ -21,10 +21,16 @@ ulimit -n 20000
 SERVER_ARGS=${SERVER_ARGS:-}
 TOOL_ARGS=${TOOL_ARGS:-}
 FLOOR=target/release/examples/tcp_floor
-taskset -c 0 $BIN echo --listen 127.0.0.1:$PORT --threads 1 --max-connections 20000 $SERVER_ARGS >/dev/null 2>&1 &
+for tool in bc /usr/bin/time taskset; do
+    command -v $tool >/dev/null || { echo "load.sh needs $tool (Debian: bc, time, util-linux)" >&2; exit 2; }
+done
+[ -x $BIN ] || { echo "load.sh: no $BIN; run cargo build --release first" >&2; exit 2; }
+SERVER_LOG=$(mktemp)
+taskset -c 0 $BIN echo --listen 127.0.0.1:$PORT --threads 1 --max-connections 20000 $SERVER_ARGS >/dev/null 2>"$SERVER_LOG" &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null' EXIT
+trap 'kill $SERVER 2>/dev/null || true; rm -f "$SERVER_LOG"' EXIT
 sleep 0.5
+kill -0 $SERVER 2>/dev/null || { echo "load.sh: the echo server did not start:" >&2; cat "$SERVER_LOG" >&2; exit 2; }
 
 # CPU seconds (utime + stime, USER_HZ=100) of process $1, the echo server by default.
 cpu() { awk '{print ($14 + $15) / 100}' /proc/${1:-$SERVER}/stat; }
@@ -47,7 +53,7 @@ for s in "$@"; do
     d) run d -c 1 -s 1048576 --binary -d "$D" --warmup "$W" ;;
     idle) run idle --idle -c 10000 -d "$D" --warmup 3 --server-pid $SERVER ;;
     floor | wsclient)
-        cargo build --release --example tcp_floor 2>/dev/null
+        cargo build --release --example tcp_floor 2>/dev/null || cargo build --release --example tcp_floor
         target=127.0.0.1:$PORT
         if [ "$s" = floor ]; then
             taskset -c 0 $FLOOR server 127.0.0.1:$((PORT + 1)) & floor=$!
