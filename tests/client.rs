@@ -491,6 +491,29 @@ fn silent_server_during_the_handshake_times_out() {
 }
 
 #[test]
+fn timeouts_too_large_for_the_clock_mean_no_deadline() {
+    let (url, server) = tungstenite_server(echo);
+    // The client runs in a thread so that a hang fails the test after BOUND.
+    let (done, result) = mpsc::channel();
+    thread::spawn(move || {
+        let options = options()
+            .connect_timeout(Some(Duration::MAX))
+            .close_timeout(Duration::MAX);
+        let run = || -> Result<_, ClientError> {
+            let mut client = Client::connect_with(&url, &options)?;
+            client.send_text("hi")?;
+            let echo = client.recv()?;
+            Ok((echo, client.close(CloseCode::NORMAL, "")?))
+        };
+        let _ = done.send(run());
+    });
+    let (echo, reply) = result.recv_timeout(BOUND).unwrap().unwrap();
+    assert_eq!(echo, Event::Message(Message::text("hi")));
+    assert_eq!(reply.map(|f| f.code), Some(CloseCode::NORMAL));
+    assert_eq!(server.join().unwrap(), Some((1000, String::new())));
+}
+
+#[test]
 fn tcp_dropped_mid_frame_is_a_lost_connection() {
     let (url, server) = server(|mut stream| {
         handshake_by_hand(&mut stream, None);

@@ -85,6 +85,17 @@ fn binary_lines_come_back_as_hex() {
 }
 
 #[test]
+fn durations_too_large_for_the_clock_are_no_deadline() {
+    let (url, server) = echo_server();
+    let huge = ["--connect-timeout", "1e19", "--ping-interval", "1e19"];
+    let out = run(&url, &[&huge[..], &["--wait", "0.3"]].concat(), b"hi\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert_eq!(server.join().unwrap().1, Some(1000));
+}
+
+#[test]
 fn bad_arguments_and_refusals_say_why() {
     let out = run("ws://127.0.0.1:1/", &["-H", "no colon"], b"");
     assert_eq!(out.status.code(), Some(2));

@@ -81,7 +81,8 @@ pub struct ConnectOptions {
     /// Limits and options of the WebSocket connection (message sizes, auto-pong …).
     pub config: Config,
     /// Bounds the TCP connect and, separately, the opening handshake. `None` waits as long as
-    /// the OS does. Default 10 s.
+    /// the OS does; so does, for the handshake, a timeout too large to add to the clock (such
+    /// as [`Duration::MAX`]). Default 10 s.
     pub connect_timeout: Option<Duration>,
     /// How long [`Client::recv`] waits for data before returning [`ClientError::Timeout`].
     /// `None` waits forever. Default `None`.
@@ -90,7 +91,8 @@ pub struct ConnectOptions {
     /// [`ClientError::Timeout`]. `None` waits forever. Default 30 s.
     pub write_timeout: Option<Duration>,
     /// How long closing waits for the server's close frame, and then for the server to close
-    /// TCP. Default 5 s.
+    /// TCP; a timeout too large to add to the clock (such as [`Duration::MAX`]) waits as long
+    /// as it takes. Default 5 s.
     pub close_timeout: Duration,
     /// Offer permessage-deflate with this configuration (see [`deflate`](Self::deflate)).
     /// Default `None`: not offered.
@@ -618,11 +620,11 @@ impl Client {
     /// After the close handshake (or a failure): the server closes TCP first (RFC 6455
     /// §7.1.1). Wait for its EOF at most the close timeout, then close our side.
     fn await_server_eof(&mut self) {
-        let deadline = Instant::now() + self.close_timeout;
+        let deadline = Instant::now().checked_add(self.close_timeout);
         let mut scratch = [0u8; 4096];
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
+            let left = time_left(deadline);
+            if left == Some(Duration::ZERO) || self.stream.set_read_timeout(left).is_err() {
                 break;
             }
             match self.stream.read(&mut scratch) {
@@ -665,14 +667,14 @@ impl Client {
             }
             _ => {}
         }
-        let deadline = Instant::now() + self.close_timeout;
+        let deadline = Instant::now().checked_add(self.close_timeout);
         let result = self.flush(DURING).and_then(|()| loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            let left = time_left(deadline);
+            if left == Some(Duration::ZERO) {
                 break Err(ClientError::Timeout { during: DURING });
             }
             self.stream
-                .set_read_timeout(Some(left))
+                .set_read_timeout(left)
                 .map_err(ClientError::Io)?;
             match self.next_event(DURING) {
                 Ok(Event::Close(frame)) => break Ok(frame),
@@ -690,6 +692,12 @@ impl Client {
     }
 }
 
+/// The time left until `deadline`, as a read timeout: `None` if there is no deadline (a
+/// timeout too large to add to the clock is no deadline), zero once it has passed.
+fn time_left(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()))
+}
+
 /// Sends the request and reads the response. Returns it, the read buffer, and where in the
 /// buffer the frames the server sent right behind its response start and end.
 fn opening_handshake(
@@ -698,7 +706,7 @@ fn opening_handshake(
     timeout: Option<Duration>,
 ) -> Result<(Response, Vec<u8>, usize, usize), ClientError> {
     const DURING: &str = "the opening handshake";
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     stream.set_write_timeout(timeout).map_err(ClientError::Io)?;
     stream
         .write_all(handshake.request())

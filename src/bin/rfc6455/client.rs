@@ -191,7 +191,8 @@ fn session(
     client.set_read_timeout(Some(TICK))?;
     let lines = spawn_stdin_reader();
     let mut stdin_done_at: Option<Instant> = None;
-    let mut next_ping = ping_interval.map(|d| Instant::now() + d);
+    // An interval too large to add to the clock never comes round: no ping.
+    let mut next_ping = ping_interval.and_then(|d| Instant::now().checked_add(d));
     let stdout = io::stdout();
     loop {
         // Send what stdin has.
@@ -221,7 +222,7 @@ fn session(
         if let (Some(at), Some(every)) = (next_ping, ping_interval) {
             if Instant::now() >= at {
                 client.ping(b"")?;
-                next_ping = Some(Instant::now() + every);
+                next_ping = Instant::now().checked_add(every);
             }
         }
         match client.recv() {
