@@ -143,3 +143,20 @@ fn no_server_is_a_clear_failure() {
         "{stderr}"
     );
 }
+
+/// Runs `load` with `args` and checks it exits 2 (bad arguments) saying `why` on stderr.
+fn refused(args: &[&str], why: &str) {
+    let (out, _) = load(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(stderr.contains(why), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+}
+
+#[test]
+fn out_of_range_counts_and_sizes_are_bad_arguments() {
+    let url = "ws://127.0.0.1:1/";
+    refused(&[url, "-c", "18446744073709551615"], "at most 1000000");
+    refused(&[url, "-c", "0"], "must be 1 or more");
+    refused(&[url, "-s", "100000000000"], "at most 1073741824 bytes");
+}

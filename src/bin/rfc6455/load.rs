@@ -33,11 +33,15 @@ payload bytes (10^6) each way. Latency is from queueing a message to reading its
 pub struct Args {
     /// The server's URL (ws:// only; the server must echo every message back).
     url: String,
-    /// Connections to open.
-    #[arg(short = 'c', long = "connections", default_value_t = 100)]
+    /// Connections to open, 1 to 1000000 (one address reaches a server through at most
+    /// about 64k local ports anyway).
+    #[arg(short = 'c', long = "connections", default_value_t = 100,
+          value_parser = whole(1, MAX_CONNECTIONS, "connections"))]
     connections: usize,
-    /// Payload size of each message, in bytes.
-    #[arg(short = 's', long = "size", default_value_t = 20)]
+    /// Payload size of each message, in bytes: 0 to 1073741824 (1 GiB). Servers refuse far
+    /// less by default (rfc6455's limit is 64 MiB), and every connection holds a copy.
+    #[arg(short = 's', long = "size", default_value_t = 20,
+          value_parser = whole(0, MAX_SIZE, "bytes (1 GiB)"))]
     size: usize,
     /// Send binary messages (default: text).
     #[arg(long)]
@@ -71,6 +75,25 @@ pub struct Args {
     /// Seconds a connection may take to connect and finish its handshake.
     #[arg(long, default_value_t = 10.0)]
     handshake_timeout: f64,
+}
+
+/// The most connections `-c` takes: far beyond what one address can open to one server.
+const MAX_CONNECTIONS: usize = 1_000_000;
+/// The largest message `-s` takes: 1 GiB, 16 times rfc6455's default max_message_size.
+const MAX_SIZE: usize = 1 << 30;
+
+/// A clap parser for a whole number from `min` to `max` (`unit` follows `max` in the error).
+fn whole(
+    min: usize,
+    max: usize,
+    unit: &'static str,
+) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
+    move |value| match value.parse::<i128>() {
+        Ok(n) if n < min as i128 => Err(format!("must be {min} or more")),
+        Ok(n) if n > max as i128 => Err(format!("must be at most {max} {unit}")),
+        Ok(n) => Ok(n as usize),
+        Err(_) => Err(format!("give a whole number from {min} to {max}")),
+    }
 }
 
 /// Runs the command.
@@ -108,9 +131,6 @@ fn run_checked(args: Args) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot resolve {}: {e}", url.host()))?
         .next()
         .ok_or_else(|| format!("{} resolves to no address", url.host()))?;
-    if args.connections == 0 {
-        return Err("-c must be at least 1".into());
-    }
     let duration = seconds("-d", args.duration)?;
     if duration.is_zero() {
         return Err("-d must be more than 0 seconds".into());
@@ -363,12 +383,12 @@ fn check_fd_limit(connections: usize) -> Result<(), String> {
     else {
         return Ok(()); // "unlimited" or unreadable
     };
-    let need = connections + 64;
+    let need = connections.saturating_add(64);
     if need > soft {
         return Err(format!(
             "{connections} connections need about {need} file descriptors but the limit is {soft}; \
              raise it in the shell first, e.g. `ulimit -n {}`",
-            need.next_multiple_of(1000)
+            need.div_ceil(1000).saturating_mul(1000)
         ));
     }
     Ok(())
