@@ -100,6 +100,13 @@ fn bad_arguments_and_refusals_say_why() {
     let out = run("ws://127.0.0.1:1/", &["-H", "no colon"], b"");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("'Name: value'"));
+    let out = run("ws://127.0.0.1:1/", &["--connect-timeout", "0"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--connect-timeout 0: give a number of seconds more than 0"),
+        "{stderr}"
+    );
     let out = run("wss://127.0.0.1:1/", &[], b"");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("wss://"));

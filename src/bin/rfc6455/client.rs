@@ -47,7 +47,7 @@ pub struct Args {
     /// compressed if the server accepts.
     #[arg(long)]
     deflate: bool,
-    /// Give up connecting (TCP and handshake) after SECS seconds.
+    /// Give up connecting (TCP and handshake) after SECS seconds (more than 0).
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     connect_timeout: f64,
 }
@@ -60,8 +60,14 @@ fn seconds(name: &str, secs: f64) -> Result<Duration, String> {
 /// Runs the command.
 pub fn run(args: Args) -> ExitCode {
     let setup = || -> Result<(ConnectOptions, Option<Duration>, Duration), String> {
-        let mut options = ConnectOptions::default()
-            .connect_timeout(Some(seconds("connect-timeout", args.connect_timeout)?));
+        let connect_timeout = seconds("connect-timeout", args.connect_timeout)?;
+        if connect_timeout.is_zero() {
+            return Err(format!(
+                "--connect-timeout {}: give a number of seconds more than 0",
+                args.connect_timeout
+            ));
+        }
+        let mut options = ConnectOptions::default().connect_timeout(Some(connect_timeout));
         if args.deflate {
             #[cfg(feature = "deflate")]
             {
