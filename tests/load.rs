@@ -160,3 +160,19 @@ fn out_of_range_counts_and_sizes_are_bad_arguments() {
     refused(&[url, "-c", "0"], "must be 1 or more");
     refused(&[url, "-s", "100000000000"], "at most 1073741824 bytes");
 }
+
+#[test]
+fn out_of_range_durations_are_bad_arguments() {
+    let url = "ws://127.0.0.1:1/";
+    refused(
+        &[url, "--handshake-timeout", "0"],
+        "must be more than 0 seconds",
+    );
+    refused(&[url, "-d", "0"], "must be more than 0 seconds");
+    refused(&[url, "-d", "nan"], "must be more than 0 seconds");
+    // Their sum overflowed a Duration.
+    refused(
+        &[url, "-d", "1e19", "--warmup", "1e19"],
+        "at most 1e9 seconds",
+    );
+}

@@ -29,7 +29,8 @@ Examples:
   ulimit -n 20000; rfc6455 load ws://127.0.0.1:9001/ --idle -c 10000 -d 5 --server-pid PID
 
 Throughput counts echoes received in the window (after --warmup, for -d seconds); MB/s is
-payload bytes (10^6) each way. Latency is from queueing a message to reading its echo.")]
+payload bytes (10^6) each way. Latency is from queueing a message to reading its echo.
+Durations are in seconds (fractions allowed), at most 1e9.")]
 pub struct Args {
     /// The server's URL (ws:// only; the server must echo every message back).
     url: String,
@@ -49,12 +50,13 @@ pub struct Args {
     /// Messages in flight per connection: send this many, then one more per echo.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65536))]
     depth: u32,
-    /// Length of the measurement window, in seconds.
-    #[arg(short = 'd', long = "duration", default_value_t = 5.0)]
-    duration: f64,
+    /// Length of the measurement window, in seconds (more than 0).
+    #[arg(short = 'd', long = "duration", value_name = "SECS", default_value = "5",
+          value_parser = seconds(false))]
+    duration: Duration,
     /// Seconds to run before measuring (connections open during it); excluded from all numbers.
-    #[arg(long, default_value_t = 1.0)]
-    warmup: f64,
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds(true))]
+    warmup: Duration,
     /// Threads, each with its own event loop and a share of the connections.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     threads: u32,
@@ -72,9 +74,9 @@ pub struct Args {
     /// measurement of every server alike.
     #[arg(long, value_name = "ALGORITHM")]
     tcp_congestion: Option<String>,
-    /// Seconds a connection may take to connect and finish its handshake.
-    #[arg(long, default_value_t = 10.0)]
-    handshake_timeout: f64,
+    /// Seconds a connection may take to connect and finish its handshake (more than 0).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds(false))]
+    handshake_timeout: Duration,
 }
 
 /// The most connections `-c` takes: far beyond what one address can open to one server.
@@ -82,12 +84,33 @@ const MAX_CONNECTIONS: usize = 1_000_000;
 /// The largest message `-s` takes: 1 GiB, 16 times rfc6455's default max_message_size.
 const MAX_SIZE: usize = 1 << 30;
 
+/// The longest duration option, in seconds (about 31 years): the run's times, in nanoseconds,
+/// stay within a u64.
+const MAX_SECS: f64 = 1e9;
+
+/// A clap parser for a number of seconds up to [`MAX_SECS`]; 0 only if `zero_ok`.
+fn seconds(zero_ok: bool) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync {
+    let at_least = if zero_ok { "0 or more" } else { "more than 0" };
+    move |value| {
+        let secs = value
+            .parse::<f64>()
+            .map_err(|_| format!("give a number of seconds, {at_least}, e.g. 0.5"))?;
+        if secs > MAX_SECS {
+            return Err(format!("must be at most {MAX_SECS:e} seconds"));
+        }
+        match Duration::try_from_secs_f64(secs) {
+            Ok(d) if zero_ok || !d.is_zero() => Ok(d),
+            _ => Err(format!("must be {at_least} seconds")), // negative, NaN or 0
+        }
+    }
+}
+
 /// A clap parser for a whole number from `min` to `max` (`unit` follows `max` in the error).
 fn whole(
     min: usize,
     max: usize,
     unit: &'static str,
-) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
+) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync {
     move |value| match value.parse::<i128>() {
         Ok(n) if n < min as i128 => Err(format!("must be {min} or more")),
         Ok(n) if n > max as i128 => Err(format!("must be at most {max} {unit}")),
@@ -105,11 +128,6 @@ pub fn run(args: Args) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn seconds(name: &str, value: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| format!("{name} must be a number of seconds ≥ 0, not {value}"))
 }
 
 /// Fails early, and says why, if the kernel will not give a socket this congestion control.
@@ -131,12 +149,8 @@ fn run_checked(args: Args) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot resolve {}: {e}", url.host()))?
         .next()
         .ok_or_else(|| format!("{} resolves to no address", url.host()))?;
-    let duration = seconds("-d", args.duration)?;
-    if duration.is_zero() {
-        return Err("-d must be more than 0 seconds".into());
-    }
-    let warmup = seconds("--warmup", args.warmup)?;
-    let handshake_timeout = seconds("--handshake-timeout", args.handshake_timeout)?;
+    let (duration, warmup, handshake_timeout) =
+        (args.duration, args.warmup, args.handshake_timeout);
     check_fd_limit(args.connections)?;
     if let Some(name) = &args.tcp_congestion {
         check_congestion(name)?;
