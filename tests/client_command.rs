@@ -95,17 +95,26 @@ fn durations_too_large_for_the_clock_are_no_deadline() {
     assert_eq!(server.join().unwrap().1, Some(1000));
 }
 
+/// Runs the client with `url` and `args`; checks it exits 2 (bad arguments) saying `why`.
+fn refused(url: &str, args: &[&str], why: &str) {
+    let out = run(url, args, b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{url} {args:?}: {stderr}");
+    assert!(stderr.contains(why), "{url} {args:?}: {stderr}");
+}
+
 #[test]
 fn bad_arguments_and_refusals_say_why() {
-    let out = run("ws://127.0.0.1:1/", &["-H", "no colon"], b"");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("'Name: value'"));
-    let out = run("ws://127.0.0.1:1/", &["--connect-timeout", "0"], b"");
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("--connect-timeout 0: give a number of seconds more than 0"),
-        "{stderr}"
+    let url = "ws://127.0.0.1:1/";
+    refused(url, &["-H", "no colon"], "'Name: value'");
+    let more_than_0 = "give a number of seconds more than 0";
+    refused(url, &["--connect-timeout", "0"], more_than_0);
+    // A negative number is a value out of range, not an unknown option.
+    refused(url, &["--connect-timeout", "-1"], more_than_0);
+    refused(
+        url,
+        &["--wait", "-1"],
+        "--wait -1: give a number of seconds, 0 or more",
     );
     let out = run("wss://127.0.0.1:1/", &[], b"");
     assert_eq!(out.status.code(), Some(1));

@@ -159,6 +159,10 @@ fn out_of_range_counts_and_sizes_are_bad_arguments() {
     refused(&[url, "-c", "18446744073709551615"], "at most 1000000");
     refused(&[url, "-c", "0"], "must be 1 or more");
     refused(&[url, "-s", "100000000000"], "at most 1073741824 bytes");
+    // Negative numbers are values out of range, not unknown options.
+    refused(&[url, "-c", "-5"], "must be 1 or more");
+    refused(&[url, "-s", "-1"], "must be 0 or more");
+    refused(&[url, "--depth", "-1"], "-1 is not in 1..=65536");
 }
 
 #[test]
@@ -170,6 +174,8 @@ fn out_of_range_durations_are_bad_arguments() {
     );
     refused(&[url, "-d", "0"], "must be more than 0 seconds");
     refused(&[url, "-d", "nan"], "must be more than 0 seconds");
+    refused(&[url, "-d", "-1"], "must be more than 0 seconds");
+    refused(&[url, "--warmup", "-0.5"], "must be 0 or more seconds");
     // Their sum overflowed a Duration.
     refused(
         &[url, "-d", "1e19", "--warmup", "1e19"],

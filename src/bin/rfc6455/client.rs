@@ -38,17 +38,27 @@ pub struct Args {
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     headers: Vec<String>,
     /// Send a ping every SECS seconds (pongs are reported on stderr).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     ping_interval: Option<f64>,
     /// After stdin ends, keep printing messages for SECS seconds, then close with 1000.
-    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
     wait: f64,
     /// Offer permessage-deflate (RFC 7692) with the default parameters; messages are
     /// compressed if the server accepts.
     #[arg(long)]
     deflate: bool,
     /// Give up connecting (TCP and handshake) after SECS seconds (more than 0).
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
     connect_timeout: f64,
 }
 
@@ -60,13 +70,15 @@ fn seconds(name: &str, secs: f64) -> Result<Duration, String> {
 /// Runs the command.
 pub fn run(args: Args) -> ExitCode {
     let setup = || -> Result<(ConnectOptions, Option<Duration>, Duration), String> {
-        let connect_timeout = seconds("connect-timeout", args.connect_timeout)?;
-        if connect_timeout.is_zero() {
-            return Err(format!(
-                "--connect-timeout {}: give a number of seconds more than 0",
-                args.connect_timeout
-            ));
-        }
+        let connect_timeout = Duration::try_from_secs_f64(args.connect_timeout)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                format!(
+                    "--connect-timeout {}: give a number of seconds more than 0",
+                    args.connect_timeout
+                )
+            })?;
         let mut options = ConnectOptions::default().connect_timeout(Some(connect_timeout));
         if args.deflate {
             #[cfg(feature = "deflate")]

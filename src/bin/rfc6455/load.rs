@@ -37,34 +37,39 @@ pub struct Args {
     /// Connections to open, 1 to 1000000 (one address reaches a server through at most
     /// about 64k local ports anyway).
     #[arg(short = 'c', long = "connections", default_value_t = 100,
-          value_parser = whole(1, MAX_CONNECTIONS, "connections"))]
+          value_parser = whole(1, MAX_CONNECTIONS, "connections"),
+          allow_negative_numbers = true)]
     connections: usize,
     /// Payload size of each message, in bytes: 0 to 1073741824 (1 GiB). Servers refuse far
     /// less by default (rfc6455's limit is 64 MiB), and every connection holds a copy.
     #[arg(short = 's', long = "size", default_value_t = 20,
-          value_parser = whole(0, MAX_SIZE, "bytes (1 GiB)"))]
+          value_parser = whole(0, MAX_SIZE, "bytes (1 GiB)"),
+          allow_negative_numbers = true)]
     size: usize,
     /// Send binary messages (default: text).
     #[arg(long)]
     binary: bool,
     /// Messages in flight per connection: send this many, then one more per echo.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65536),
+          allow_negative_numbers = true)]
     depth: u32,
     /// Length of the measurement window, in seconds (more than 0).
     #[arg(short = 'd', long = "duration", value_name = "SECS", default_value = "5",
-          value_parser = seconds(false))]
+          value_parser = seconds(false), allow_negative_numbers = true)]
     duration: Duration,
     /// Seconds to run before measuring (connections open during it); excluded from all numbers.
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds(true))]
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds(true),
+          allow_negative_numbers = true)]
     warmup: Duration,
     /// Threads, each with its own event loop and a share of the connections.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024),
+          allow_negative_numbers = true)]
     threads: u32,
     /// Only open the connections and hold them (answering pings) for the whole run.
     #[arg(long)]
     idle: bool,
     /// With --idle: the server's process id, to read its memory (VmRSS) before and after.
-    #[arg(long, value_name = "PID")]
+    #[arg(long, value_name = "PID", allow_negative_numbers = true)]
     server_pid: Option<u32>,
     /// Check only each echo's type and length, not its bytes.
     #[arg(long)]
@@ -75,7 +80,8 @@ pub struct Args {
     #[arg(long, value_name = "ALGORITHM")]
     tcp_congestion: Option<String>,
     /// Seconds a connection may take to connect and finish its handshake (more than 0).
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds(false))]
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds(false),
+          allow_negative_numbers = true)]
     handshake_timeout: Duration,
 }
 
