@@ -116,7 +116,15 @@ fn bad_arguments_and_refusals_say_why() {
         &["--wait", "-1"],
         "--wait -1: give a number of seconds, 0 or more",
     );
-    let out = run("wss://127.0.0.1:1/", &[], b"");
+    // Headers and URLs the client cannot use are bad arguments too.
+    refused(url, &["-H", "Bad Name: x"], "non-empty HTTP token");
+    refused(url, &["-H", "Host: other"], "writes this header itself");
+    refused("http://127.0.0.1:1/", &[], "WebSocket URLs use ws://");
+    refused("127.0.0.1:1", &[], "no scheme");
+    refused("ws://127.0.0.1:99999/", &[], "from 1 to 65535");
+    refused("wss://127.0.0.1:1/", &[], "wss://");
+    // Nothing listening is not a bad argument.
+    let out = run(url, &[], b"");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("wss://"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("could not connect"));
 }

@@ -182,3 +182,11 @@ fn out_of_range_durations_are_bad_arguments() {
         "at most 1e9 seconds",
     );
 }
+
+#[test]
+fn unusable_urls_are_bad_arguments() {
+    refused(&["http://127.0.0.1:1/"], "WebSocket URLs use ws://");
+    refused(&["127.0.0.1:1"], "no scheme");
+    refused(&["ws://127.0.0.1:99999/"], "from 1 to 65535");
+    refused(&["wss://127.0.0.1:1/"], "wss:// is not supported");
+}

@@ -8,7 +8,8 @@
 //! - When stdin ends (e.g. `echo hi | rfc6455 client URL`), messages are still printed for
 //!   `--wait` seconds (default 1), then the client closes with 1000 and exits.
 //! - Exit status: 0 after a close handshake with 1000, 1001 or no code; 1 for any other close
-//!   code, a lost connection or an error; 2 for bad arguments.
+//!   code, a lost connection or an error; 2 for bad arguments (an option out of range, a URL
+//!   that does not parse or is not ws://, a header or subprotocol that cannot be sent).
 //!
 //! A thread reads stdin into a channel; the main thread owns the connection and waits on the
 //! socket with a short read timeout (50 ms), checking the channel in between.
@@ -25,6 +26,9 @@ const TICK: Duration = Duration::from_millis(50);
 
 /// Options of `rfc6455 client`.
 #[derive(clap::Args)]
+#[command(after_help = "\
+Exit status: 0 after a normal close (1000, 1001 or no code), 1 for any other ending or an
+error, 2 for bad arguments (including a URL or header that cannot be used).")]
 pub struct Args {
     /// The server's URL, e.g. ws://127.0.0.1:9001/chat (wss:// is not supported yet).
     url: String,
@@ -114,7 +118,11 @@ pub fn run(args: Args) -> ExitCode {
         Ok(client) => client,
         Err(e) => {
             eprintln!("rfc6455 client: {e}");
-            return ExitCode::FAILURE;
+            let bad_argument = matches!(
+                e,
+                ClientError::Url(_) | ClientError::TlsNotSupported | ClientError::InvalidOption(_)
+            );
+            return ExitCode::from(if bad_argument { 2 } else { 1 });
         }
     };
     #[cfg(feature = "deflate")]

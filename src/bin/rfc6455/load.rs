@@ -8,6 +8,11 @@
 //! The hot path allocates nothing per message (see [`worker`]); masking keys come from a
 //! xorshift generator seeded once per thread, which is enough for masking (see
 //! `worker::XorShift`) but is not a cryptographic generator.
+//!
+//! Exit status: 0 if the run had no error; 1 if it had any (a failed connection, a wrong
+//! echo, no echo at all …) or could not start (the host does not resolve, too few file
+//! descriptors); 2 for bad arguments (an option out of range, a URL that is not ws://, a
+//! congestion control the kernel refuses).
 
 mod histogram;
 mod worker;
@@ -30,7 +35,10 @@ Examples:
 
 Throughput counts echoes received in the window (after --warmup, for -d seconds); MB/s is
 payload bytes (10^6) each way. Latency is from queueing a message to reading its echo.
-Durations are in seconds (fractions allowed), at most 1e9.")]
+Durations are in seconds (fractions allowed), at most 1e9.
+
+Exit status: 0 if the run had no error, 1 if it had any or could not start, 2 for bad
+arguments.")]
 pub struct Args {
     /// The server's URL (ws:// only; the server must echo every message back).
     url: String,
@@ -125,9 +133,16 @@ fn whole(
     }
 }
 
-/// Runs the command.
+/// Runs the command: exit status 2 for bad arguments (see the module doc).
 pub fn run(args: Args) -> ExitCode {
-    match run_checked(args) {
+    let url = match check_arguments(&args) {
+        Ok(url) => url,
+        Err(message) => {
+            eprintln!("rfc6455 load: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run_checked(args, url) {
         Ok(code) => code,
         Err(message) => {
             eprintln!("rfc6455 load: {message}");
@@ -143,13 +158,21 @@ fn check_congestion(name: &str) -> Result<(), String> {
     worker::set_congestion(&socket2::SockRef::from(&socket), name)
 }
 
-fn run_checked(args: Args) -> Result<ExitCode, String> {
+/// What clap cannot check: the URL, and that the kernel takes --tcp-congestion.
+fn check_arguments(args: &Args) -> Result<Url, String> {
     let url = Url::parse(&args.url).map_err(|e| format!("{}: {e}", args.url))?;
     if url.is_secure() {
         return Err(format!(
             "{url}: wss:// is not supported by the load tool yet; use ws:// (e.g. behind the TLS terminator)"
         ));
     }
+    if let Some(name) = &args.tcp_congestion {
+        check_congestion(name)?;
+    }
+    Ok(url)
+}
+
+fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
     let addr = (url.host(), url.port())
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {}: {e}", url.host()))?
@@ -158,9 +181,6 @@ fn run_checked(args: Args) -> Result<ExitCode, String> {
     let (duration, warmup, handshake_timeout) =
         (args.duration, args.warmup, args.handshake_timeout);
     check_fd_limit(args.connections)?;
-    if let Some(name) = &args.tcp_congestion {
-        check_congestion(name)?;
-    }
 
     let threads = (args.threads as usize).min(args.connections);
     let payload = if args.binary {
