@@ -192,7 +192,7 @@ pub enum ClientError {
     InvalidOption(HeaderError),
     /// The TCP connection could not be made (name resolution, refused, unreachable, timeout).
     Connect {
-        /// `host:port` from the URL.
+        /// `host:port` from the URL, an IPv6 host in brackets (`[::1]:9001`).
         addr: String,
         /// The last error from the OS.
         source: io::Error,
@@ -755,7 +755,7 @@ fn opening_handshake(
 /// Resolves the URL's host and connects to the first address that answers.
 fn tcp_connect(url: &Url, timeout: Option<Duration>) -> Result<TcpStream, ClientError> {
     let connect_error = |source| ClientError::Connect {
-        addr: format!("{}:{}", url.host(), url.port()),
+        addr: host_port(url),
         source,
     };
     let addrs: Vec<SocketAddr> = (url.host(), url.port())
@@ -774,4 +774,25 @@ fn tcp_connect(url: &Url, timeout: Option<Duration>) -> Result<TcpStream, Client
         }
     }
     Err(connect_error(last))
+}
+
+/// `host:port`, with an IPv6 host in brackets so that the port stands apart.
+fn host_port(url: &Url) -> String {
+    if url.host().contains(':') {
+        format!("[{}]:{}", url.host(), url.port())
+    } else {
+        format!("{}:{}", url.host(), url.port())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn host_port_puts_ipv6_in_brackets() {
+        let host_port = |url: &str| super::host_port(&url.parse().unwrap());
+        assert_eq!(host_port("ws://[::1]:9311/"), "[::1]:9311");
+        assert_eq!(host_port("ws://[::1]/"), "[::1]:80");
+        assert_eq!(host_port("ws://127.0.0.1:9311/"), "127.0.0.1:9311");
+        assert_eq!(host_port("wss://example.com/"), "example.com:443");
+    }
 }
