@@ -59,7 +59,10 @@ fn echo_hi_in_a_pipe() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\nsecond line\n");
-    assert!(stderr.contains("closed: 1000"), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l == "closed: 1000 (normal closure)"),
+        "{stderr}"
+    );
     let (got, code) = server.join().unwrap();
     assert_eq!(
         got,

@@ -156,11 +156,8 @@ pub fn run(args: Args) -> ExitCode {
 fn report_close(frame: Option<rfc6455::CloseFrame<'_>>) -> ExitCode {
     match frame {
         Some(f) => {
-            if f.reason.is_empty() {
-                eprintln!("closed: {} {}", f.code.0, f.code);
-            } else {
-                eprintln!("closed: {} {}: {}", f.code.0, f.code, f.reason);
-            }
+            // The code with its name, and the reason if any: "1000 (normal closure): bye".
+            eprintln!("closed: {f}");
             if matches!(f.code, CloseCode::NORMAL | CloseCode::GOING_AWAY) {
                 ExitCode::SUCCESS
             } else {
