@@ -370,6 +370,10 @@ fn refusal_shows_status_and_reason() {
         other => panic!("{other:?}"),
     }
     assert!(err.to_string().contains("403 Forbidden"), "{err}");
+    assert!(
+        err.to_string().contains("check the credentials and Origin"),
+        "{err}"
+    );
     server.join().unwrap();
 }
 

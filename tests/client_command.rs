@@ -1,7 +1,7 @@
 //! `rfc6455 client` in a pipe, against a tungstenite echo server on 127.0.0.1.
 #![cfg(all(feature = "client", feature = "server"))]
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::thread::{self, JoinHandle};
@@ -33,6 +33,23 @@ fn echo_server() -> (String, JoinHandle<Seen>) {
                 Err(_) => return (got, code),
             }
         }
+    });
+    (url, handle)
+}
+
+/// Reads the request, answers `reply` (nothing if `None`), and waits for the client to go.
+fn raw_server(reply: Option<&'static str>) -> (String, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let handle = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(BOUND)).unwrap();
+        let mut buf = [0; 4096];
+        let _ = stream.read(&mut buf);
+        if let Some(reply) = reply {
+            stream.write_all(reply.as_bytes()).unwrap();
+        }
+        while matches!(stream.read(&mut buf), Ok(1..)) {}
     });
     (url, handle)
 }
@@ -130,4 +147,35 @@ fn bad_arguments_and_refusals_say_why() {
     let out = run(url, &[], b"");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("could not connect"));
+}
+
+#[test]
+fn refusals_and_timeouts_say_what_to_do_in_the_commands_words() {
+    let expect = |reply, args: &[&str], says: &str| {
+        let (url, server) = raw_server(reply);
+        let out = run(&url, args, b"");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!stderr.contains("ConnectOptions"), "{stderr}");
+        server.join().unwrap();
+    };
+    expect(
+        None,
+        &["--connect-timeout", "0.2"],
+        "timed out waiting for the opening handshake; the server did not answer in time \
+         (raise --connect-timeout if it is just slow)",
+    );
+    expect(
+        Some("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        &[],
+        "the server answered 200 OK instead of 101 Switching Protocols: this URL is an \
+         ordinary HTTP one, not a WebSocket endpoint (check its path)",
+    );
+    expect(
+        Some("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"),
+        &[],
+        "503 Service Unavailable instead of 101 Switching Protocols: the server is at its \
+         connection limit or unavailable (retry later)",
+    );
 }

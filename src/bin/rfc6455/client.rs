@@ -117,7 +117,7 @@ pub fn run(args: Args) -> ExitCode {
     let mut client = match Client::connect_with(&args.url, &options) {
         Ok(client) => client,
         Err(e) => {
-            eprintln!("rfc6455 client: {e}");
+            eprintln!("rfc6455 client: {}", describe(&e));
             let bad_argument = matches!(
                 e,
                 ClientError::Url(_) | ClientError::TlsNotSupported | ClientError::InvalidOption(_)
@@ -146,9 +146,29 @@ pub fn run(args: Args) -> ExitCode {
     match session(&mut client, args.binary, ping_interval, wait) {
         Ok(code) => report_close(code),
         Err(e) => {
-            eprintln!("rfc6455 client: {e}");
+            eprintln!("rfc6455 client: {}", describe(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error in the command's words: hints name its options, not the library's.
+fn describe(e: &ClientError) -> String {
+    match e {
+        ClientError::Timeout {
+            during: during @ "the opening handshake",
+        } => format!(
+            "timed out waiting for {during}; the server did not answer in time (raise \
+             --connect-timeout if it is just slow)"
+        ),
+        ClientError::Timeout { during } => {
+            format!("timed out waiting for {during}; the server did not answer in time")
+        }
+        #[cfg(feature = "deflate")]
+        ClientError::Deflate(e) => {
+            format!("WebSocket handshake failed: {e} (or connect without --deflate)")
+        }
+        e => e.to_string(),
     }
 }
 

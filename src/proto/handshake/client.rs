@@ -410,11 +410,19 @@ impl fmt::Display for ClientHandshakeError {
                 f,
                 "the server's response has more than {limit} header lines (raise HandshakeLimits::max_headers if expected)"
             ),
-            ClientHandshakeError::UnexpectedStatus { status, reason } => write!(
-                f,
-                "the server answered {status} {reason} instead of 101 Switching Protocols: it refused the \
-                 WebSocket handshake (check the URL, credentials and Origin)"
-            ),
+            ClientHandshakeError::UnexpectedStatus { status, reason } => {
+                let hint = match status {
+                    200..=299 => "this URL is an ordinary HTTP one, not a WebSocket endpoint (check its path)",
+                    300..=399 => "it redirects, which WebSocket handshakes do not follow (connect to its Location instead)",
+                    401 | 403 => "it refused the WebSocket handshake (check the credentials and Origin)",
+                    404 => "nothing is served at this path (check the URL)",
+                    429 => "too many connections or requests from this client (open fewer, or retry later)",
+                    503 => "the server is at its connection limit or unavailable (retry later)",
+                    500..=599 => "the server failed (its log may say why)",
+                    _ => "it refused the WebSocket handshake (check the URL, credentials and Origin)",
+                };
+                write!(f, "the server answered {status} {reason} instead of 101 Switching Protocols: {hint}")
+            }
             ClientHandshakeError::MissingHeader(name) => {
                 write!(f, "the server's 101 response has no {name} header, so it is not a WebSocket server")
             }
