@@ -190,3 +190,8 @@ fn unusable_urls_are_bad_arguments() {
     refused(&["ws://127.0.0.1:99999/"], "from 1 to 65535");
     refused(&["wss://127.0.0.1:1/"], "wss:// is not supported");
 }
+
+#[test]
+fn server_pid_needs_idle() {
+    refused(&["ws://127.0.0.1:1/", "--server-pid", "1"], "--idle");
+}

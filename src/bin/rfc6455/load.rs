@@ -77,7 +77,12 @@ pub struct Args {
     #[arg(long)]
     idle: bool,
     /// With --idle: the server's process id, to read its memory (VmRSS) before and after.
-    #[arg(long, value_name = "PID", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "PID",
+        requires = "idle",
+        allow_negative_numbers = true
+    )]
     server_pid: Option<u32>,
     /// Check only each echo's type and length, not its bytes.
     #[arg(long)]
