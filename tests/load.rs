@@ -192,6 +192,17 @@ fn unusable_urls_are_bad_arguments() {
 }
 
 #[test]
+fn progress_lines_covering_the_warmup_say_so() {
+    let url = server(|m| m);
+    let (out, stdout) = load(&[&url, "-c", "2", "--warmup", "1", "-d", "0.2"]);
+    assert!(out.status.success());
+    let progress: Vec<&str> = stdout.lines().filter(|l| l.contains("msg/s  ")).collect();
+    assert_eq!(progress.len(), 2, "{stdout}");
+    assert!(progress[0].contains("s warmup "), "{stdout}");
+    assert!(!progress[1].contains("warmup"), "{stdout}");
+}
+
+#[test]
 fn server_pid_needs_idle() {
     refused(&["ws://127.0.0.1:1/", "--server-pid", "1"], "--idle");
 }

@@ -265,7 +265,8 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
         let echoes = total(|l| l.echoes.load(Relaxed));
         let up = total(|l| l.up.load(Relaxed));
         let errors = total(|l| l.errors.load(Relaxed));
-        let phase = if elapsed < warmup { "warmup" } else { "" };
+        // The line covers the time since the last one: warmup if that began in the warmup.
+        let phase = if last.1 < warmup { "warmup" } else { "" };
         if args.idle {
             if let Some(pid) = args.server_pid {
                 // Keep the last reading taken with every connection up.
