@@ -137,6 +137,8 @@ fn no_server_is_a_clear_failure() {
     let (out, stdout) = load(&[&url, "-c", "3", "-d", "0.3", "--warmup", "0"]);
     assert!(!out.status.success());
     assert!(stdout.contains("3 × TCP connect failed"), "{stdout}");
+    // One example of the one message.
+    assert_eq!(stdout.matches("e.g.").count(), 1, "{stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("no connection could be established"),

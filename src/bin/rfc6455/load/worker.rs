@@ -132,7 +132,7 @@ impl Kind {
     }
 }
 
-/// Error counts with the first few messages of each kind.
+/// Error counts with a few examples (different messages) of each kind.
 #[derive(Default)]
 pub struct Errors {
     pub counts: [u64; Kind::ALL.len()],
@@ -143,10 +143,18 @@ impl Errors {
     const SAMPLES_PER_KIND: usize = 3;
 
     fn add(&mut self, kind: Kind, message: impl FnOnce() -> String) {
-        let i = kind as usize;
-        self.counts[i] += 1;
-        if self.counts[i] <= Self::SAMPLES_PER_KIND as u64 {
-            self.samples.push((kind, message()));
+        self.counts[kind as usize] += 1;
+        self.sample(kind, message);
+    }
+
+    /// Keeps `message` as an example of `kind` if it is new and there is room.
+    fn sample(&mut self, kind: Kind, message: impl FnOnce() -> String) {
+        let of_kind = || self.samples.iter().filter(move |(k, _)| *k == kind);
+        if of_kind().count() < Self::SAMPLES_PER_KIND {
+            let message = message();
+            if !of_kind().any(|(_, m)| *m == message) {
+                self.samples.push((kind, message));
+            }
         }
     }
 
@@ -159,10 +167,7 @@ impl Errors {
             *a += b;
         }
         for (kind, message) in other.samples {
-            let have = self.samples.iter().filter(|(k, _)| *k == kind).count();
-            if have < Self::SAMPLES_PER_KIND {
-                self.samples.push((kind, message));
-            }
+            self.sample(kind, || message);
         }
     }
 }
