@@ -134,11 +134,15 @@ fn no_server_is_a_clear_failure() {
         .unwrap()
         .port();
     let url = format!("ws://127.0.0.1:{port}/");
-    let (out, stdout) = load(&[&url, "-c", "3", "-d", "0.3", "--warmup", "0"]);
+    // Once every connection has failed the run stops: it does not wait out the 20 s.
+    let (out, stdout) = load(&[&url, "-c", "3", "-d", "10", "--warmup", "10"]);
     assert!(!out.status.success());
     assert!(stdout.contains("3 × TCP connect failed"), "{stdout}");
-    // One example of the one message.
+    assert!(stdout.contains("every connection had failed"), "{stdout}");
+    // One example of the one message, and no figures made of no samples.
     assert_eq!(stdout.matches("e.g.").count(), 1, "{stdout}");
+    assert!(!stdout.contains("latency"), "{stdout}");
+    assert!(!stdout.contains("messages"), "{stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("no connection could be established"),

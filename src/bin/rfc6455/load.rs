@@ -253,14 +253,23 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
         handles.push(handle);
     }
 
-    // Progress, once a second, until the window ends.
+    // Progress, once a second, until the window ends or every thread has ended early (a
+    // thread ends once all its connections have failed).
     let total = |f: fn(&Live) -> u64| lives.iter().map(|l| f(l)).sum::<u64>();
+    let all_ended = || handles.iter().all(|h| h.is_finished());
     let mut last = (0u64, Duration::ZERO);
     let mut server_rss_up = None;
+    let mut stopped_early = false;
     let mut tick = 1;
     loop {
         let at = Duration::from_secs(tick).min(warmup + duration);
-        std::thread::sleep(at.saturating_sub(t0.elapsed()));
+        while t0.elapsed() < at && !all_ended() {
+            std::thread::sleep(
+                at.saturating_sub(t0.elapsed())
+                    .min(Duration::from_millis(50)),
+            );
+        }
+        let ended = all_ended();
         let elapsed = t0.elapsed();
         let echoes = total(|l| l.echoes.load(Relaxed));
         let up = total(|l| l.up.load(Relaxed));
@@ -291,6 +300,14 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
             );
         }
         last = (echoes, elapsed);
+        if ended && elapsed < warmup + duration {
+            stopped_early = true;
+            println!(
+                "stopped      after {:.1} s: every connection had failed",
+                elapsed.as_secs_f64()
+            );
+            break;
+        }
         if at >= warmup + duration {
             break;
         }
@@ -344,25 +361,35 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
             _ => {}
         }
     } else {
-        let secs = duration.as_secs_f64();
-        let rate = report.echoes as f64 / secs;
-        println!(
-            "messages     {} echoes in {secs:.2} s = {} msg/s, {:.2} MB/s of payload each way",
-            thousands(report.echoes),
-            thousands(rate as u64),
-            rate * args.size as f64 / 1e6
-        );
+        if report.echoes > 0 || !stopped_early {
+            // Stopped early, the window was cut short where the last line was printed.
+            let window = if stopped_early {
+                last.1.saturating_sub(warmup)
+            } else {
+                duration
+            };
+            let secs = window.as_secs_f64().max(1e-9);
+            let rate = report.echoes as f64 / secs;
+            println!(
+                "messages     {} echoes in {secs:.2} s = {} msg/s, {:.2} MB/s of payload each way",
+                thousands(report.echoes),
+                thousands(rate as u64),
+                rate * args.size as f64 / 1e6
+            );
+        }
         let h = &report.latency;
-        println!(
-            "latency      p50 {}  p99 {}  p99.9 {}  max {}  (mean {}, min {}, {} samples)",
-            micros(h.quantile(0.5)),
-            micros(h.quantile(0.99)),
-            micros(h.quantile(0.999)),
-            micros(h.max()),
-            micros(h.mean()),
-            micros(h.min()),
-            thousands(h.count())
-        );
+        if h.count() > 0 {
+            println!(
+                "latency      p50 {}  p99 {}  p99.9 {}  max {}  (mean {}, min {}, {} samples)",
+                micros(h.quantile(0.5)),
+                micros(h.quantile(0.99)),
+                micros(h.quantile(0.999)),
+                micros(h.max()),
+                micros(h.mean()),
+                micros(h.min()),
+                thousands(h.count())
+            );
+        }
         println!(
             "connections  {} established, {} of {n} up at the end, {} closed with 1000",
             report.established, report.up_at_end, report.closed_clean

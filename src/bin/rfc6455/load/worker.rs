@@ -294,7 +294,8 @@ struct Worker<'a> {
     report: Report,
 }
 
-/// Runs `count` connections until the window ends and every connection is closed.
+/// Runs `count` connections until the window ends and every connection is closed, or until
+/// every connection has failed.
 pub fn run(plan: &Plan, live: &Live, count: usize) -> Report {
     let mut worker = match Poll::new() {
         Ok(poll) => Worker::new(plan, live, poll, count),
@@ -372,6 +373,11 @@ impl<'a> Worker<'a> {
             self.live.echoes.store(self.echoes_total, Relaxed);
             self.live.up.store(self.up, Relaxed);
             self.live.errors.store(self.report.errors.total(), Relaxed);
+            // Every connection started, none connecting or up: nothing is left to run (before
+            // the end, that means every one failed).
+            if self.next_start == self.conns.len() && self.pending == 0 && self.up == 0 {
+                break;
+            }
 
             let timeout = if self.ending {
                 Duration::from_millis(50)
