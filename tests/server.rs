@@ -307,16 +307,21 @@ fn a_slow_reader_hits_the_write_queue_cap_and_is_closed() {
             Err(_) => std::thread::yield_now(),
         }
     };
+    let queued = overflow_queued(&reason);
+    assert!(queued <= limits.max_write_queue, "{reason}");
+    drop(client);
+    server.stop();
+}
+
+/// The bytes queued in a reported `CloseReason::Overflow { queued, .. }`.
+fn overflow_queued(reason: &str) -> usize {
     assert!(reason.starts_with("Overflow"), "{reason}");
-    let queued: usize = reason
+    reason
         .split("queued: ")
         .nth(1)
         .and_then(|r| r.split(',').next())
         .and_then(|n| n.parse().ok())
-        .expect("queued in the reason");
-    assert!(queued <= limits.max_write_queue, "{reason}");
-    drop(client);
-    server.stop();
+        .expect("queued in the reason")
 }
 
 #[test]
@@ -356,13 +361,7 @@ fn pongs_count_against_the_write_queue_limit() {
             sent += pings.len();
         }
     };
-    assert!(reason.starts_with("Overflow"), "{reason}");
-    let queued: usize = reason
-        .split("queued: ")
-        .nth(1)
-        .and_then(|r| r.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .expect("queued in the reason");
+    let queued = overflow_queued(&reason);
     // Checked after every read: over the limit by at most the pongs of one read.
     assert!(queued <= limits.max_write_queue + 64 * 1024, "{reason}");
     drop(client);
