@@ -212,3 +212,28 @@ fn progress_lines_covering_the_warmup_say_so() {
 fn server_pid_needs_idle() {
     refused(&["ws://127.0.0.1:1/", "--server-pid", "1"], "--idle");
 }
+
+#[test]
+fn a_closed_output_ends_the_run_quietly() {
+    // `rfc6455 load … | head -1`: once the reader is gone the tool stops as SIGPIPE would stop
+    // a C program (status 141), without a panic.
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let url = server(|m| m);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+        .args(["load", &url, "-c", "2", "-d", "30", "--warmup", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("rfc6455 load:"), "{first}");
+    // The pipe's read end is closed here; the next progress line (within a second) fails.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

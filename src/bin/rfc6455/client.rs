@@ -41,7 +41,7 @@ pub struct Args {
     /// Send an extra handshake header, e.g. -H 'Authorization: Bearer abc' (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     headers: Vec<String>,
-    /// Send a ping every SECS seconds (pongs are reported on stderr).
+    /// Send a ping every SECS seconds (pongs are reported on stderr); 0 sends none.
     #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     ping_interval: Option<f64>,
     /// After stdin ends, keep printing messages for SECS seconds, then close with 1000.

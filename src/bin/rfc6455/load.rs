@@ -12,7 +12,19 @@
 //! Exit status: 0 if the run had no error; 1 if it had any (a failed connection, a wrong
 //! echo, no echo at all …) or could not start (the host does not resolve, too few file
 //! descriptors); 2 for bad arguments (an option out of range, a URL that is not ws://, a
-//! congestion control the kernel refuses).
+//! congestion control the kernel refuses); 141, quietly, once its output is closed (`| head`),
+//! as if SIGPIPE had ended it.
+
+/// `println!` that ends the process quietly once stdout is closed (`rfc6455 load … | head`),
+/// as SIGPIPE ends C programs, where std's would panic.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(141);
+        }
+    }};
+}
 
 mod histogram;
 mod worker;
@@ -38,7 +50,7 @@ payload bytes (10^6) each way. Latency is from queueing a message to reading its
 Durations are in seconds (fractions allowed), at most 1e9.
 
 Exit status: 0 if the run had no error, 1 if it had any or could not start, 2 for bad
-arguments.")]
+arguments, 141 once its output is closed (e.g. by `| head`).")]
 pub struct Args {
     /// The server's URL (ws:// only; the server must echo every message back).
     url: String,
