@@ -461,3 +461,58 @@ fn a_second_server_on_a_port_in_use_fails_to_bind() {
     assert!(e.to_string().contains("another server"), "{e}");
     server.stop();
 }
+
+#[test]
+fn a_peer_that_half_closes_still_gets_what_it_was_answered() {
+    use std::io::Read;
+    use std::net::Shutdown;
+    let server = Running::default();
+    // The request and a close frame in one write, then SHUT_WR: the EOF often comes in the
+    // same turn as the request, and the 101 and the close reply must still both go out.
+    for _ in 0..20 {
+        let mut stream = raw(server.addr);
+        let mut frames = Connection::client(Config::default(), || [1, 2, 3, 4]);
+        frames.close(CloseCode::NORMAL, "").unwrap();
+        let mut wire = request_bytes(server.addr, "/");
+        wire.extend_from_slice(frames.poll_transmit());
+        stream.write_all(&wire).unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).unwrap();
+        assert!(
+            got.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        assert!(got.ends_with(&[0x88, 0x02, 0x03, 0xe8]), "{got:02x?}");
+    }
+    // 3 MB of messages, a close and SHUT_WR, read by a reader that keeps up: every echo
+    // arrives, then the close reply.
+    let mut client = Client::connect(server.addr);
+    let message = Message::text("x".repeat(100_000));
+    for _ in 0..30 {
+        client.conn.send(message.clone()).unwrap();
+    }
+    client.conn.close(CloseCode::NORMAL, "").unwrap();
+    let mut wire = Vec::new();
+    while !client.conn.poll_transmit().is_empty() {
+        wire.extend_from_slice(client.conn.poll_transmit());
+        client
+            .conn
+            .consume_transmit(client.conn.poll_transmit().len());
+    }
+    let mut writer = client.stream.try_clone().unwrap();
+    let writing = std::thread::spawn(move || {
+        writer.write_all(&wire).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    for i in 0..30 {
+        assert_eq!(client.next_message(), message, "echo {i}");
+    }
+    match client.next() {
+        Some(Event::Close(Some(frame))) => assert_eq!(frame.code, CloseCode::NORMAL),
+        other => panic!("expected the close reply, got {other:?}"),
+    }
+    writing.join().unwrap();
+    server.stop();
+}

@@ -491,9 +491,17 @@ impl<H: Handler> EventLoop<H> {
     fn on_eof(&mut self, key: usize) {
         if let Some(e) = self.conns.get_mut(key) {
             if e.phase == Phase::Open {
-                // Whatever the peer's close left to say goes out before the drop.
                 let _ = e.conn.handle_eof();
+                let pending = !e.http.is_empty() || e.conn.transmit_len() > 0;
                 self.report(key, CloseReason::Lost);
+                if pending {
+                    // The peer may only have shut down its sending side (a close frame, then
+                    // SHUT_WR): what was answered before its EOF (the 101, echoes, the close
+                    // reply) still goes out, within the close timeout; `flush` then closes.
+                    self.after_state_change(key);
+                    self.flush(key);
+                    return;
+                }
             }
         }
         self.remove(key);
