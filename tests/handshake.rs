@@ -216,6 +216,18 @@ fn bad_requests() {
             HandshakeError::UnsupportedVersion("8".into()),
         ),
         (
+            "a body",
+            crlf(&CHROME.replacen("Host:", "Content-Length: 14\nHost:", 1)),
+            400,
+            HandshakeError::RequestBody,
+        ),
+        (
+            "a chunked body",
+            crlf(&CHROME.replacen("Host:", "Transfer-Encoding: chunked\nHost:", 1)),
+            400,
+            HandshakeError::RequestBody,
+        ),
+        (
             "no version",
             edit(CHROME, "Sec-WebSocket-Version", None),
             400,
@@ -331,7 +343,13 @@ fn bad_requests() {
             head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
             "{what}"
         );
-        assert!(head.contains("\r\nConnection: close"), "{what}");
+        let connection = head.split("\r\n").find(|l| l.starts_with("Connection: "));
+        let want = if status == 426 {
+            "Connection: Upgrade, close"
+        } else {
+            "Connection: close"
+        };
+        assert_eq!(connection, Some(want), "{what}");
         assert_eq!(body, format!("{err}\n"), "{what}");
         assert_eq!(body.lines().count(), 1, "{what}");
         assert_eq!(head.contains("\r\nAllow: GET"), status == 405, "{what}");
@@ -340,7 +358,19 @@ fn bad_requests() {
             status == 426,
             "{what}"
         );
+        // RFC 7231 §6.5.15: a 426 says what to upgrade to (and so lists Upgrade above).
+        assert_eq!(
+            head.contains("\r\nUpgrade: websocket"),
+            status == 426,
+            "{what}"
+        );
     }
+}
+
+#[test]
+fn an_empty_body_is_no_body() {
+    let head = crlf(&CHROME.replacen("Host:", "Content-Length: 0\nHost:", 1));
+    assert!(parse(&head).is_ok());
 }
 
 #[test]

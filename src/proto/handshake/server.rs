@@ -148,6 +148,11 @@ fn check(head: &Head) -> Result<Vec<ExtensionOffer>, HandshakeError> {
     };
     one("Host")?;
     let present = |name| head.first(name).is_some();
+    // A body would be read as WebSocket frames (RFC 7230 §6.7: the upgrade starts after the
+    // whole request); `Content-Length: 0` is no body.
+    if present("Transfer-Encoding") || head.all("Content-Length").any(|v| v.trim_ascii() != b"0") {
+        return Err(HandshakeError::RequestBody);
+    }
     if !present("Upgrade") {
         return Err(HandshakeError::MissingHeader("Upgrade"));
     }
@@ -212,12 +217,16 @@ pub enum HandshakeError {
     InvalidUpgrade(String),
     /// `Connection` does not list `upgrade` (400); its values.
     InvalidConnection(String),
-    /// `Sec-WebSocket-Version` is not 13 (426, with `Sec-WebSocket-Version: 13`); its value.
+    /// `Sec-WebSocket-Version` is not 13 (426, with `Sec-WebSocket-Version: 13` and
+    /// `Upgrade: websocket`); its value.
     UnsupportedVersion(String),
     /// `Sec-WebSocket-Key` is not base64 of 16 bytes (400); its value.
     InvalidKey(String),
     /// `Sec-WebSocket-Extensions` does not follow RFC 6455 §9.1 (400).
     InvalidExtensions(ExtensionError),
+    /// The request has a body (`Content-Length` other than 0, or `Transfer-Encoding`), which
+    /// would be read as WebSocket frames (400).
+    RequestBody,
 }
 
 impl HandshakeError {
@@ -234,7 +243,8 @@ impl HandshakeError {
             | HandshakeError::InvalidUpgrade(_)
             | HandshakeError::InvalidConnection(_)
             | HandshakeError::InvalidKey(_)
-            | HandshakeError::InvalidExtensions(_) => 400,
+            | HandshakeError::InvalidExtensions(_)
+            | HandshakeError::RequestBody => 400,
         }
     }
 
@@ -243,16 +253,21 @@ impl HandshakeError {
         let mut r = Rejection::new(self.status()).body(format!("{self}\n"));
         match self {
             HandshakeError::MethodNotAllowed(_) => r.push("Allow", "GET"),
-            HandshakeError::UnsupportedVersion(_) => r.push("Sec-WebSocket-Version", "13"),
+            HandshakeError::UnsupportedVersion(_) => {
+                // RFC 7231 §6.5.15: a 426 names the protocol to upgrade to.
+                r.push("Sec-WebSocket-Version", "13");
+                r.push("Upgrade", "websocket");
+            }
             _ => {}
         }
         r
     }
 
     /// The full HTTP response for this failure: status line, `Content-Type: text/plain`,
-    /// `Content-Length`, `Connection: close`, the header the status calls for (`Allow` on
-    /// 405, `Sec-WebSocket-Version` on 426) and a one-line body saying what was wrong and
-    /// what to do. Send it, then close the connection.
+    /// `Content-Length`, `Connection: close`, the headers the status calls for (`Allow` on
+    /// 405; `Sec-WebSocket-Version: 13` and `Upgrade: websocket` on 426, whose `Connection`
+    /// then lists `Upgrade` too) and a one-line body saying what was wrong and what to do.
+    /// Send it, then close the connection.
     pub fn response(&self) -> Vec<u8> {
         self.rejection().to_bytes()
     }
@@ -306,6 +321,10 @@ impl fmt::Display for HandshakeError {
                 "Sec-WebSocket-Key {value:?} is not base64 of 16 bytes; send 16 random bytes in base64 (24 characters)"
             ),
             HandshakeError::InvalidExtensions(e) => write!(f, "{e}; fix or drop the header"),
+            HandshakeError::RequestBody => f.write_str(
+                "the request has a body (Content-Length or Transfer-Encoding), which would be read \
+                 as WebSocket frames; send the handshake without one",
+            ),
         }
     }
 }
@@ -400,7 +419,16 @@ impl Rejection {
             push_header(out, "Content-Type", "text/plain; charset=utf-8");
         }
         push_header(out, "Content-Length", &self.body.len().to_string());
-        push_header(out, "Connection", "close");
+        // RFC 7230 §6.7: a response with Upgrade lists it in Connection.
+        let upgrade = self
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("upgrade"));
+        push_header(
+            out,
+            "Connection",
+            if upgrade { "Upgrade, close" } else { "close" },
+        );
         for (name, value) in &self.headers {
             push_header(out, name, value);
         }
