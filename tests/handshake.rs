@@ -216,6 +216,36 @@ fn bad_requests() {
             HandshakeError::UnsupportedVersion("8".into()),
         ),
         (
+            "asterisk target",
+            crlf(&CHROME.replacen("GET /chat?room=lobby", "GET *", 1)),
+            400,
+            HandshakeError::InvalidTarget("*".into()),
+        ),
+        (
+            "relative target",
+            crlf(&CHROME.replacen("GET /chat?room=lobby", "GET chat", 1)),
+            400,
+            HandshakeError::InvalidTarget("chat".into()),
+        ),
+        (
+            "ftp target",
+            crlf(&CHROME.replacen("GET /chat?room=lobby", "GET ftp://h/x", 1)),
+            400,
+            HandshakeError::InvalidTarget("ftp://h/x".into()),
+        ),
+        (
+            "Host with a space",
+            edit(CHROME, "Host", Some("a b")),
+            400,
+            HandshakeError::InvalidHost("a b".into()),
+        ),
+        (
+            "Host with userinfo and a path",
+            edit(CHROME, "Host", Some("a/b@c")),
+            400,
+            HandshakeError::InvalidHost("a/b@c".into()),
+        ),
+        (
             "a body",
             crlf(&CHROME.replacen("Host:", "Content-Length: 14\nHost:", 1)),
             400,
@@ -364,6 +394,27 @@ fn bad_requests() {
             status == 426,
             "{what}"
         );
+    }
+}
+
+#[test]
+fn absolute_targets_and_bracketed_hosts_are_accepted() {
+    for (target, host, path) in [
+        (
+            "http://localhost:9001/chat?room=lobby",
+            "localhost:9001",
+            "/chat",
+        ),
+        ("WSS://example.com", "example.com", "/"),
+        ("/chat", "[::1]:9001", "/chat"),
+    ] {
+        let head = crlf(&CHROME.replacen("/chat?room=lobby", target, 1).replacen(
+            "localhost:9001",
+            host,
+            1,
+        ));
+        let (req, _) = complete(&head);
+        assert_eq!((req.path(), req.host()), (path, host), "{target} {host}");
     }
 }
 

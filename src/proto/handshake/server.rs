@@ -146,7 +146,19 @@ fn check(head: &Head) -> Result<Vec<ExtensionOffer>, HandshakeError> {
             (Some(_), Some(_)) => Err(HandshakeError::DuplicateHeader(name)),
         }
     };
-    one("Host")?;
+    // RFC 6455 §4.1: a resource name, or an absolute URI (RFC 7230 §5.3 forms).
+    let target = head.line();
+    let scheme_end = target.find("://").map_or(0, |i| i + 3);
+    let scheme = target[..scheme_end].to_ascii_lowercase();
+    if !target.starts_with('/') && !["http://", "https://", "ws://", "wss://"].contains(&&*scheme) {
+        return Err(HandshakeError::InvalidTarget(shown(target.as_bytes())));
+    }
+    // RFC 7230 §5.4: an invalid Host is a 400. Its value is an authority: host and port.
+    let host = one("Host")?;
+    let authority = |b: &u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:%[]".contains(b);
+    if host.is_empty() || !host.iter().all(authority) {
+        return Err(HandshakeError::InvalidHost(shown(host)));
+    }
     let present = |name| head.first(name).is_some();
     // A body would be read as WebSocket frames (RFC 7230 §6.7: the upgrade starts after the
     // whole request); `Content-Length: 0` is no body.
@@ -213,6 +225,11 @@ pub enum HandshakeError {
     MissingHeader(&'static str),
     /// A header that may appear once appears several times (400).
     DuplicateHeader(&'static str),
+    /// The request target is neither a path (`/chat`) nor an absolute http, https, ws or wss
+    /// URI (400); the target.
+    InvalidTarget(String),
+    /// The `Host` value is not a host and port (400); the value.
+    InvalidHost(String),
     /// `Upgrade` does not list `websocket` (400); its value.
     InvalidUpgrade(String),
     /// `Connection` does not list `upgrade` (400); its values.
@@ -240,6 +257,8 @@ impl HandshakeError {
             | HandshakeError::HttpVersion
             | HandshakeError::MissingHeader(_)
             | HandshakeError::DuplicateHeader(_)
+            | HandshakeError::InvalidTarget(_)
+            | HandshakeError::InvalidHost(_)
             | HandshakeError::InvalidUpgrade(_)
             | HandshakeError::InvalidConnection(_)
             | HandshakeError::InvalidKey(_)
@@ -304,6 +323,14 @@ impl fmt::Display for HandshakeError {
             HandshakeError::DuplicateHeader(name) => {
                 write!(f, "the request has more than one {name} header; send it once")
             }
+            HandshakeError::InvalidTarget(target) => write!(
+                f,
+                "the request target {target:?} is not a path; request a path such as /chat"
+            ),
+            HandshakeError::InvalidHost(value) => write!(
+                f,
+                "the Host header {value:?} is not a host and port; send Host: example.com:9001"
+            ),
             HandshakeError::InvalidUpgrade(value) => write!(
                 f,
                 "the Upgrade header is {value:?}, which does not name websocket; send Upgrade: websocket"
