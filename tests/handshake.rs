@@ -419,6 +419,21 @@ fn absolute_targets_and_bracketed_hosts_are_accepted() {
 }
 
 #[test]
+fn expect_100_continue_gets_a_100_before_the_101() {
+    // RFC 7230 §6.7: with Upgrade and Expect: 100-continue, a 100 (Continue) comes first.
+    let head = crlf(&CHROME.replacen("Host:", "Expect: 100-Continue\nHost:", 1));
+    let (req, _) = complete(&head);
+    let bytes = req.accept().to_bytes();
+    assert!(
+        bytes.starts_with(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\n"),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let (plain, _) = complete(&crlf(CHROME));
+    assert!(plain.accept().to_bytes().starts_with(b"HTTP/1.1 101 "));
+}
+
+#[test]
 fn an_empty_body_is_no_body() {
     let head = crlf(&CHROME.replacen("Host:", "Content-Length: 0\nHost:", 1));
     assert!(parse(&head).is_ok());

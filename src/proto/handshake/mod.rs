@@ -232,6 +232,7 @@ pub(crate) fn shown(bytes: &[u8]) -> String {
 /// The standard reason phrase for `status`, or `""` for a code without one.
 pub(crate) fn reason_phrase(status: u16) -> &'static str {
     match status {
+        100 => "Continue",
         101 => "Switching Protocols",
         200 => "OK",
         204 => "No Content",

@@ -130,9 +130,15 @@ impl Request {
     }
 
     /// Starts the `101 Switching Protocols` answer to this request, with the
-    /// `Sec-WebSocket-Accept` for its key.
+    /// `Sec-WebSocket-Accept` for its key, and a `100 Continue` before it if the request
+    /// asked for one (`Expect: 100-continue`, RFC 7230 §6.7).
     pub fn accept(&self) -> Accept {
-        Accept::new(self.key())
+        let mut accept = Accept::new(self.key());
+        accept.continue_first = self
+            .head
+            .list("expect")
+            .any(|e| e.eq_ignore_ascii_case("100-continue"));
+        accept
     }
 }
 
@@ -507,6 +513,7 @@ const ACCEPT_RESERVED: &[&str] = &[
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Accept {
+    continue_first: bool,
     accept: String,
     protocol: Option<String>,
     extensions: Option<String>,
@@ -517,6 +524,7 @@ impl Accept {
     /// The answer to a request whose `Sec-WebSocket-Key` is `key` (the base64 text as sent).
     pub fn new(key: &str) -> Accept {
         Accept {
+            continue_first: false,
             accept: accept_key(key.as_bytes()),
             protocol: None,
             extensions: None,
@@ -566,6 +574,10 @@ impl Accept {
 
     /// Appends the whole response to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        if self.continue_first {
+            write_status_line(out, 100);
+            out.extend_from_slice(b"\r\n");
+        }
         write_status_line(out, 101);
         push_header(out, "Upgrade", "websocket");
         push_header(out, "Connection", "Upgrade");
