@@ -33,6 +33,9 @@ pub(crate) struct Codec {
     decompressor: Option<Decompress>,
     /// The last compressed message, reused.
     compressed: Vec<u8>,
+    /// A block with BFINAL set ended the deflate stream in the message being received: how
+    /// many bytes have followed it (see [`Codec::after_final_block`]).
+    after_final: Option<u8>,
 }
 
 impl Codec {
@@ -60,6 +63,7 @@ impl Codec {
             compressor: None,
             decompressor: None,
             compressed: Vec::new(),
+            after_final: None,
         }
     }
 
@@ -102,6 +106,9 @@ impl Codec {
     ) -> Result<(), ProtocolError> {
         let bits = self.recv_bits;
         let limit = max.saturating_add(1);
+        if self.after_final.is_some() {
+            return self.after_final_block(input);
+        }
         loop {
             let inflater = self
                 .decompressor
@@ -132,14 +139,12 @@ impl Codec {
             input = input.get(used..).unwrap_or_default();
             let produced = out.len() - len_before;
             if status == Status::StreamEnd {
-                // A block with BFINAL set ended the deflate stream (RFC 7692 §7.2.3.4); what
-                // follows in this message starts a new one. A zlib sender resets its
-                // compressor after finishing a stream, so no later data refers back.
+                // A block with BFINAL set ended the deflate stream (RFC 7692 §7.2.3.4). The
+                // next message starts a new one: a zlib sender resets its compressor after
+                // finishing a stream, so no later data refers back.
                 inflater.reset(false);
-                if input.is_empty() {
-                    return Ok(());
-                }
-                continue;
+                self.after_final = Some(0);
+                return self.after_final_block(input);
             }
             let full = out.len() == out.capacity();
             if !full && (input.is_empty() || used == 0 && produced == 0) {
@@ -160,10 +165,26 @@ impl Codec {
         max: usize,
         text: Option<&mut Utf8Validator>,
     ) -> Result<(), ProtocolError> {
-        self.inflate(&TAIL, out, max, text)?;
+        if self.after_final.take().is_none() {
+            self.inflate(&TAIL, out, max, text)?;
+        }
         if self.recv_reset {
             if let Some(inflater) = &mut self.decompressor {
                 inflater.reset(false);
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of the message after its final block: at most the one 0x00 a sender leaves of
+    /// the empty stored block it appends and strips (RFC 7692 §7.2.1), or nothing, as in
+    /// §7.2.3.4's example. Anything else is data past the end of the stream: 1007. The tail
+    /// §7.2.2 appends is not inflated then, so the next message starts on a clean stream.
+    fn after_final_block(&mut self, input: &[u8]) -> Result<(), ProtocolError> {
+        for &byte in input {
+            match &mut self.after_final {
+                Some(seen @ 0) if byte == 0 => *seen = 1,
+                _ => return Err(ProtocolError::InvalidCompressedData),
             }
         }
         Ok(())
@@ -184,6 +205,7 @@ impl Codec {
 
     /// The connection is over: free everything.
     pub(crate) fn release(&mut self) {
+        self.after_final = None;
         self.compressed = Vec::new();
         self.compressor = None;
         self.decompressor = None;

@@ -405,6 +405,27 @@ fn rfc_7692_7_2_3_1_and_2_compressing_hello() {
 }
 
 #[test]
+fn data_after_a_final_block_is_invalid() {
+    // "Hello" in a block with BFINAL set, then bytes past the end of the deflate stream:
+    // they were inflated as a new stream, delivering garbage (found by an audit).
+    let hello_final = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    for junk in [
+        &b"JUNK"[..],
+        &[0x00, 0x00],
+        &[0x01],
+        &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+    ] {
+        let mut s = codec(Role::Server, DeflateParams::default());
+        let message = [&hello_final[..], junk].concat();
+        assert_eq!(
+            inflate_message(&mut s, &[&message]),
+            Err(ProtocolError::InvalidCompressedData),
+            "{junk:02x?}"
+        );
+    }
+}
+
+#[test]
 fn rfc_7692_7_2_3_decompressing_every_example() {
     let mut s = codec(Role::Server, DeflateParams::default());
     // §7.2.3.1, whole and in the 3 + 4 octet fragments.
@@ -431,6 +452,14 @@ fn rfc_7692_7_2_3_decompressing_every_example() {
     let bfinal = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
     assert_eq!(inflate_message(&mut s, &[&bfinal]).unwrap(), b"Hello");
     // The next message after a final block starts a fresh stream.
+    assert_eq!(
+        inflate_message(&mut s, &[&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]]).unwrap(),
+        b"Hello"
+    );
+    // Without the 0x00 left of the empty stored block a sender must append (§7.2.1), and
+    // byte by byte: the message and the next one still inflate.
+    let pieces: Vec<&[u8]> = bfinal[..7].chunks(1).collect();
+    assert_eq!(inflate_message(&mut s, &pieces).unwrap(), b"Hello");
     assert_eq!(
         inflate_message(&mut s, &[&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]]).unwrap(),
         b"Hello"
