@@ -18,7 +18,8 @@ pub enum ProtocolError {
     ReservedBits(u8),
     /// A close, ping or pong frame without FIN.
     FragmentedControlFrame,
-    /// A close, ping or pong frame with more than 125 bytes of payload.
+    /// A close, ping or pong frame with more than 125 bytes of payload, or a length in the
+    /// 16- or 64-bit form, which only longer payloads use (RFC 6455 §5.5).
     ControlFrameTooLong,
     /// A 64-bit payload length with its most significant bit set.
     InvalidLength,
@@ -111,7 +112,7 @@ impl fmt::Display for ProtocolError {
             ),
             ProtocolError::FragmentedControlFrame => f.write_str("the peer fragmented a control frame"),
             ProtocolError::ControlFrameTooLong => {
-                f.write_str("the peer sent a control frame with more than 125 bytes of payload")
+                f.write_str("the peer sent a control frame with a 16- or 64-bit length; control frames carry at most 125 bytes")
             }
             ProtocolError::InvalidLength => f.write_str("the peer sent a 64-bit length with the top bit set"),
             ProtocolError::UnmaskedFrame => f.write_str("the client sent an unmasked frame; clients must mask"),
