@@ -884,7 +884,8 @@ impl<H: Handler> EventLoop<H> {
         }
         let mut e = self.conns.remove(key);
         if e.phase == Phase::Open && !e.conn.poll_transmit().is_empty() {
-            // Last chance for a close reply after the peer's EOF.
+            // Last chance for what is queued (a close reply) when a timer or an error ends the
+            // connection; after the peer's EOF, `on_eof` has flushed it properly.
             let _ = e.stream.write(e.conn.poll_transmit());
         }
         let _ = self.poll.registry().deregister(&mut e.stream);

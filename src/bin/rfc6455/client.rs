@@ -66,23 +66,23 @@ pub struct Args {
     connect_timeout: f64,
 }
 
-fn seconds(name: &str, secs: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| format!("--{name} {secs}: give a number of seconds, 0 or more"))
+/// `--name SECS` as a duration: 0 or more, or more than 0 unless `zero_ok`.
+fn seconds(name: &str, secs: f64, zero_ok: bool) -> Result<Duration, String> {
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if zero_ok || !d.is_zero() => Ok(d),
+        _ if zero_ok => Err(format!(
+            "--{name} {secs}: give a number of seconds, 0 or more"
+        )),
+        _ => Err(format!(
+            "--{name} {secs}: give a number of seconds more than 0"
+        )),
+    }
 }
 
 /// Runs the command.
 pub fn run(args: Args) -> ExitCode {
     let setup = || -> Result<(ConnectOptions, Option<Duration>, Duration), String> {
-        let connect_timeout = Duration::try_from_secs_f64(args.connect_timeout)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                format!(
-                    "--connect-timeout {}: give a number of seconds more than 0",
-                    args.connect_timeout
-                )
-            })?;
+        let connect_timeout = seconds("connect-timeout", args.connect_timeout, false)?;
         let mut options = ConnectOptions::default().connect_timeout(Some(connect_timeout));
         if args.deflate {
             #[cfg(feature = "deflate")]
@@ -102,10 +102,10 @@ pub fn run(args: Args) -> ExitCode {
             options = options.header(name.trim(), value.trim());
         }
         let ping = match args.ping_interval {
-            Some(secs) => Some(seconds("ping-interval", secs)?).filter(|d| !d.is_zero()),
+            Some(secs) => Some(seconds("ping-interval", secs, true)?).filter(|d| !d.is_zero()),
             None => None,
         };
-        Ok((options, ping, seconds("wait", args.wait)?))
+        Ok((options, ping, seconds("wait", args.wait, true)?))
     };
     let (options, ping_interval, wait) = match setup() {
         Ok(v) => v,
