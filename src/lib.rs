@@ -48,7 +48,7 @@ pub mod __fuzz;
 
 pub use proto::{
     CloseCode, CloseFrame, Config, Connection, Error, Event, Message, Part, ProtocolError, Role,
-    State,
+    SharedFrame, State,
 };
 
 #[cfg(feature = "client")]

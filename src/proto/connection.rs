@@ -21,6 +21,7 @@ use super::deflate::{Codec, DeflateParams};
 use super::error::{Error, ProtocolError, UsageError};
 use super::frame::{FrameHeader, OpCode, Status, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1};
 use super::mask::{apply_mask, extend_masked};
+use super::shared::SharedFrame;
 use super::utf8::Utf8Validator;
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -264,10 +265,26 @@ impl Rare {
     }
 }
 
-/// A payload queued as it is (see [`Connection::send_owned`]), written once `out[..at]` is.
+/// A payload queued as it is (see [`Connection::send_owned`]), or a whole frame shared with
+/// other connections ([`Connection::send_shared`]), written once `out[..at]` is.
 struct Segment {
     at: usize,
-    data: Vec<u8>,
+    data: SegmentData,
+}
+
+enum SegmentData {
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl std::ops::Deref for SegmentData {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            SegmentData::Owned(v) => v,
+            SegmentData::Shared(s) => s,
+        }
+    }
 }
 
 /// The smallest owned payload [`Connection::send_owned`] queues without copying: below this a
@@ -1303,10 +1320,48 @@ impl Connection {
         if let Some(key) = mask {
             apply_mask(&mut payload, key, 0);
         }
+        self.push_segment(SegmentData::Owned(payload));
+    }
+
+    /// Queues `data` by reference, to go out after everything in `out` now.
+    fn push_segment(&mut self, data: SegmentData) {
         let at = self.out.len();
         let rare = self.rare();
-        rare.segment_bytes += payload.len();
-        rare.segments.push_back(Segment { at, data: payload });
+        rare.segment_bytes += data.len();
+        rare.segments.push_back(Segment { at, data });
+    }
+
+    /// Queues a message encoded once for many connections (see [`SharedFrame`]): a frame of
+    /// [`OWNED_SEND_MIN`] bytes or more by reference, a smaller one copied into the transmit
+    /// buffer. A client masks a copy (a server's frame is unmasked). While a message sent in
+    /// parts is open, the message is held like any other (see [`send_part`](Self::send_part)).
+    /// With permessage-deflate negotiated the frame goes out uncompressed, which RFC 7692
+    /// allows for any message. Fails with [`Error::Closed`] once a close frame was sent or
+    /// received.
+    pub fn send_shared(&mut self, frame: &SharedFrame) -> Result<(), Error> {
+        if self.state != State::Open {
+            return Err(Error::Closed);
+        }
+        if self.sending_parts {
+            return self.hold(frame.message());
+        }
+        if self.role == Role::Client {
+            let opcode = if frame.is_text() {
+                OpCode::Text
+            } else {
+                OpCode::Binary
+            };
+            self.write_frame(opcode, true, frame.payload());
+            return Ok(());
+        }
+        if frame.len() < OWNED_SEND_MIN {
+            self.recycle_out();
+            self.out.extend_from_slice(frame.as_bytes());
+        } else {
+            self.recycle_out();
+            self.push_segment(SegmentData::Shared(frame.shared_bytes().clone()));
+        }
+        Ok(())
     }
 
     fn has_segments(&self) -> bool {

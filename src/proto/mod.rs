@@ -12,6 +12,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+mod shared;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
@@ -25,4 +26,5 @@ pub use handshake::{
     KeySource, RandomKeys, Rejection, Request, Response, Url, UrlError,
 };
 pub use mask::apply_mask;
+pub use shared::SharedFrame;
 pub use utf8::Utf8Validator;

@@ -1,19 +1,24 @@
 //! One event loop: a mio `Poll`, its listeners, a slab of connections, a timer heap, a read
 //! buffer and a spare transmit buffer. See the module docs of [`server`](super) for the shape.
 
-use super::{CloseReason, ConnId, Context, Handle, Handler, Limits, TimeoutKind, Timeouts};
+use super::topics::Topics;
+use super::{
+    CloseReason, ConnId, Context, Handle, Handler, Limits, SlowSubscriber, TimeoutKind, Timeouts,
+};
 use crate::proto::{
-    CloseCode, Config, Connection, Error, Event, Message, Rejection, Request, State, Status,
+    CloseCode, Config, Connection, Error, Event, Message, Rejection, Request, SharedFrame, State,
+    Status,
 };
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
+use std::any::Any;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener as StdListener};
 use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -51,6 +56,37 @@ pub(super) type DeflateOption = ();
 pub(super) enum Command {
     Send(ConnId, Message<'static>),
     Close(ConnId, CloseCode, String),
+    /// One per loop per publish, whatever the number of subscribers.
+    Publish(Arc<Publication>),
+}
+
+/// A message published to a topic: encoded once, shared by every loop and subscriber.
+pub(super) struct Publication {
+    pub(super) topic: Box<[u8]>,
+    pub(super) frame: SharedFrame,
+    /// The publisher, when it asked to be left out.
+    pub(super) except: Option<ConnId>,
+}
+
+/// One loop's counters for [`Handle::topic_stats`]: written by that loop only (each on its
+/// own cache lines, so loops do not contend).
+#[derive(Default)]
+#[repr(align(128))]
+pub(super) struct LoopStats {
+    pub(super) delivered: AtomicU64,
+    pub(super) dropped: AtomicU64,
+    pub(super) slow_closed: AtomicU64,
+    /// Written by publishers on other threads when this loop's mailbox is full.
+    pub(super) missed: AtomicU64,
+}
+
+/// What a [`Context`] reaches of its loop beyond the connection: topics, the connections'
+/// application states, and the publishes to deliver once the callback returns.
+pub(super) struct Local {
+    pub(super) topics: Topics,
+    pub(super) states: HashMap<u32, Box<dyn Any + Send>>,
+    pub(super) pending: Vec<Arc<Publication>>,
+    pub(super) max_subscriptions: usize,
 }
 
 /// A loop's mailbox: commands plus the waker that makes it look.
@@ -63,15 +99,18 @@ pub(super) struct Mailbox {
 pub(super) struct Shared {
     pub(super) mailboxes: Vec<Mailbox>,
     pub(super) shutdown: AtomicBool,
+    /// One per loop.
+    pub(super) stats: Vec<LoopStats>,
     connections: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl Shared {
-    pub(super) fn new(mailboxes: Vec<Mailbox>) -> Shared {
+    pub(super) fn new(mailboxes: Vec<Mailbox>, loops: usize) -> Shared {
         Shared {
             mailboxes,
             shutdown: AtomicBool::new(false),
+            stats: (0..loops).map(|_| LoopStats::default()).collect(),
             connections: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
         }
@@ -146,6 +185,7 @@ pub(super) struct EventLoop<H: Handler> {
     deflate: DeflateOption,
 
     conns: Slab<Entry>,
+    local: Local,
     timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
     buf: Vec<u8>,
     spare: Vec<u8>,
@@ -203,6 +243,7 @@ impl<H: Handler> EventLoop<H> {
                 .register(&mut l, Token(LISTENERS + i), Interest::READABLE)?;
             listeners.push(l);
         }
+        let max_subscriptions = limits.max_subscriptions;
         Ok(EventLoop {
             index,
             poll,
@@ -215,6 +256,12 @@ impl<H: Handler> EventLoop<H> {
             limits,
             deflate,
             conns: Slab::new(),
+            local: Local {
+                topics: Topics::default(),
+                states: HashMap::new(),
+                pending: Vec::new(),
+                max_subscriptions,
+            },
             timers: BinaryHeap::new(),
             buf: vec![0; READ_BUFFER],
             spare: Vec::new(),
@@ -262,6 +309,9 @@ impl<H: Handler> EventLoop<H> {
                     }
                 }
             }
+            // What the callbacks published goes out once per turn: each subscriber gets
+            // everything published to it in the turn in one write.
+            self.deliver_pending();
             if self.shutdown_at.is_none() && self.handle.shared.shutdown.load(Ordering::SeqCst) {
                 // Commands queued before the shutdown go out before the close frames.
                 self.drain_mailbox();
@@ -276,6 +326,7 @@ impl<H: Handler> EventLoop<H> {
             for &key in &more {
                 self.on_readable(key);
             }
+            self.deliver_pending();
             if let Some(at) = self.shutdown_at {
                 if self.conns.is_empty() {
                     return Ok(());
@@ -554,6 +605,7 @@ impl<H: Handler> EventLoop<H> {
             max_write_queue: self.limits.max_write_queue,
             overflow: &mut e.overflow,
             direct: None,
+            local: &mut self.local,
         };
         match self.handler.open(&mut ctx, request) {
             Ok(accept) => {
@@ -587,7 +639,10 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
             Err(rejection) => {
-                // Anything the handler queued is dropped with the connection.
+                // Anything the handler queued, subscribed or stored is dropped with the
+                // connection (what it published goes out: it was published).
+                self.local.topics.unsubscribe_all(key);
+                self.local.states.remove(&(key as u32));
                 let mut fresh = Connection::server_shared(self.config.clone());
                 std::mem::swap(&mut e.conn, &mut fresh);
                 self.refuse(key, &rejection);
@@ -622,6 +677,7 @@ impl<H: Handler> EventLoop<H> {
                         max_write_queue: self.limits.max_write_queue,
                         overflow: &mut e.overflow,
                         direct: e.http.is_empty().then_some(&mut e.stream),
+                        local: &mut self.local,
                     };
                     match event {
                         Event::Message(message) => self.handler.message(&mut ctx, message),
@@ -645,8 +701,11 @@ impl<H: Handler> EventLoop<H> {
                             max_write_queue: self.limits.max_write_queue,
                             overflow: &mut overflow,
                             direct: None,
+                            local: &mut self.local,
                         };
                         self.handler.close(&mut ctx, CloseReason::Closed(frame));
+                        self.local.topics.unsubscribe_all(key);
+                        self.local.states.remove(&(key as u32));
                     }
                 }
                 Ok(Some(_)) => {} // pings are answered by the core; any byte counts as a pong
@@ -717,8 +776,12 @@ impl<H: Handler> EventLoop<H> {
             max_write_queue: 0,
             overflow: &mut overflow,
             direct: None,
+            local: &mut self.local,
         };
         self.handler.close(&mut ctx, reason);
+        // Subscriptions and state end with the connection.
+        self.local.topics.unsubscribe_all(key);
+        self.local.states.remove(&(key as u32));
     }
 
     // ------------------------------------------------------------------------ writing
@@ -883,6 +946,8 @@ impl<H: Handler> EventLoop<H> {
             return;
         }
         let mut e = self.conns.remove(key);
+        self.local.topics.unsubscribe_all(key);
+        self.local.states.remove(&(key as u32));
         if e.phase == Phase::Open && !e.conn.poll_transmit().is_empty() {
             // Last chance for what is queued (a close reply) when a timer or an error ends the
             // connection; after the peer's EOF, `on_eof` has flushed it properly.
@@ -914,6 +979,10 @@ impl<H: Handler> EventLoop<H> {
             let (id, action) = match command {
                 Command::Send(id, message) => (id, Ok(message)),
                 Command::Close(id, code, reason) => (id, Err((code, reason))),
+                Command::Publish(publication) => {
+                    self.local.pending.push(publication);
+                    continue;
+                }
             };
             let key = id.slot as usize;
             let Some(e) = self.conns.get_mut(key) else {
@@ -941,6 +1010,11 @@ impl<H: Handler> EventLoop<H> {
             self.after_state_change(key);
             self.dirty.push(key);
         }
+        self.deliver_pending();
+    }
+
+    /// Writes out every connection marked dirty, each once.
+    fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
@@ -949,6 +1023,74 @@ impl<H: Handler> EventLoop<H> {
         }
         self.dirty = dirty;
         self.dirty.clear();
+    }
+
+    // ------------------------------------------------------------------------ topics
+
+    /// Queues every publication waiting (from this loop's callbacks and from the mailbox)
+    /// to this loop's subscribers, then writes each subscriber once: a subscriber that gets
+    /// several messages in one turn gets them in one write.
+    fn deliver_pending(&mut self) {
+        while !self.local.pending.is_empty() {
+            let batch = std::mem::take(&mut self.local.pending);
+            for publication in &batch {
+                self.deliver(publication);
+            }
+        }
+        self.flush_dirty();
+    }
+
+    fn deliver(&mut self, publication: &Publication) {
+        let shared = self.handle.shared.clone();
+        let stats = &shared.stats[self.index as usize];
+        let frame = &publication.frame;
+        let limit = self.limits.max_publish_queue;
+        let mut delivered = 0u64;
+        let mut slow: Vec<(usize, usize)> = Vec::new();
+        for &key in self.local.topics.subscribers(&publication.topic) {
+            let key = key as usize;
+            let Some(e) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if e.phase != Phase::Open || e.overflow {
+                continue;
+            }
+            if publication.except == Some(e.id(self.index, key)) {
+                continue;
+            }
+            let queued = e.conn.transmit_len() + e.conn.held_len();
+            if queued > 0 && queued + frame.len() > limit {
+                slow.push((key, queued));
+                continue;
+            }
+            e.conn.swap_transmit_buffer(&mut self.spare);
+            if e.conn.send_shared(frame).is_ok() {
+                delivered += 1;
+                self.dirty.push(key);
+            }
+        }
+        stats.delivered.fetch_add(delivered, Ordering::Relaxed);
+        for (key, queued) in slow {
+            match self.limits.slow_subscriber {
+                SlowSubscriber::Drop => {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                SlowSubscriber::Close => {
+                    stats.slow_closed.fetch_add(1, Ordering::Relaxed);
+                    let Some(e) = self.conns.get_mut(key) else {
+                        continue;
+                    };
+                    e.overflow = true;
+                    let _ = e.conn.fail(
+                        CloseCode::POLICY_VIOLATION,
+                        "too slow to read what is published",
+                    );
+                    self.report(key, CloseReason::Overflow { queued, limit });
+                    self.after_state_change(key);
+                    self.dirty.push(key);
+                }
+            }
+        }
     }
 
     fn begin_shutdown(&mut self) {

@@ -60,13 +60,17 @@
 //!   messages.
 
 mod event_loop;
+mod topics;
 
 pub use crate::proto::{Accept, Rejection, Request};
+pub use topics::{TopicError, MAX_TOPIC_LEN};
 
+use crate::proto::SharedFrame;
 use crate::proto::{
     CloseCode, CloseFrame, Config, Error, HandshakeLimits, Message, Part, ProtocolError,
 };
-use event_loop::{Command, DeflateOption, EventLoop, Shared};
+use event_loop::{Command, DeflateOption, EventLoop, Local, Publication, Shared};
+use std::any::Any;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
@@ -214,6 +218,8 @@ pub struct Context<'a> {
     /// The socket, when a large message may be written to it at once (nothing of the HTTP
     /// response is still waiting, and the handler was called from reading).
     direct: Option<&'a mut mio::net::TcpStream>,
+    /// The loop's topics, per-connection states and publishes to deliver.
+    local: &'a mut Local,
 }
 
 impl Context<'_> {
@@ -316,6 +322,140 @@ impl Context<'_> {
     pub fn handle(&self) -> &Handle {
         self.handle
     }
+
+    // -------------------------------------------------------------------------- topics
+
+    /// Subscribes this connection to `topic` (any bytes, at most [`MAX_TOPIC_LEN`]):
+    /// from now on it receives what is [published](Self::publish) to it, from any loop or
+    /// thread. `Ok(false)` if it already was. The subscription ends with the connection.
+    /// Fails over [`Limits::max_subscriptions`] topics for one connection.
+    pub fn subscribe(&mut self, topic: impl AsRef<[u8]>) -> Result<bool, TopicError> {
+        let max = self.local.max_subscriptions;
+        self.local
+            .topics
+            .subscribe(self.id.slot as usize, topic.as_ref(), max)
+    }
+
+    /// Ends this connection's subscription to `topic`; `false` if it had none.
+    pub fn unsubscribe(&mut self, topic: impl AsRef<[u8]>) -> bool {
+        self.local
+            .topics
+            .unsubscribe(self.id.slot as usize, topic.as_ref())
+    }
+
+    /// Whether this connection is subscribed to `topic`.
+    pub fn is_subscribed(&self, topic: impl AsRef<[u8]>) -> bool {
+        self.local
+            .topics
+            .is_subscribed(self.id.slot as usize, topic.as_ref())
+    }
+
+    /// Sends `message` to every subscriber of `topic` on every loop, this connection
+    /// included if it is subscribed. The frame is encoded once and shared by all of them
+    /// (see [`SharedFrame`]); each other loop gets one command for it, whatever its number of
+    /// subscribers.
+    ///
+    /// Subscribers on this loop get it when the callback returns, after what the callback
+    /// sent them directly; subscribers on other loops when their loop next looks at its
+    /// mailbox. Messages one connection publishes to a topic reach every subscriber in the
+    /// order published. Fails with [`SendError::Full`] when another loop's mailbox is full:
+    /// that loop's subscribers miss the message (the others get it).
+    pub fn publish(
+        &mut self,
+        topic: impl AsRef<[u8]>,
+        message: Message<'_>,
+    ) -> Result<(), SendError> {
+        self.publish_frame(topic.as_ref(), SharedFrame::new(&message), None)
+    }
+
+    /// [`publish`](Self::publish), leaving this connection out.
+    pub fn publish_to_others(
+        &mut self,
+        topic: impl AsRef<[u8]>,
+        message: Message<'_>,
+    ) -> Result<(), SendError> {
+        let except = Some(self.id);
+        self.publish_frame(topic.as_ref(), SharedFrame::new(&message), except)
+    }
+
+    fn publish_frame(
+        &mut self,
+        topic: &[u8],
+        frame: SharedFrame,
+        except: Option<ConnId>,
+    ) -> Result<(), SendError> {
+        let publication = Arc::new(Publication {
+            topic: topic.into(),
+            frame,
+            except,
+        });
+        self.local.pending.push(publication.clone());
+        self.handle
+            .publish_to_loops(publication, Some(self.id.thread))
+    }
+
+    // ------------------------------------------------------------------ per-connection state
+
+    /// This connection's application state, if [`set_state`](Self::set_state) stored one
+    /// of type `T`. The server keeps one value per connection and drops it when the
+    /// connection is gone (after [`Handler::close`]), so a handler needs no map of its own
+    /// keyed by [`ConnId`].
+    ///
+    /// ```
+    /// use rfc6455::server::{Accept, CloseReason, Context, Handler, Rejection, Request};
+    /// use rfc6455::Message;
+    ///
+    /// struct User { nick: String, messages: u64 }
+    ///
+    /// #[derive(Clone)]
+    /// struct Chat;
+    ///
+    /// impl Handler for Chat {
+    ///     fn open(&mut self, ctx: &mut Context<'_>, request: &Request) -> Result<Accept, Rejection> {
+    ///         let nick = request.query().unwrap_or("anonymous").to_owned();
+    ///         ctx.set_state(User { nick, messages: 0 });
+    ///         let _ = ctx.subscribe("lobby");
+    ///         Ok(request.accept())
+    ///     }
+    ///     fn message(&mut self, ctx: &mut Context<'_>, message: Message<'_>) {
+    ///         let Some(user) = ctx.state::<User>() else { return };
+    ///         user.messages += 1;
+    ///         let line = format!("{}: {}", user.nick, message.as_text().unwrap_or("(binary)"));
+    ///         let _ = ctx.publish("lobby", Message::text(line));
+    ///     }
+    ///     fn close(&mut self, ctx: &mut Context<'_>, _: CloseReason<'_>) {
+    ///         if let Some(user) = ctx.state::<User>() {
+    ///             let line = format!("{} left after {} messages", user.nick, user.messages);
+    ///             let _ = ctx.publish_to_others("lobby", Message::text(line));
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn state<T: Send + 'static>(&mut self) -> Option<&mut T> {
+        self.local
+            .states
+            .get_mut(&self.id.slot)
+            .and_then(|b| b.downcast_mut::<T>())
+    }
+
+    /// Stores this connection's application state (replacing any value, of any type).
+    pub fn set_state<T: Send + 'static>(&mut self, value: T) {
+        self.local
+            .states
+            .insert(self.id.slot, Box::new(value) as Box<dyn Any + Send>);
+    }
+
+    /// Takes this connection's state out, if it is a `T`.
+    pub fn take_state<T: Send + 'static>(&mut self) -> Option<T> {
+        let boxed = self.local.states.remove(&self.id.slot)?;
+        match boxed.downcast::<T>() {
+            Ok(value) => Some(*value),
+            Err(other) => {
+                self.local.states.insert(self.id.slot, other);
+                None
+            }
+        }
+    }
 }
 
 /// Sends to connections and stops the server from any thread. Cheap to clone.
@@ -356,6 +496,62 @@ impl Handle {
         self.command(id.thread, Command::Send(id, message.into_owned()))
     }
 
+    /// Sends `message` to every subscriber of `topic` on every loop (see
+    /// [`Context::publish`]): the frame is encoded once here and each loop gets one command.
+    /// Messages published from one thread to a topic reach every subscriber in the order
+    /// published. Fails with [`SendError::Full`] if a loop's mailbox is full (that loop's
+    /// subscribers miss it; the others get it).
+    pub fn publish(&self, topic: impl AsRef<[u8]>, message: Message<'_>) -> Result<(), SendError> {
+        let publication = Arc::new(Publication {
+            topic: topic.as_ref().into(),
+            frame: SharedFrame::new(&message),
+            except: None,
+        });
+        self.publish_to_loops(publication, None)
+    }
+
+    /// Counts of what topics did, over every loop, since the server started.
+    pub fn topic_stats(&self) -> TopicStats {
+        let mut total = TopicStats::default();
+        for stats in &self.shared.stats {
+            let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+            total.delivered += get(&stats.delivered);
+            total.dropped += get(&stats.dropped);
+            total.slow_closed += get(&stats.slow_closed);
+            total.missed += get(&stats.missed);
+        }
+        total
+    }
+
+    /// Hands `publication` to every loop but `skip` (which delivers it itself).
+    fn publish_to_loops(
+        &self,
+        publication: Arc<Publication>,
+        skip: Option<u32>,
+    ) -> Result<(), SendError> {
+        let mut result = Ok(());
+        for (i, mailbox) in self.shared.mailboxes.iter().enumerate() {
+            if skip == Some(i as u32) {
+                continue;
+            }
+            match mailbox.tx.try_send(Command::Publish(publication.clone())) {
+                Ok(()) => {
+                    let _ = mailbox.waker.wake();
+                }
+                Err(TrySendError::Full(_)) => {
+                    self.shared.stats[i].missed.fetch_add(1, Ordering::Relaxed);
+                    result = Err(SendError::Full);
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    if result.is_ok() {
+                        result = Err(SendError::Stopped);
+                    }
+                }
+            }
+        }
+        result
+    }
+
     /// Starts the close handshake with connection `id`.
     pub fn close(&self, id: ConnId, code: CloseCode, reason: &str) -> Result<(), SendError> {
         self.command(id.thread, Command::Close(id, code, reason.to_owned()))
@@ -387,6 +583,33 @@ impl Handle {
             Err(TrySendError::Disconnected(_)) => Err(SendError::Stopped),
         }
     }
+}
+
+/// What topics did, from [`Handle::topic_stats`].
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicStats {
+    /// Published messages queued to a subscriber.
+    pub delivered: u64,
+    /// Published messages not queued to a slow subscriber ([`SlowSubscriber::Drop`]).
+    pub dropped: u64,
+    /// Subscribers closed for being slow ([`SlowSubscriber::Close`]).
+    pub slow_closed: u64,
+    /// Publishes a loop missed because its mailbox was full.
+    pub missed: u64,
+}
+
+/// What happens to a subscriber whose queue is over [`Limits::max_publish_queue`] when a
+/// message is published to it.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SlowSubscriber {
+    /// Fail the connection with 1008 ([`CloseReason::Overflow`]). The default: a
+    /// subscriber that misses messages silently is worse than one that reconnects.
+    #[default]
+    Close,
+    /// Skip the message for this subscriber and count it ([`TopicStats::dropped`]).
+    Drop,
 }
 
 /// Time limits. Start from [`Timeouts::default`] and change fields.
@@ -459,8 +682,18 @@ pub struct Limits {
     /// pongs the core queues on its own. It must leave room for the largest message you echo
     /// or send. Default 80 MiB (a 64 MiB message with room to spare).
     pub max_write_queue: usize,
-    /// Commands ([`Handle::send`], [`Handle::close`]) waiting per loop. Default 65 536.
+    /// Commands ([`Handle::send`], [`Handle::close`], publishes from other loops and
+    /// threads) waiting per loop. Default 65 536.
     pub mailbox: usize,
+    /// A published message is not queued to a subscriber that already has this many bytes
+    /// waiting for it: [`slow_subscriber`](Self::slow_subscriber) says what happens instead.
+    /// Default 1 MiB.
+    pub max_publish_queue: usize,
+    /// What happens to a subscriber over [`max_publish_queue`](Self::max_publish_queue).
+    /// Default [`SlowSubscriber::Close`].
+    pub slow_subscriber: SlowSubscriber,
+    /// Topics one connection may subscribe to. Default 1024.
+    pub max_subscriptions: usize,
 }
 
 impl Default for Limits {
@@ -472,6 +705,9 @@ impl Default for Limits {
             write_high_water: 1 << 20,
             max_write_queue: 80 << 20,
             mailbox: 1 << 16,
+            max_publish_queue: 1 << 20,
+            slow_subscriber: SlowSubscriber::Close,
+            max_subscriptions: 1024,
         }
     }
 }
@@ -646,7 +882,7 @@ impl Builder {
             mailboxes.push(event_loop::Mailbox { tx, waker });
             receivers.push((poll, rx));
         }
-        let shared = Arc::new(Shared::new(mailboxes));
+        let shared = Arc::new(Shared::new(mailboxes, threads));
         let handle = Handle { shared };
         for (index, ((poll, rx), listeners)) in receivers.into_iter().zip(listeners).enumerate() {
             loops.push(EventLoop::new(

@@ -41,6 +41,11 @@ pub struct Args {
     /// rest of the message is still on its way.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 10)]
     stream_from: usize,
+    /// Publish every message to every open connection, the sender included, instead of
+    /// echoing it: a broadcast server (and the testee of `rfc6455 load --broadcast`). Each
+    /// message is encoded once and shared by all connections, on every thread.
+    #[arg(long)]
+    broadcast: bool,
     /// Log a line per connection opened and closed.
     #[arg(short, long)]
     verbose: bool,
@@ -51,7 +56,9 @@ impl Args {
         let mut config = Config::default();
         config.max_message_size = self.max_message_size;
         config.max_frame_size = self.max_message_size;
-        config.stream_binary_from = (self.stream_from > 0).then_some(self.stream_from);
+        // A broadcast publishes whole messages: no parts.
+        config.stream_binary_from =
+            (self.stream_from > 0 && !self.broadcast).then_some(self.stream_from);
         let mut limits = Limits::default();
         limits.max_connections = self.max_connections;
         // Room to echo the largest message on top of the backpressure mark.
@@ -81,11 +88,15 @@ impl Args {
     }
 }
 
-/// Echoes messages back; logs connections when verbose.
+/// Echoes messages back, or publishes them to everyone; logs connections when verbose.
 #[derive(Clone)]
 struct Echo {
     verbose: bool,
+    broadcast: bool,
 }
+
+/// The topic every connection of `--broadcast` subscribes to.
+const EVERYONE: &str = "everyone";
 
 impl Handler for Echo {
     fn open(
@@ -96,10 +107,19 @@ impl Handler for Echo {
         if self.verbose {
             eprintln!("{} {} open {}", ctx.id(), ctx.peer_addr(), request.target());
         }
+        if self.broadcast {
+            // One topic name, well under the limits: cannot fail.
+            let _ = ctx.subscribe(EVERYONE);
+        }
         Ok(request.accept())
     }
 
     fn message(&mut self, ctx: &mut Context<'_>, message: Message<'_>) {
+        if self.broadcast {
+            // Fails only when another loop's mailbox is full: its connections miss this one.
+            let _ = ctx.publish(EVERYONE, message);
+            return;
+        }
         // Fails only once the connection is closing: then there is no one to echo to.
         let _ = ctx.send(message);
     }
@@ -123,6 +143,7 @@ pub fn run(args: Args) -> ExitCode {
     }
     let server = match args.builder().bind(Echo {
         verbose: args.verbose,
+        broadcast: args.broadcast,
     }) {
         Ok(server) => server,
         Err(e) => {
@@ -136,9 +157,10 @@ pub fn run(args: Args) -> ExitCode {
         .map(|a| format!("ws://{a}"))
         .collect();
     println!(
-        "rfc6455 echo: listening on {} ({} threads)",
+        "rfc6455 echo: listening on {} ({} threads){}",
         addrs.join(", "),
-        server.threads()
+        server.threads(),
+        if args.broadcast { ", broadcasting" } else { "" }
     );
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
