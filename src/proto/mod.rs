@@ -23,7 +23,8 @@ pub use frame::{FrameHeader, OpCode, Status};
 pub use handshake::{
     accept_key, format_extensions, parse_extensions, Accept, ClientHandshake, ClientHandshakeError,
     ClientOptions, ExtensionError, ExtensionOffer, HandshakeError, HandshakeLimits, HeaderError,
-    KeySource, RandomKeys, Rejection, Request, Response, Url, UrlError,
+    HttpError, HttpRequest, HttpResponse, KeySource, RandomKeys, Rejection, Request, Response, Url,
+    UrlError,
 };
 pub use mask::apply_mask;
 pub use shared::SharedFrame;

@@ -62,7 +62,7 @@
 mod event_loop;
 mod topics;
 
-pub use crate::proto::{Accept, Rejection, Request};
+pub use crate::proto::{Accept, HttpRequest, HttpResponse, Rejection, Request};
 pub use topics::{TopicError, MAX_TOPIC_LEN};
 
 use crate::proto::SharedFrame;
@@ -92,6 +92,18 @@ pub trait Handler: Send + 'static {
     fn open(&mut self, ctx: &mut Context<'_>, request: &Request) -> Result<Accept, Rejection> {
         let _ = ctx;
         Ok(request.accept())
+    }
+
+    /// A plain HTTP request (not a WebSocket upgrade) arrived on the same port: a page, a
+    /// health check, an API call. Return the response, or `None` (the default) to answer as
+    /// to a failed handshake (`426 Upgrade Required`, or `405` for a method other than GET).
+    ///
+    /// The body is read first, up to [`Limits::max_http_body`] (`413` over it, read no
+    /// further). The response always ends the connection (`Connection: close`). This runs on
+    /// the loop's thread: answer quickly.
+    fn http(&mut self, ctx: &mut HttpContext<'_>, request: &HttpRequest) -> Option<HttpResponse> {
+        let _ = (ctx, request);
+        None
     }
 
     /// A complete text or binary message. It borrows the loop's read buffer where it can:
@@ -458,6 +470,24 @@ impl Context<'_> {
     }
 }
 
+/// What a [`Handler::http`] call can reach besides the request.
+pub struct HttpContext<'a> {
+    peer: SocketAddr,
+    handle: &'a Handle,
+}
+
+impl HttpContext<'_> {
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// A handle to publish, send to connections or stop the server.
+    pub fn handle(&self) -> &Handle {
+        self.handle
+    }
+}
+
 /// Sends to connections and stops the server from any thread. Cheap to clone.
 ///
 /// Each loop has a bounded mailbox ([`Limits::mailbox`] commands) and a `mio::Waker`.
@@ -694,6 +724,9 @@ pub struct Limits {
     pub slow_subscriber: SlowSubscriber,
     /// Topics one connection may subscribe to. Default 1024.
     pub max_subscriptions: usize,
+    /// The largest body of a plain HTTP request (see [`Handler::http`]); a larger one is
+    /// answered `413` before it is read. Default 64 KiB.
+    pub max_http_body: usize,
 }
 
 impl Default for Limits {
@@ -708,6 +741,7 @@ impl Default for Limits {
             max_publish_queue: 1 << 20,
             slow_subscriber: SlowSubscriber::Close,
             max_subscriptions: 1024,
+            max_http_body: 64 << 10,
         }
     }
 }

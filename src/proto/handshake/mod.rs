@@ -56,6 +56,7 @@
 mod client;
 mod extensions;
 mod head;
+mod http;
 mod server;
 mod url;
 
@@ -63,6 +64,7 @@ pub use client::{
     ClientHandshake, ClientHandshakeError, ClientOptions, KeySource, RandomKeys, Response,
 };
 pub use extensions::{format_extensions, parse_extensions, ExtensionError, ExtensionOffer};
+pub use http::{HttpError, HttpRequest, HttpResponse};
 pub use server::{Accept, HandshakeError, Rejection, Request};
 pub use url::{Url, UrlError};
 
