@@ -75,6 +75,7 @@ pub(super) struct Publication {
 #[repr(align(128))]
 pub(super) struct LoopStats {
     pub(super) delivered: AtomicU64,
+    pub(super) delivered_bytes: AtomicU64,
     pub(super) dropped: AtomicU64,
     pub(super) slow_closed: AtomicU64,
     /// Written by publishers on other threads when this loop's mailbox is full.
@@ -1128,6 +1129,9 @@ impl<H: Handler> EventLoop<H> {
             }
         }
         stats.delivered.fetch_add(delivered, Ordering::Relaxed);
+        stats
+            .delivered_bytes
+            .fetch_add(delivered * frame.len() as u64, Ordering::Relaxed);
         for (key, queued) in slow {
             match self.limits.slow_subscriber {
                 SlowSubscriber::Drop => {

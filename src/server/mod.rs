@@ -532,10 +532,35 @@ impl Handle {
     /// published. Fails with [`SendError::Full`] if a loop's mailbox is full (that loop's
     /// subscribers miss it; the others get it).
     pub fn publish(&self, topic: impl AsRef<[u8]>, message: Message<'_>) -> Result<(), SendError> {
+        self.publish_from(topic.as_ref(), &message, None)
+    }
+
+    /// [`publish`](Self::publish), leaving connection `except` out (the one that caused it,
+    /// say).
+    ///
+    /// Every loop's mailbox is first in, first out, so publishes made one at a time through
+    /// handles (under a lock of the application's, for instance) reach every subscriber on
+    /// every loop in that one order. ([`Context::publish`] delivers to its own loop's
+    /// subscribers without the mailbox: faster, but only ordered per publisher.)
+    pub fn publish_except(
+        &self,
+        topic: impl AsRef<[u8]>,
+        message: Message<'_>,
+        except: ConnId,
+    ) -> Result<(), SendError> {
+        self.publish_from(topic.as_ref(), &message, Some(except))
+    }
+
+    fn publish_from(
+        &self,
+        topic: &[u8],
+        message: &Message<'_>,
+        except: Option<ConnId>,
+    ) -> Result<(), SendError> {
         let publication = Arc::new(Publication {
-            topic: topic.as_ref().into(),
-            frame: SharedFrame::new(&message),
-            except: None,
+            topic: topic.into(),
+            frame: SharedFrame::new(message),
+            except,
         });
         self.publish_to_loops(publication, None)
     }
@@ -546,6 +571,7 @@ impl Handle {
         for stats in &self.shared.stats {
             let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
             total.delivered += get(&stats.delivered);
+            total.delivered_bytes += get(&stats.delivered_bytes);
             total.dropped += get(&stats.dropped);
             total.slow_closed += get(&stats.slow_closed);
             total.missed += get(&stats.missed);
@@ -621,6 +647,8 @@ impl Handle {
 pub struct TopicStats {
     /// Published messages queued to a subscriber.
     pub delivered: u64,
+    /// Their bytes on the wire (frame headers included).
+    pub delivered_bytes: u64,
     /// Published messages not queued to a slow subscriber ([`SlowSubscriber::Drop`]).
     pub dropped: u64,
     /// Subscribers closed for being slow ([`SlowSubscriber::Close`]).
