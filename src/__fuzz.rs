@@ -2,11 +2,11 @@
 //! (`tests/fuzz_regressions.rs`). **Not public API**: hidden from the docs, exempt from semver,
 //! may change or vanish in any release.
 //!
-//! DESIGN.md says fuzz targets reach internals through a `#[cfg(fuzzing)]` module. This one is
-//! compiled always (and `#[doc(hidden)]`, the form DESIGN.md gives benches) because the replay
+//! Compiled only for fuzzing and tests: under `cfg(fuzzing)` (cargo-fuzz sets it) or with the
+//! hidden `__fuzz` feature, which the fuzz crate and this crate's own tests enable (the replay
 //! of committed crash inputs runs under a plain `cargo test` on stable, where `cfg(fuzzing)` is
-//! never set. It only calls the public API, so it widens nothing; keeping the properties here,
-//! in one place, is what lets the fuzzers and the replay check exactly the same things.
+//! never set). Keeping the properties here, in one place, is what lets the fuzzers and the
+//! replay check exactly the same things.
 //!
 //! Every `check_*` function takes the raw fuzz input and panics when a property fails.
 

@@ -43,6 +43,9 @@ pub mod server;
 #[cfg(feature = "client")]
 pub mod client;
 
+// Property checks for the fuzz targets and tests/fuzz_regressions.rs only: never in a
+// normal build (cargo-fuzz sets `cfg(fuzzing)`; the crate's own tests enable `__fuzz`).
+#[cfg(any(fuzzing, feature = "__fuzz"))]
 #[doc(hidden)]
 pub mod __fuzz;
 

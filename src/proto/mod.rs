@@ -19,10 +19,12 @@ pub use config::Config;
 pub use connection::{Connection, Event, Message, Part, Role, State, OWNED_SEND_MIN};
 pub use error::{Error, ProtocolError, UsageError};
 pub use frame::{FrameHeader, OpCode, Status};
+#[cfg(feature = "rand")]
+pub use handshake::RandomKeys;
 pub use handshake::{
     accept_key, format_extensions, parse_extensions, Accept, ClientHandshake, ClientHandshakeError,
     ClientOptions, ExtensionError, ExtensionOffer, HandshakeError, HandshakeLimits, HeaderError,
-    KeySource, RandomKeys, Rejection, Request, Response, Url, UrlError,
+    KeySource, Rejection, Request, Response, Url, UrlError,
 };
 pub use mask::apply_mask;
 pub use utf8::Utf8Validator;

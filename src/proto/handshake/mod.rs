@@ -59,9 +59,9 @@ mod head;
 mod server;
 mod url;
 
-pub use client::{
-    ClientHandshake, ClientHandshakeError, ClientOptions, KeySource, RandomKeys, Response,
-};
+#[cfg(feature = "rand")]
+pub use client::RandomKeys;
+pub use client::{ClientHandshake, ClientHandshakeError, ClientOptions, KeySource, Response};
 pub use extensions::{format_extensions, parse_extensions, ExtensionError, ExtensionOffer};
 pub use server::{Accept, HandshakeError, Rejection, Request};
 pub use url::{Url, UrlError};
