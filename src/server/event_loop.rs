@@ -1101,7 +1101,7 @@ mod tests {
     #[test]
     fn an_idle_connection_is_under_a_quarter_kib() {
         // An idle connection is its slab slot (this entry; the slab's vacant/occupied tag
-        // fits in a niche) plus one 16-byte timer entry. Issue 8 asks for at most 256 bytes of
+        // fits in a niche) plus one 16-byte timer entry. The goal is at most 256 bytes of
         // RSS per idle connection; `examples/idle_rss.rs` measures that end to end. mio's
         // TcpStream is 4 bytes in release builds, 16 with debug assertions.
         let entry = std::mem::size_of::<super::Entry>();

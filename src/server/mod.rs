@@ -251,8 +251,9 @@ impl Context<'_> {
     /// [`Connection::send_part`](crate::Connection::send_part) does: the first call starts the
     /// message, `last` ends it, and messages sent meanwhile wait for its end. Parts are copied into the write queue and go out when the callback's readiness turn
     /// ends, with the parts of the other reads of that turn: fewer, larger writes. (Writing
-    /// each part from the read buffer at once, as `send` does, measured 0.8× as fast at 1 MiB
-    /// messages, with each small write paced by the kernel.) Fails like [`send`](Self::send).
+    /// each part from the read buffer at once, as `send` does, was slower with 1 MiB
+    /// messages, each small write paced by the kernel: see benches/LOAD.md in the
+    /// repository.) Fails like [`send`](Self::send).
     ///
     /// ```
     /// use rfc6455::server::{Context, Handler};
@@ -571,9 +572,9 @@ impl Builder {
     /// Worth setting when clients are on the same host, such as a reverse proxy in front of
     /// the server: BBR, a common system default, paces its sending to a modelled bottleneck
     /// bandwidth, and over loopback that model is noise (round trips of microseconds) and the
-    /// pacing only adds timer waits. Echoing 1 MiB messages over loopback with the system's
-    /// BBR, this server answered 1,283–1,308 a second; with `"reno"` on its sockets,
-    /// 1,721–1,733 (1.33×; `benches/LOAD.md`). Over real networks keep the system's choice.
+    /// pacing only adds timer waits: 1 MiB echoes over loopback go markedly faster with
+    /// `"reno"` than with the system's BBR (the measurements are in benches/LOAD.md in the
+    /// repository). Over real networks keep the system's choice.
     ///
     /// [`bind`](Self::bind) fails if the kernel refuses the name: unknown algorithms are not
     /// in `/proc/sys/net/ipv4/tcp_available_congestion_control`, and without

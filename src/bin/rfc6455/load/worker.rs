@@ -240,8 +240,8 @@ struct Prepared {
 }
 
 /// Payloads from this size are framed ahead of time ([`Prepared`]). Below it the tool's time
-/// goes to many connections at once, with no wait to hide the masking in (at 16 KiB it
-/// measured 0.97x).
+/// goes to many connections at once, with no wait to hide the masking in (at 16 KiB it was
+/// no faster: see benches/LOAD.md).
 const PREPARE_MIN: usize = 64 << 10;
 
 /// xorshift64 (Marsaglia 2003): a fast non-cryptographic generator.
