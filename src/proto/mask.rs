@@ -75,7 +75,7 @@ fn mask_words(buf: &mut [u8], key: [u8; 4], offset: usize) {
 /// is read and written once (the measurement is in benches/RESULTS.md in the repository).
 ///
 /// ```
-/// use rfc6455::proto::{apply_mask, mask::extend_masked};
+/// use rfc6455::proto::{apply_mask, extend_masked};
 /// let key = [0x37, 0xfa, 0x21, 0x3d];
 /// let mut out = b"header".to_vec();
 /// extend_masked(&mut out, b"Hello", key);

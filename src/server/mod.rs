@@ -2,7 +2,7 @@
 //! [`Connection`](crate::Connection).
 //!
 //! ```no_run
-//! use rfc6455::server::{Context, Handler, Server};
+//! use rfc6455::server::{Builder, Context, Handler};
 //! use rfc6455::Message;
 //!
 //! #[derive(Clone)]
@@ -14,7 +14,7 @@
 //!     }
 //! }
 //!
-//! let server = Server::builder().listen("127.0.0.1:9001").bind(Echo)?;
+//! let server = Builder::new().listen("127.0.0.1:9001").bind(Echo)?;
 //! println!("listening on {:?}", server.local_addrs());
 //! server.run()?; // until SIGINT/SIGTERM or Handle::shutdown
 //! # Ok::<(), std::io::Error>(())
@@ -61,10 +61,9 @@
 
 mod event_loop;
 
-pub use crate::proto::{Accept, Rejection, Request};
-
 use crate::proto::{
-    CloseCode, CloseFrame, Config, Error, HandshakeLimits, Message, Part, ProtocolError,
+    Accept, CloseCode, CloseFrame, Config, Error, HandshakeLimits, Message, Part, ProtocolError,
+    Rejection, Request,
 };
 use event_loop::{Command, DeflateOption, EventLoop, Shared};
 use std::fmt;
@@ -490,7 +489,29 @@ pub struct Builder {
     congestion: Option<String>,
 }
 
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder::new()
+    }
+}
+
 impl Builder {
+    /// A builder with the defaults: no address yet, [`Config::default`], one thread per
+    /// core, [`Timeouts::default`], [`Limits::default`], signals handled, no compression,
+    /// the system's TCP congestion control.
+    pub fn new() -> Builder {
+        Builder {
+            addrs: Vec::new(),
+            config: Config::default(),
+            threads: 0,
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            signals: true,
+            deflate: DeflateOption::default(),
+            congestion: None,
+        }
+    }
+
     /// Adds an address to listen on (`"127.0.0.1:9001"`, `"[::]:80"`; port 0 picks one:
     /// see [`Server::local_addrs`]). Call it once per address.
     pub fn listen(mut self, addr: impl Into<String>) -> Builder {
@@ -542,14 +563,14 @@ impl Builder {
     ///
     /// ```no_run
     /// use rfc6455::proto::deflate::DeflateConfig;
-    /// use rfc6455::server::Server;
+    /// use rfc6455::server::Builder;
     /// # #[derive(Clone)] struct Echo;
     /// # impl rfc6455::server::Handler for Echo {
     /// #     fn message(&mut self, _: &mut rfc6455::server::Context<'_>, _: rfc6455::Message<'_>) {}
     /// # }
     /// let mut deflate = DeflateConfig::default();
     /// deflate.client_no_context_takeover = true; // idle connections < 1 KiB
-    /// let server = Server::builder().listen("127.0.0.1:9001").deflate(deflate).bind(Echo)?;
+    /// let server = Builder::new().listen("127.0.0.1:9001").deflate(deflate).bind(Echo)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
     #[cfg(feature = "deflate")]
@@ -582,13 +603,13 @@ impl Builder {
     /// always is).
     ///
     /// ```no_run
-    /// use rfc6455::server::Server;
+    /// use rfc6455::server::Builder;
     /// # #[derive(Clone)] struct Echo;
     /// # impl rfc6455::server::Handler for Echo {
     /// #     fn message(&mut self, _: &mut rfc6455::server::Context<'_>, _: rfc6455::Message<'_>) {}
     /// # }
     /// // Behind a proxy on the same host:
-    /// let server = Server::builder().listen("127.0.0.1:9001").tcp_congestion("reno").bind(Echo)?;
+    /// let server = Builder::new().listen("127.0.0.1:9001").tcp_congestion("reno").bind(Echo)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn tcp_congestion(mut self, algorithm: impl Into<String>) -> Builder {
@@ -774,19 +795,10 @@ pub struct Server<H: Handler> {
 }
 
 impl Server<NoHandler> {
-    /// Starts a [`Builder`] with the defaults: no address yet, [`Config::default`], one
-    /// thread per core, [`Timeouts::default`], [`Limits::default`], signals handled.
+    /// The same as [`Builder::new`], which is the constructor to use; kept so that code
+    /// written against it still compiles.
     pub fn builder() -> Builder {
-        Builder {
-            addrs: Vec::new(),
-            config: Config::default(),
-            threads: 0,
-            timeouts: Timeouts::default(),
-            limits: Limits::default(),
-            signals: true,
-            deflate: DeflateOption::default(),
-            congestion: None,
-        }
+        Builder::new()
     }
 }
 

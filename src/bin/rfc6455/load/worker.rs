@@ -10,10 +10,8 @@
 use super::histogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use rfc6455::proto::{
-    ClientHandshake, ClientOptions, CloseCode, Config, Connection, Event, Message, RandomKeys,
-    State, Status, Url,
-};
+use rfc6455::proto::{ClientHandshake, ClientOptions, RandomKeys, Status, Url};
+use rfc6455::{CloseCode, Config, Connection, Event, Message, State};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
