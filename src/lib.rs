@@ -50,6 +50,7 @@
 //! | UTF-8, §8.1 | [`proto::Utf8Validator`], streaming, used by [`Connection`] for text and close reasons |
 //! | limits (§10.4) | [`Config`] |
 //! | permessage-deflate, RFC 7692 | [`proto::deflate`]: negotiation and the codec [`Connection::set_deflate`] enables |
+//! | sessions: what a handshake agrees applied to the connection | [`proto::ServerSession`] (answers the offers, configures the server's [`Connection`]), [`proto::ClientSession`] (makes the offers, checks the answers) |
 //!
 //! The connection's types are at the crate root ([`Connection`], [`Config`], [`Event`],
 //! [`Message`], the errors and close codes); the rest of the core is in [`proto`].

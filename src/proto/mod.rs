@@ -35,6 +35,7 @@ pub use handshake::{
     ClientOptions, ExtensionError, ExtensionOffer, HandshakeError, HandshakeLimits, HeaderError,
     KeySource, Rejection, Request, Response, Url, UrlError,
 };
+pub use handshake::{ClientSession, ServerSession, SessionError};
 pub use mask::{apply_mask, extend_masked};
 pub use utf8::{InvalidUtf8, Utf8Validator};
 

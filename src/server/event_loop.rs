@@ -559,18 +559,9 @@ impl<H: Handler> EventLoop<H> {
             Ok(accept) => {
                 #[cfg(feature = "deflate")]
                 let accept = match &self.deflate {
-                    Some(config) => match config.server_negotiate(request.extensions()) {
-                        // The answer is made of RFC 7692 tokens and always formats; should it
-                        // not, the connection goes on without the extension.
-                        Some((answer, params)) => match accept.clone().push_extension(&answer) {
-                            Ok(with) => {
-                                e.conn.set_deflate(params);
-                                with
-                            }
-                            Err(_) => accept,
-                        },
-                        None => accept,
-                    },
+                    Some(config) => crate::proto::ServerSession::new()
+                        .deflate(config.clone())
+                        .negotiate(request, accept, &mut e.conn),
                     None => accept,
                 };
                 accept.write_to(&mut e.http);

@@ -57,6 +57,7 @@ mod client;
 mod extensions;
 mod head;
 mod server;
+mod session;
 mod url;
 
 #[cfg(feature = "rand")]
@@ -64,6 +65,7 @@ pub use client::RandomKeys;
 pub use client::{ClientHandshake, ClientHandshakeError, ClientOptions, KeySource, Response};
 pub use extensions::{format_extensions, parse_extensions, ExtensionError, ExtensionOffer};
 pub use server::{Accept, HandshakeError, Rejection, Request};
+pub use session::{ClientSession, ServerSession, SessionError};
 pub use url::{Url, UrlError};
 
 use base64::Engine as _;
