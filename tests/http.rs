@@ -5,7 +5,8 @@
 mod common;
 
 use common::{raw, read_to_end, Client};
-use rfc6455::server::{Context, Handler, HttpContext, HttpRequest, HttpResponse, Limits, Server};
+use rfc6455::proto::{HttpRequest, HttpResponse};
+use rfc6455::server::{Context, Handler, HttpContext, Limits, Server};
 use rfc6455::Message;
 use std::io::Write;
 use std::net::SocketAddr;

@@ -670,18 +670,9 @@ impl<H: Handler> EventLoop<H> {
             Ok(accept) => {
                 #[cfg(feature = "deflate")]
                 let accept = match &self.deflate {
-                    Some(config) => match config.server_negotiate(request.extensions()) {
-                        // The answer is made of RFC 7692 tokens and always formats; should it
-                        // not, the connection goes on without the extension.
-                        Some((answer, params)) => match accept.clone().push_extension(&answer) {
-                            Ok(with) => {
-                                e.conn.set_deflate(params);
-                                with
-                            }
-                            Err(_) => accept,
-                        },
-                        None => accept,
-                    },
+                    Some(config) => crate::proto::ServerSession::new()
+                        .deflate(config.clone())
+                        .negotiate(request, accept, &mut e.conn),
                     None => accept,
                 };
                 accept.write_to(&mut e.http);
@@ -1305,7 +1296,7 @@ mod tests {
     #[test]
     fn an_idle_connection_is_under_a_quarter_kib() {
         // An idle connection is its slab slot (this entry; the slab's vacant/occupied tag
-        // fits in a niche) plus one 16-byte timer entry. Issue 8 asks for at most 256 bytes of
+        // fits in a niche) plus one 16-byte timer entry. The goal is at most 256 bytes of
         // RSS per idle connection; `examples/idle_rss.rs` measures that end to end. mio's
         // TcpStream is 4 bytes in release builds, 16 with debug assertions.
         let entry = std::mem::size_of::<super::Entry>();

@@ -2,7 +2,7 @@
 //! [`Connection`](crate::Connection).
 //!
 //! ```no_run
-//! use rfc6455::server::{Context, Handler, Server};
+//! use rfc6455::server::{Builder, Context, Handler};
 //! use rfc6455::Message;
 //!
 //! #[derive(Clone)]
@@ -14,7 +14,7 @@
 //!     }
 //! }
 //!
-//! let server = Server::builder().listen("127.0.0.1:9001").bind(Echo)?;
+//! let server = Builder::new().listen("127.0.0.1:9001").bind(Echo)?;
 //! println!("listening on {:?}", server.local_addrs());
 //! server.run()?; // until SIGINT/SIGTERM or Handle::shutdown
 //! # Ok::<(), std::io::Error>(())
@@ -62,13 +62,13 @@
 mod event_loop;
 mod topics;
 
-pub use crate::proto::{Accept, HttpRequest, HttpResponse, Rejection, Request};
 pub use topics::{TopicError, MAX_TOPIC_LEN};
 
-use crate::proto::SharedFrame;
 use crate::proto::{
-    CloseCode, CloseFrame, Config, Error, HandshakeLimits, Message, Part, ProtocolError,
+    Accept, CloseCode, CloseFrame, Config, Error, HandshakeLimits, Message, Part, ProtocolError,
+    Rejection, Request,
 };
+use crate::proto::{HttpRequest, HttpResponse, SharedFrame};
 use event_loop::{Command, DeflateOption, EventLoop, Local, Publication, Shared};
 use std::any::Any;
 use std::fmt;
@@ -269,8 +269,9 @@ impl Context<'_> {
     /// [`Connection::send_part`](crate::Connection::send_part) does: the first call starts the
     /// message, `last` ends it, and messages sent meanwhile wait for its end. Parts are copied into the write queue and go out when the callback's readiness turn
     /// ends, with the parts of the other reads of that turn: fewer, larger writes. (Writing
-    /// each part from the read buffer at once, as `send` does, measured 0.8× as fast at 1 MiB
-    /// messages, with each small write paced by the kernel.) Fails like [`send`](Self::send).
+    /// each part from the read buffer at once, as `send` does, was slower with 1 MiB
+    /// messages, each small write paced by the kernel: see benches/LOAD.md in the
+    /// repository.) Fails like [`send`](Self::send).
     ///
     /// ```
     /// use rfc6455::server::{Context, Handler};
@@ -414,7 +415,8 @@ impl Context<'_> {
     /// keyed by [`ConnId`].
     ///
     /// ```
-    /// use rfc6455::server::{Accept, CloseReason, Context, Handler, Rejection, Request};
+    /// use rfc6455::proto::{Accept, Rejection, Request};
+    /// use rfc6455::server::{CloseReason, Context, Handler};
     /// use rfc6455::Message;
     ///
     /// struct User { nick: String, messages: u64 }
@@ -787,7 +789,29 @@ pub struct Builder {
     congestion: Option<String>,
 }
 
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder::new()
+    }
+}
+
 impl Builder {
+    /// A builder with the defaults: no address yet, [`Config::default`], one thread per
+    /// core, [`Timeouts::default`], [`Limits::default`], signals handled, no compression,
+    /// the system's TCP congestion control.
+    pub fn new() -> Builder {
+        Builder {
+            addrs: Vec::new(),
+            config: Config::default(),
+            threads: 0,
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            signals: true,
+            deflate: DeflateOption::default(),
+            congestion: None,
+        }
+    }
+
     /// Adds an address to listen on (`"127.0.0.1:9001"`, `"[::]:80"`; port 0 picks one:
     /// see [`Server::local_addrs`]). Call it once per address.
     pub fn listen(mut self, addr: impl Into<String>) -> Builder {
@@ -839,14 +863,14 @@ impl Builder {
     ///
     /// ```no_run
     /// use rfc6455::proto::deflate::DeflateConfig;
-    /// use rfc6455::server::Server;
+    /// use rfc6455::server::Builder;
     /// # #[derive(Clone)] struct Echo;
     /// # impl rfc6455::server::Handler for Echo {
     /// #     fn message(&mut self, _: &mut rfc6455::server::Context<'_>, _: rfc6455::Message<'_>) {}
     /// # }
     /// let mut deflate = DeflateConfig::default();
     /// deflate.client_no_context_takeover = true; // idle connections < 1 KiB
-    /// let server = Server::builder().listen("127.0.0.1:9001").deflate(deflate).bind(Echo)?;
+    /// let server = Builder::new().listen("127.0.0.1:9001").deflate(deflate).bind(Echo)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
     #[cfg(feature = "deflate")]
@@ -869,9 +893,9 @@ impl Builder {
     /// Worth setting when clients are on the same host, such as a reverse proxy in front of
     /// the server: BBR, a common system default, paces its sending to a modelled bottleneck
     /// bandwidth, and over loopback that model is noise (round trips of microseconds) and the
-    /// pacing only adds timer waits. Echoing 1 MiB messages over loopback with the system's
-    /// BBR, this server answered 1,283–1,308 a second; with `"reno"` on its sockets,
-    /// 1,721–1,733 (1.33×; `benches/LOAD.md`). Over real networks keep the system's choice.
+    /// pacing only adds timer waits: 1 MiB echoes over loopback go markedly faster with
+    /// `"reno"` than with the system's BBR (the measurements are in benches/LOAD.md in the
+    /// repository). Over real networks keep the system's choice.
     ///
     /// [`bind`](Self::bind) fails if the kernel refuses the name: unknown algorithms are not
     /// in `/proc/sys/net/ipv4/tcp_available_congestion_control`, and without
@@ -879,13 +903,13 @@ impl Builder {
     /// always is).
     ///
     /// ```no_run
-    /// use rfc6455::server::Server;
+    /// use rfc6455::server::Builder;
     /// # #[derive(Clone)] struct Echo;
     /// # impl rfc6455::server::Handler for Echo {
     /// #     fn message(&mut self, _: &mut rfc6455::server::Context<'_>, _: rfc6455::Message<'_>) {}
     /// # }
     /// // Behind a proxy on the same host:
-    /// let server = Server::builder().listen("127.0.0.1:9001").tcp_congestion("reno").bind(Echo)?;
+    /// let server = Builder::new().listen("127.0.0.1:9001").tcp_congestion("reno").bind(Echo)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn tcp_congestion(mut self, algorithm: impl Into<String>) -> Builder {
@@ -1071,19 +1095,10 @@ pub struct Server<H: Handler> {
 }
 
 impl Server<NoHandler> {
-    /// Starts a [`Builder`] with the defaults: no address yet, [`Config::default`], one
-    /// thread per core, [`Timeouts::default`], [`Limits::default`], signals handled.
+    /// The same as [`Builder::new`], which is the constructor to use; kept so that code
+    /// written against it still compiles.
     pub fn builder() -> Builder {
-        Builder {
-            addrs: Vec::new(),
-            config: Config::default(),
-            threads: 0,
-            timeouts: Timeouts::default(),
-            limits: Limits::default(),
-            signals: true,
-            deflate: DeflateOption::default(),
-            congestion: None,
-        }
+        Builder::new()
     }
 }
 

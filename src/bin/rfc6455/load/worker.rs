@@ -10,10 +10,8 @@
 use super::histogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use rfc6455::proto::{
-    ClientHandshake, ClientOptions, CloseCode, Config, Connection, Event, Message, RandomKeys,
-    State, Status, Url,
-};
+use rfc6455::proto::{ClientHandshake, ClientOptions, RandomKeys, Status, Url};
+use rfc6455::{CloseCode, Config, Connection, Event, Message, State};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -240,8 +238,8 @@ struct Prepared {
 }
 
 /// Payloads from this size are framed ahead of time ([`Prepared`]). Below it the tool's time
-/// goes to many connections at once, with no wait to hide the masking in (at 16 KiB it
-/// measured 0.97x).
+/// goes to many connections at once, with no wait to hide the masking in (at 16 KiB it was
+/// no faster: see benches/LOAD.md).
 const PREPARE_MIN: usize = 64 << 10;
 
 /// xorshift64 (Marsaglia 2003): a fast non-cryptographic generator.
