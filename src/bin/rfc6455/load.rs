@@ -60,11 +60,12 @@ Durations are in seconds (fractions allowed), at most 1e9.
 
 --broadcast: for a server that sends every message to every connection, the sender
 included. Publishing starts once all connections have joined; each payload starts with the
-publisher's id, a sequence number from 0 and its send time (24 bytes binary; 48 with
---binary off, as ASCII hex so text stays UTF-8), then a fixed pattern up to -s. Every
-connection checks each publisher's messages arrive all, in order, intact; what has not
-arrived 1 s after publishing stops is lost. Throughput counts deliveries (each copy
-received); latency is from the publisher's send to each receipt.
+publisher's id, a sequence number from 0 and its send time (24 bytes with --binary; 48 for
+text, as ASCII hex so the payload stays UTF-8), then a fixed pattern up to -s. Every
+connection checks it gets each publisher's messages all, in order, intact: a gap is lost
+(a late message then counts again, as reordered), and what has not arrived 1 s after
+publishing stops is lost. Throughput counts deliveries (each copy received) and MB/s their
+payload; latency is from the publisher's send to each receipt.
 
 Exit status: 0 if the run had no error, 1 if it had any or could not start, 2 for bad
 arguments, 141 once its output is closed (e.g. by `| head`).")]
@@ -128,7 +129,8 @@ pub struct Args {
         allow_negative_numbers = true
     )]
     server_pid: Option<u32>,
-    /// Check only each echo's type and length, not its bytes.
+    /// Check only each echo's type and length, not its bytes (--broadcast: the header is
+    /// still read, the pattern after it is not compared).
     #[arg(long)]
     no_verify: bool,
     /// TCP congestion control for the tool's connections (Linux: reno, cubic, bbr…; default:

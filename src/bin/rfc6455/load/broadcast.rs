@@ -12,7 +12,10 @@
 //! so a binary payload needs at least [`BINARY_HEADER`] bytes and a text one
 //! [`TEXT_HEADER`]. Publishing starts once every connection has finished its handshake,
 //! with sequence 0, so a receiver expects 0 first from every publisher: anything else is a
-//! gap (loss) or, below what it expects, a message out of order or duplicated.
+//! gap (loss) or, below what it expects, a message out of order or duplicated. A message
+//! that arrives late is both: its gap when the next one overtakes it, then itself (the
+//! receiver keeps one number per publisher, not the set of gaps, so it cannot tell a late
+//! message from a duplicate).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
