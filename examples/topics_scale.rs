@@ -182,6 +182,22 @@ fn main() -> ExitCode {
         .spawn()
         .expect("the clients' process");
     let mut to_child = child.stdin.take().expect("stdin");
+    let result = drive(&mut child, &mut to_child, n, own, &timing, &handle);
+    drop(to_child);
+    let _ = child.kill();
+    let _ = child.wait();
+    handle.shutdown();
+    result
+}
+
+fn drive(
+    child: &mut std::process::Child,
+    to_child: &mut std::process::ChildStdin,
+    n: usize,
+    own: usize,
+    timing: &Timing,
+    handle: &rfc6455::server::Handle,
+) -> ExitCode {
     let mut from_child = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut expect = |what: &str| -> bool {
         match from_child.next() {
@@ -217,8 +233,6 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let _ = writeln!(to_child, "done");
-    let _ = child.wait();
-    handle.shutdown();
     let per = |ns: &AtomicU64, count: &AtomicU64| {
         ns.load(Relaxed) as f64 / count.load(Relaxed).max(1) as f64
     };
