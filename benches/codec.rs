@@ -1,4 +1,4 @@
-//! Codec benchmarks (issue 2): `rfc6455` side by side with `tungstenite` on the same bytes.
+//! Codec benchmarks: `rfc6455` side by side with `tungstenite` on the same bytes.
 //!
 //! Groups, each with `Throughput::Bytes` of the payload (the header for `header_parse`):
 //!

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The scenarios of issue 8 against `rfc6455 echo`, server pinned to core 0, load tool to core 1.
+# The load scenarios (a b c d idle, below) against `rfc6455 echo`, server pinned to core 0,
+# load tool to core 1.
 # Prints each run's summary plus the CPU seconds each process used during it (from
 # /proc/PID/stat and /usr/bin/time), so a run where the load tool, not the server, saturates
 # its core shows up. Usage: benches/load.sh [scenario...]   (default: a b c d idle)

@@ -6,7 +6,7 @@ Usage: python3 benches/table.py [criterion-dir ...]   (default: target/criterion
 With several directories (e.g. copies of target/criterion from repeated runs) each cell
 shows the range "min–max" of the runs' medians. Throughput is payload bytes per second (header
 bytes for header_parse). "ours/theirs" is tungstenite's time over ours (> 1: ours faster);
-"ours/memcpy" is our time over memcpy's time (the issue's "within 2x of memcpy").
+"ours/memcpy" is our time over memcpy's time (the goal: "within 2x of memcpy").
 """
 import json, os, sys
 

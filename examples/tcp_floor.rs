@@ -27,7 +27,7 @@
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use rfc6455::proto::frame::{FrameHeader, Status, MAX_HEADER_LEN};
+use rfc6455::proto::{FrameHeader, Status, MAX_HEADER_LEN};
 use rfc6455::{Config, Connection};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;

@@ -2,20 +2,19 @@
 //! (`tests/fuzz_regressions.rs`). **Not public API**: hidden from the docs, exempt from semver,
 //! may change or vanish in any release.
 //!
-//! DESIGN.md says fuzz targets reach internals through a `#[cfg(fuzzing)]` module. This one is
-//! compiled always (and `#[doc(hidden)]`, the form DESIGN.md gives benches) because the replay
+//! Compiled only for fuzzing and tests: under `cfg(fuzzing)` (cargo-fuzz sets it) or with the
+//! hidden `__fuzz` feature, which the fuzz crate and this crate's own tests enable (the replay
 //! of committed crash inputs runs under a plain `cargo test` on stable, where `cfg(fuzzing)` is
-//! never set. It only calls the public API, so it widens nothing; keeping the properties here,
-//! in one place, is what lets the fuzzers and the replay check exactly the same things.
+//! never set). Keeping the properties here, in one place, is what lets the fuzzers and the
+//! replay check exactly the same things.
 //!
 //! Every `check_*` function takes the raw fuzz input and panics when a property fails.
 
-use crate::proto::close::CloseFrame;
-use crate::proto::frame::{FrameHeader, OpCode, Status, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
-use crate::proto::mask::extend_masked;
-use crate::proto::{apply_mask, CloseCode, Config, Connection, Error, Event, ProtocolError};
+use crate::proto::{apply_mask, extend_masked, Utf8Validator};
 use crate::proto::{ClientHandshake, ClientOptions, ExtensionOffer, HandshakeLimits, Request, Url};
-use crate::proto::{Message, Part, Role, State, Utf8Validator};
+use crate::proto::{FrameHeader, OpCode, Status, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::{CloseCode, CloseFrame, Config, Connection, Error, Event, ProtocolError};
+use crate::{Message, Part, Role, State};
 use base64::Engine as _;
 
 // ---------------------------------------------------------------------------------------------
@@ -814,7 +813,7 @@ fn framed(role: Role, rest: &[u8]) -> Vec<u8> {
 /// their context as agreed, so a message may depend on all the earlier ones.
 #[cfg(feature = "deflate")]
 pub fn check_deflate_round_trip(data: &[u8]) {
-    use crate::proto::Message;
+    use crate::Message;
     let byte = |i: usize| data.get(i).copied().unwrap_or(0);
     let params = deflate_params(byte(0), byte(1), byte(2));
     let separator = byte(3);
@@ -847,7 +846,7 @@ pub fn check_deflate_round_trip(data: &[u8]) {
 fn deliver(
     from: &mut Connection,
     to: &mut Connection,
-    message: &crate::proto::Message<'_>,
+    message: &crate::Message<'_>,
     compressed: bool,
 ) {
     from.send(message.clone()).unwrap();

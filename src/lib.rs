@@ -33,6 +33,27 @@
 //!     other => panic!("unexpected {other:?}"),
 //! }
 //! ```
+//!
+//! # Crate map
+//!
+//! Every protocol rule lives in [`proto`], once; the drivers ([`server`], [`client`]) only
+//! move bytes and time. Where each rule is:
+//!
+//! | rule | where |
+//! |---|---|
+//! | opening handshake, RFC 6455 §4 | server side [`proto::Request`] (§4.2) answered with [`proto::Accept`] or [`proto::Rejection`]; client side [`proto::ClientHandshake`] (§4.1); [`proto::accept_key`] |
+//! | framing, §5.2 | [`proto::FrameHeader`], [`proto::OpCode`]; frames are read and written by [`Connection`] |
+//! | masking, §5.3 | [`proto::apply_mask`], [`proto::extend_masked`]; a client's keys come from a [`MaskSource`] |
+//! | fragmentation, §5.4 | [`Connection::poll_event`] reassembles; [`Event::Part`] and [`Connection::send_part`] stream a message in parts |
+//! | control frames, §5.5 | [`Connection`] answers pings ([`Event::Ping`], [`Connection::ping`], [`Connection::pong`]); [`proto::MAX_CONTROL_PAYLOAD`] |
+//! | closing, §7 | [`Connection::close`], [`CloseFrame`], [`CloseCode`]; a peer's error carries its code in [`ProtocolError`] |
+//! | UTF-8, §8.1 | [`proto::Utf8Validator`], streaming, used by [`Connection`] for text and close reasons |
+//! | limits (§10.4) | [`Config`] |
+//! | permessage-deflate, RFC 7692 | [`proto::deflate`]: negotiation and the codec [`Connection::set_deflate`] enables |
+//! | sessions: what a handshake agrees applied to the connection | [`proto::ServerSession`] (answers the offers, configures the server's [`Connection`]), [`proto::ClientSession`] (makes the offers, checks the answers) |
+//!
+//! The connection's types are at the crate root ([`Connection`], [`Config`], [`Event`],
+//! [`Message`], the errors and close codes); the rest of the core is in [`proto`].
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -43,13 +64,13 @@ pub mod server;
 #[cfg(feature = "client")]
 pub mod client;
 
+// Property checks for the fuzz targets and tests/fuzz_regressions.rs only: never in a
+// normal build (cargo-fuzz sets `cfg(fuzzing)`; the crate's own tests enable `__fuzz`).
+#[cfg(any(fuzzing, feature = "__fuzz"))]
 #[doc(hidden)]
 pub mod __fuzz;
 
-pub use proto::{
-    CloseCode, CloseFrame, Config, Connection, Error, Event, Message, Part, ProtocolError, Role,
-    SharedFrame, State,
+pub use proto::root::{
+    CloseCode, CloseFrame, Config, Connection, Error, Event, MaskSource, Message, Part,
+    ProtocolError, Role, SharedFrame, State, UsageError, MAX_CLOSE_REASON, OWNED_SEND_MIN,
 };
-
-#[cfg(feature = "client")]
-pub use client::Client;

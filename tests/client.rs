@@ -3,7 +3,8 @@
 #![cfg(feature = "client")]
 
 use rfc6455::client::{Backoff, Client, ClientError, ConnectOptions, Reconnect};
-use rfc6455::proto::{accept_key, ClientHandshakeError, ProtocolError};
+use rfc6455::proto::{accept_key, ClientHandshakeError};
+use rfc6455::ProtocolError;
 use rfc6455::{CloseCode, CloseFrame, Config, Connection, Event, Message, State};
 use std::borrow::Cow;
 use std::io::{Read, Write};

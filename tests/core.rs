@@ -2,7 +2,7 @@
 //! sequence surviving any split of the byte stream, and an in-memory client⇄server pair.
 
 use proptest::prelude::*;
-use rfc6455::proto::frame::{FrameHeader, OpCode, Status};
+use rfc6455::proto::{FrameHeader, OpCode, Status};
 use rfc6455::{
     CloseCode, CloseFrame, Config, Connection, Error, Event, Message, ProtocolError, Role, State,
 };

@@ -176,6 +176,133 @@ fn negotiated_pair_talks() {
     );
 }
 
+/// A complete request head offering `extensions` (none when empty).
+fn request_offering(extensions: &str) -> rfc6455::proto::Request {
+    use rfc6455::proto::{HandshakeLimits, Request, Status};
+    let mut head = String::from(
+        "GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n",
+    );
+    if !extensions.is_empty() {
+        head.push_str(&format!("Sec-WebSocket-Extensions: {extensions}\r\n"));
+    }
+    head.push_str("\r\n");
+    match Request::parse(head.as_bytes(), &HandshakeLimits::default()).unwrap() {
+        Status::Complete(request, _) => request,
+        Status::Partial => unreachable!("the head is complete"),
+    }
+}
+
+/// A client handshake (fixed key) and the server's 101 answering it with `extensions`.
+fn response_with(
+    session: &rfc6455::proto::ClientSession,
+    extensions: &str,
+) -> rfc6455::proto::Response {
+    use rfc6455::proto::{accept_key, ClientHandshake, ClientOptions, Status, Url};
+    let url: Url = "ws://example.com/chat".parse().unwrap();
+    let options = session.offer(&ClientOptions::default());
+    let handshake = ClientHandshake::new(&url, &options, &mut || [7u8; 16]).unwrap();
+    let mut reply = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n",
+        accept_key(handshake.key().as_bytes())
+    );
+    if !extensions.is_empty() {
+        reply.push_str(&format!("Sec-WebSocket-Extensions: {extensions}\r\n"));
+    }
+    reply.push_str("\r\n");
+    match handshake.parse_response(reply.as_bytes()).unwrap() {
+        Status::Complete(response, _) => response,
+        Status::Partial => unreachable!("the head is complete"),
+    }
+}
+
+#[test]
+fn server_session_answers_as_the_negotiation_does_and_configures_the_connection() {
+    use rfc6455::proto::ServerSession;
+    let config = DeflateConfig::default();
+    let offer = "permessage-deflate; client_max_window_bits";
+    let request = request_offering(offer);
+    let session = ServerSession::new().deflate(config.clone());
+    let (conn, response) = session.accept(&request, request.accept(), Config::default());
+
+    // The same bytes and parameters as negotiating by hand.
+    let (answer, params) = config.server_negotiate(request.extensions()).unwrap();
+    let by_hand = request.accept().extensions(&[answer]).unwrap().to_bytes();
+    assert_eq!(response, by_hand);
+    assert_eq!(conn.deflate_params(), Some(&params));
+
+    // An existing connection is configured the same way.
+    let mut existing = Connection::server(Config::default());
+    let accept = session.negotiate(&request, request.accept(), &mut existing);
+    assert_eq!(accept.to_bytes(), by_hand);
+    assert_eq!(existing.deflate_params(), Some(&params));
+}
+
+#[test]
+fn server_session_without_an_acceptable_offer_answers_plain() {
+    use rfc6455::proto::ServerSession;
+    let plain_answer = |request: &rfc6455::proto::Request| request.accept().to_bytes();
+    for (session, offer) in [
+        // No offer.
+        (ServerSession::new().deflate(DeflateConfig::default()), ""),
+        // An offer the RFC says to decline (unknown parameter).
+        (
+            ServerSession::new().deflate(DeflateConfig::default()),
+            "permessage-deflate; x=1",
+        ),
+        // An offer, and a session that negotiates nothing.
+        (ServerSession::new(), "permessage-deflate"),
+    ] {
+        let request = request_offering(offer);
+        let (conn, response) = session.accept(&request, request.accept(), Config::default());
+        assert_eq!(response, plain_answer(&request), "{offer:?}");
+        assert_eq!(conn.deflate_params(), None, "{offer:?}");
+    }
+}
+
+#[test]
+fn client_session_offers_uses_the_answer_and_refuses_a_bad_one() {
+    use rfc6455::proto::{ClientOptions, ClientSession, SessionError};
+    let config = DeflateConfig::default();
+    let session = ClientSession::new().deflate(config.clone());
+    let offered = session.offer(&ClientOptions::default());
+    assert_eq!(offered.extensions, vec![config.client_offer()]);
+    assert!(ClientSession::new()
+        .offer(&ClientOptions::default())
+        .extensions
+        .is_empty());
+
+    let answer = "permessage-deflate; server_no_context_takeover";
+    let conn = session
+        .connection(&response_with(&session, answer), Config::default(), || {
+            [1; 4]
+        })
+        .unwrap();
+    let expected = config
+        .client_accept_response(response_with(&session, answer).extensions())
+        .unwrap();
+    assert_eq!(conn.deflate_params(), expected.as_ref());
+    assert!(expected.is_some());
+
+    // The server did not take it: no compression, no error.
+    let conn = session
+        .connection(&response_with(&session, ""), Config::default(), || [1; 4])
+        .unwrap();
+    assert_eq!(conn.deflate_params(), None);
+
+    // An answer RFC 7692 forbids: the client must fail the connection.
+    let bad = response_with(
+        &session,
+        "permessage-deflate; server_no_context_takeover; x=1",
+    );
+    let err = session
+        .connection(&bad, Config::default(), || [1; 4])
+        .unwrap_err();
+    assert!(matches!(err, SessionError::Deflate(_)), "{err:?}");
+}
+
 #[test]
 fn rfc_7692_7_2_3_1_fragmented_hello_on_the_wire() {
     let mut client = Connection::client(Config::default(), || [0; 4]);

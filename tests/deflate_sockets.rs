@@ -4,7 +4,7 @@
 
 use rfc6455::client::{Client, ConnectOptions};
 use rfc6455::proto::deflate::{DeflateConfig, DeflateParams};
-use rfc6455::server::{Context, Handle, Handler, Server};
+use rfc6455::server::{Builder, Context, Handle, Handler};
 use rfc6455::{CloseCode, Config, Event, Message};
 use std::net::{SocketAddr, TcpStream};
 use std::thread::JoinHandle;
@@ -33,7 +33,7 @@ impl Running {
         let mut config = Config::default();
         config.max_message_size = 32 << 20;
         config.max_frame_size = 32 << 20;
-        let mut builder = Server::builder()
+        let mut builder = Builder::new()
             .listen("127.0.0.1:0")
             .threads(1)
             .config(config)

@@ -237,3 +237,256 @@ fn a_closed_output_ends_the_run_quietly() {
     assert_eq!(out.status.code(), Some(141), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+// --- `load --broadcast` -------------------------------------------------------------------
+
+/// `rfc6455 echo` as a child process on a free port (killed on drop), with `args`.
+struct EchoChild {
+    child: std::process::Child,
+    url: String,
+}
+
+impl EchoChild {
+    fn start(args: &[&str]) -> EchoChild {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+            .args(["echo", "--listen", "127.0.0.1:0", "--threads", "2"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        // "rfc6455 echo: listening on ws://127.0.0.1:PORT (2 threads), broadcasting"
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("ws://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_owned();
+        EchoChild { child, url }
+    }
+}
+
+impl Drop for EchoChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The number after `label` (e.g. "lost") on the line starting with `line`.
+fn figure(stdout: &str, line: &str, label: &str) -> u64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(line))
+        .unwrap_or_else(|| panic!("no {line:?} line in {stdout}"));
+    let mut words = line.split_whitespace();
+    words
+        .find(|w| *w == label)
+        .and_then(|_| words.next())
+        .unwrap_or_else(|| panic!("no {label:?} in {line:?}"))
+        .replace(',', "")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn broadcast_against_echo_broadcast_has_every_message_in_order() {
+    let server = EchoChild::start(&["--broadcast"]);
+    for extra in [
+        &[][..],
+        // Publishers spread over two threads, at a fixed rate, binary.
+        &["--threads", "2", "--rate", "300", "--binary"],
+    ] {
+        let mut args = vec![
+            &server.url[..],
+            "--broadcast",
+            "-c",
+            "50",
+            "--publishers",
+            "2",
+            "-s",
+            "64",
+            "-d",
+            "1",
+            "--warmup",
+            "0.5",
+        ];
+        args.extend_from_slice(extra);
+        let (out, stdout) = load(&args);
+        assert!(out.status.success(), "{args:?}");
+        assert!(figure(&stdout, "deliveries", "deliveries") > 0, "{stdout}");
+        assert!(stdout.contains("errors       none"), "{stdout}");
+        assert_eq!(figure(&stdout, "integrity", "lost"), 0);
+        assert_eq!(figure(&stdout, "integrity", "reordered"), 0);
+        assert_eq!(figure(&stdout, "integrity", "corrupt"), 0);
+        assert!(stdout.contains("(expected 50)"), "{stdout}");
+        assert!(stdout.contains("from send to each receipt"), "{stdout}");
+        assert!(stdout.contains("50 established, 50 of 50 up at the end, 50 closed with 1000"));
+    }
+}
+
+#[test]
+fn broadcast_against_an_echo_server_loses_what_others_should_have_had() {
+    // A server that sends each message back to its sender only.
+    let server = EchoChild::start(&[]);
+    let (out, stdout) = load(&[
+        &server.url,
+        "--broadcast",
+        "-c",
+        "5",
+        "-s",
+        "64",
+        "-d",
+        "0.3",
+        "--warmup",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    // Four of the five connections never see the publisher's messages.
+    let published = figure(&stdout, "published", "published");
+    assert!(published > 0, "{stdout}");
+    assert!(
+        figure(&stdout, "integrity", "lost") >= 4 * published,
+        "{stdout}"
+    );
+    assert!(stdout.contains("publisher 0's messages 0.."), "{stdout}");
+}
+
+/// What a faulty broadcaster does wrong, once in `every` messages.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Publishes nothing for it.
+    Drop,
+    /// Holds it and publishes it after the next one.
+    Swap,
+    /// Flips its last byte.
+    Flip,
+}
+
+#[derive(Clone)]
+struct Faulty {
+    fault: Fault,
+    every: u64,
+    seen: u64,
+    held: Option<rfc6455::Message<'static>>,
+}
+
+impl rfc6455::server::Handler for Faulty {
+    fn open(
+        &mut self,
+        ctx: &mut rfc6455::server::Context<'_>,
+        request: &rfc6455::server::Request,
+    ) -> Result<rfc6455::server::Accept, rfc6455::server::Rejection> {
+        ctx.subscribe("all").unwrap();
+        Ok(request.accept())
+    }
+
+    fn message(&mut self, ctx: &mut rfc6455::server::Context<'_>, message: rfc6455::Message<'_>) {
+        self.seen += 1;
+        let faulty = self.seen.is_multiple_of(self.every);
+        match self.fault {
+            Fault::Drop if faulty => {}
+            Fault::Swap if faulty => self.held = Some(message.into_owned()),
+            Fault::Flip if faulty => {
+                let mut data = message.as_bytes().to_vec();
+                *data.last_mut().unwrap() ^= 1;
+                let _ = ctx.publish("all", rfc6455::Message::binary(data));
+            }
+            _ => {
+                let _ = ctx.publish("all", message);
+                if let Some(held) = self.held.take() {
+                    let _ = ctx.publish("all", held);
+                }
+            }
+        }
+    }
+}
+
+/// A one-loop broadcaster with `fault` once in `every` messages; its URL.
+fn faulty(fault: Fault, every: u64) -> String {
+    let server = rfc6455::server::Server::builder()
+        .listen("127.0.0.1:0")
+        .threads(1)
+        .shutdown_on_signals(false)
+        .bind(Faulty {
+            fault,
+            every,
+            seen: 0,
+            held: None,
+        })
+        .unwrap();
+    let url = format!("ws://{}/", server.local_addrs()[0]);
+    std::thread::spawn(move || server.run());
+    url
+}
+
+#[test]
+fn a_broadcaster_that_drops_reorders_or_corrupts_is_caught() {
+    let run = |url: &str| {
+        load(&[
+            url,
+            "--broadcast",
+            "-c",
+            "10",
+            "--publishers",
+            "2",
+            "-s",
+            "40",
+            "--binary",
+            "--depth",
+            "4",
+            "-d",
+            "0.5",
+            "--warmup",
+            "0.2",
+        ])
+    };
+    let (out, stdout) = run(&faulty(Fault::Drop, 50));
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(figure(&stdout, "integrity", "lost") > 0, "{stdout}");
+    assert_eq!(figure(&stdout, "integrity", "reordered"), 0, "{stdout}");
+    assert!(
+        stdout.contains("lost (a gap in a publisher's sequence"),
+        "{stdout}"
+    );
+
+    let (out, stdout) = run(&faulty(Fault::Swap, 50));
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(figure(&stdout, "integrity", "reordered") > 0, "{stdout}");
+    assert!(stdout.contains("again or late"), "{stdout}");
+
+    let (out, stdout) = run(&faulty(Fault::Flip, 50));
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(figure(&stdout, "integrity", "corrupt") > 0, "{stdout}");
+    assert_eq!(figure(&stdout, "integrity", "lost"), 0, "{stdout}");
+    assert!(stdout.contains("differs from the one sent"), "{stdout}");
+
+    // The same server without its fault passes: the faults above are what was caught.
+    let (out, stdout) = run(&faulty(Fault::Drop, u64::MAX));
+    assert!(out.status.success(), "{stdout}");
+}
+
+#[test]
+fn broadcast_bad_arguments() {
+    let url = "ws://127.0.0.1:1/";
+    refused(
+        &[url, "--broadcast", "-s", "47"],
+        "a 48-byte header in each text message",
+    );
+    refused(
+        &[url, "--broadcast", "-s", "23", "--binary"],
+        "give -s 24 or more",
+    );
+    refused(
+        &[url, "--broadcast", "-c", "3", "--publishers", "4"],
+        "--publishers 4 is more than the 3 connections",
+    );
+    refused(&[url, "--broadcast", "--rate", "0"], "more than 0");
+    refused(&[url, "--publishers", "2"], "--broadcast");
+    refused(&[url, "--broadcast", "--idle"], "cannot be used with");
+}

@@ -416,7 +416,7 @@ fn a_handler_that_does_not_take_parts_closes_with_1011() {
     }
     let mut config = Config::default();
     config.stream_binary_from = Some(1000);
-    let server = rfc6455::server::Server::builder()
+    let server = rfc6455::server::Builder::new()
         .listen("127.0.0.1:0")
         .threads(1)
         .config(config)
@@ -449,7 +449,7 @@ fn a_second_server_on_a_port_in_use_fails_to_bind() {
     impl rfc6455::server::Handler for Nothing {
         fn message(&mut self, _: &mut rfc6455::server::Context<'_>, _: Message<'_>) {}
     }
-    let second = rfc6455::server::Server::builder()
+    let second = rfc6455::server::Builder::new()
         .listen(server.addr.to_string())
         .threads(2)
         .shutdown_on_signals(false)

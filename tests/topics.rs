@@ -7,9 +7,9 @@
 mod common;
 
 use common::Client;
+use rfc6455::proto::{Accept, Rejection, Request};
 use rfc6455::server::{
-    Accept, CloseReason, Context, Handle, Handler, Limits, Rejection, Request, Server,
-    SlowSubscriber, TopicError,
+    CloseReason, Context, Handle, Handler, Limits, Server, SlowSubscriber, TopicError,
 };
 use rfc6455::{CloseCode, Event, Message};
 use std::collections::HashMap;

@@ -48,10 +48,12 @@ pub use backoff::{should_reconnect, Backoff, Reconnect};
 
 #[cfg(feature = "deflate")]
 use crate::proto::deflate::{DeflateConfig, DeflateParams, NegotiationError};
+#[cfg(feature = "deflate")]
+use crate::proto::SessionError;
 use crate::proto::{
-    ClientHandshake, ClientHandshakeError, ClientOptions, CloseCode, CloseFrame, Config,
-    Connection, Error, Event, HeaderError, Message, ProtocolError, RandomKeys, Response, State,
-    Status, Url, UrlError, UsageError,
+    ClientHandshake, ClientHandshakeError, ClientOptions, ClientSession, CloseCode, CloseFrame,
+    Config, Connection, Error, Event, HeaderError, Message, ProtocolError, RandomKeys, Response,
+    State, Status, Url, UrlError, UsageError,
 };
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
@@ -362,21 +364,14 @@ impl Client {
         if url.is_secure() {
             return Err(ClientError::TlsNotSupported);
         }
+        #[allow(unused_mut)]
+        let mut session = ClientSession::new();
         #[cfg(feature = "deflate")]
-        let offered;
-        #[cfg(feature = "deflate")]
-        let handshake_options = match &options.deflate {
-            Some(config) => {
-                let mut with = options.handshake.clone();
-                with.extensions.push(config.client_offer());
-                offered = with;
-                &offered
-            }
-            None => &options.handshake,
-        };
-        #[cfg(not(feature = "deflate"))]
-        let handshake_options = &options.handshake;
-        let handshake = ClientHandshake::new(&url, handshake_options, &mut RandomKeys)
+        if let Some(config) = &options.deflate {
+            session = session.deflate(config.clone());
+        }
+        let handshake_options = session.offer(&options.handshake);
+        let handshake = ClientHandshake::new(&url, &handshake_options, &mut RandomKeys)
             .map_err(ClientError::InvalidOption)?;
         let mut stream = tcp_connect(&url, options.connect_timeout)?;
         // Small frames (pings, short messages) should not wait for Nagle.
@@ -389,20 +384,18 @@ impl Client {
         stream
             .set_read_timeout(options.read_timeout)
             .map_err(ClientError::Io)?;
-        #[allow(unused_mut)]
-        let mut conn = Connection::client(options.config.clone(), rand::random::<[u8; 4]>);
-        #[cfg(feature = "deflate")]
-        if let Some(config) = &options.deflate {
-            match config.client_accept_response(response.extensions()) {
-                Ok(Some(params)) => conn.set_deflate(params),
-                Ok(None) => {}
-                Err(e) => {
+        let conn =
+            match session.connection(&response, options.config.clone(), rand::random::<[u8; 4]>) {
+                Ok(conn) => conn,
+                #[cfg(feature = "deflate")]
+                Err(SessionError::Deflate(e)) => {
                     // RFC 7692 §5: fail the WebSocket connection, i.e. close TCP, send nothing.
                     let _ = stream.shutdown(Shutdown::Both);
                     return Err(ClientError::Deflate(e));
                 }
-            }
-        }
+                #[cfg(not(feature = "deflate"))]
+                Err(e) => match e {},
+            };
         Ok(Client {
             stream,
             conn,

@@ -2,7 +2,7 @@
 //! [`Connection`](crate::Connection).
 //!
 //! ```no_run
-//! use rfc6455::server::{Context, Handler, Server};
+//! use rfc6455::server::{Builder, Context, Handler};
 //! use rfc6455::Message;
 //!
 //! #[derive(Clone)]
@@ -14,7 +14,7 @@
 //!     }
 //! }
 //!
-//! let server = Server::builder().listen("127.0.0.1:9001").bind(Echo)?;
+//! let server = Builder::new().listen("127.0.0.1:9001").bind(Echo)?;
 //! println!("listening on {:?}", server.local_addrs());
 //! server.run()?; // until SIGINT/SIGTERM or Handle::shutdown
 //! # Ok::<(), std::io::Error>(())
@@ -62,13 +62,13 @@
 mod event_loop;
 mod topics;
 
-pub use crate::proto::{Accept, Rejection, Request};
 pub use topics::{TopicError, MAX_TOPIC_LEN};
 
-use crate::proto::SharedFrame;
 use crate::proto::{
-    CloseCode, CloseFrame, Config, Error, HandshakeLimits, Message, Part, ProtocolError,
+    Accept, CloseCode, CloseFrame, Config, Error, HandshakeLimits, Message, Part, ProtocolError,
+    Rejection, Request,
 };
+use crate::proto::{HttpRequest, HttpResponse, SharedFrame};
 use event_loop::{Command, DeflateOption, EventLoop, Local, Publication, Shared};
 use std::any::Any;
 use std::fmt;
@@ -92,6 +92,18 @@ pub trait Handler: Send + 'static {
     fn open(&mut self, ctx: &mut Context<'_>, request: &Request) -> Result<Accept, Rejection> {
         let _ = ctx;
         Ok(request.accept())
+    }
+
+    /// A plain HTTP request (not a WebSocket upgrade) arrived on the same port: a page, a
+    /// health check, an API call. Return the response, or `None` (the default) to answer as
+    /// to a failed handshake (`426 Upgrade Required`, or `405` for a method other than GET).
+    ///
+    /// The body is read first, up to [`Limits::max_http_body`] (`413` over it, read no
+    /// further). The response always ends the connection (`Connection: close`). This runs on
+    /// the loop's thread: answer quickly.
+    fn http(&mut self, ctx: &mut HttpContext<'_>, request: &HttpRequest) -> Option<HttpResponse> {
+        let _ = (ctx, request);
+        None
     }
 
     /// A complete text or binary message. It borrows the loop's read buffer where it can:
@@ -257,8 +269,9 @@ impl Context<'_> {
     /// [`Connection::send_part`](crate::Connection::send_part) does: the first call starts the
     /// message, `last` ends it, and messages sent meanwhile wait for its end. Parts are copied into the write queue and go out when the callback's readiness turn
     /// ends, with the parts of the other reads of that turn: fewer, larger writes. (Writing
-    /// each part from the read buffer at once, as `send` does, measured 0.8× as fast at 1 MiB
-    /// messages, with each small write paced by the kernel.) Fails like [`send`](Self::send).
+    /// each part from the read buffer at once, as `send` does, was slower with 1 MiB
+    /// messages, each small write paced by the kernel: see benches/LOAD.md in the
+    /// repository.) Fails like [`send`](Self::send).
     ///
     /// ```
     /// use rfc6455::server::{Context, Handler};
@@ -402,7 +415,8 @@ impl Context<'_> {
     /// keyed by [`ConnId`].
     ///
     /// ```
-    /// use rfc6455::server::{Accept, CloseReason, Context, Handler, Rejection, Request};
+    /// use rfc6455::proto::{Accept, Rejection, Request};
+    /// use rfc6455::server::{CloseReason, Context, Handler};
     /// use rfc6455::Message;
     ///
     /// struct User { nick: String, messages: u64 }
@@ -458,6 +472,24 @@ impl Context<'_> {
     }
 }
 
+/// What a [`Handler::http`] call can reach besides the request.
+pub struct HttpContext<'a> {
+    peer: SocketAddr,
+    handle: &'a Handle,
+}
+
+impl HttpContext<'_> {
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// A handle to publish, send to connections or stop the server.
+    pub fn handle(&self) -> &Handle {
+        self.handle
+    }
+}
+
 /// Sends to connections and stops the server from any thread. Cheap to clone.
 ///
 /// Each loop has a bounded mailbox ([`Limits::mailbox`] commands) and a `mio::Waker`.
@@ -502,10 +534,35 @@ impl Handle {
     /// published. Fails with [`SendError::Full`] if a loop's mailbox is full (that loop's
     /// subscribers miss it; the others get it).
     pub fn publish(&self, topic: impl AsRef<[u8]>, message: Message<'_>) -> Result<(), SendError> {
+        self.publish_from(topic.as_ref(), &message, None)
+    }
+
+    /// [`publish`](Self::publish), leaving connection `except` out (the one that caused it,
+    /// say).
+    ///
+    /// Every loop's mailbox is first in, first out, so publishes made one at a time through
+    /// handles (under a lock of the application's, for instance) reach every subscriber on
+    /// every loop in that one order. ([`Context::publish`] delivers to its own loop's
+    /// subscribers without the mailbox: faster, but only ordered per publisher.)
+    pub fn publish_except(
+        &self,
+        topic: impl AsRef<[u8]>,
+        message: Message<'_>,
+        except: ConnId,
+    ) -> Result<(), SendError> {
+        self.publish_from(topic.as_ref(), &message, Some(except))
+    }
+
+    fn publish_from(
+        &self,
+        topic: &[u8],
+        message: &Message<'_>,
+        except: Option<ConnId>,
+    ) -> Result<(), SendError> {
         let publication = Arc::new(Publication {
-            topic: topic.as_ref().into(),
-            frame: SharedFrame::new(&message),
-            except: None,
+            topic: topic.into(),
+            frame: SharedFrame::new(message),
+            except,
         });
         self.publish_to_loops(publication, None)
     }
@@ -516,6 +573,7 @@ impl Handle {
         for stats in &self.shared.stats {
             let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
             total.delivered += get(&stats.delivered);
+            total.delivered_bytes += get(&stats.delivered_bytes);
             total.dropped += get(&stats.dropped);
             total.slow_closed += get(&stats.slow_closed);
             total.missed += get(&stats.missed);
@@ -591,6 +649,8 @@ impl Handle {
 pub struct TopicStats {
     /// Published messages queued to a subscriber.
     pub delivered: u64,
+    /// Their bytes on the wire (frame headers included).
+    pub delivered_bytes: u64,
     /// Published messages not queued to a slow subscriber ([`SlowSubscriber::Drop`]).
     pub dropped: u64,
     /// Subscribers closed for being slow ([`SlowSubscriber::Close`]).
@@ -694,6 +754,9 @@ pub struct Limits {
     pub slow_subscriber: SlowSubscriber,
     /// Topics one connection may subscribe to. Default 1024.
     pub max_subscriptions: usize,
+    /// The largest body of a plain HTTP request (see [`Handler::http`]); a larger one is
+    /// answered `413` before it is read. Default 64 KiB.
+    pub max_http_body: usize,
 }
 
 impl Default for Limits {
@@ -708,6 +771,7 @@ impl Default for Limits {
             max_publish_queue: 1 << 20,
             slow_subscriber: SlowSubscriber::Close,
             max_subscriptions: 1024,
+            max_http_body: 64 << 10,
         }
     }
 }
@@ -725,7 +789,29 @@ pub struct Builder {
     congestion: Option<String>,
 }
 
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder::new()
+    }
+}
+
 impl Builder {
+    /// A builder with the defaults: no address yet, [`Config::default`], one thread per
+    /// core, [`Timeouts::default`], [`Limits::default`], signals handled, no compression,
+    /// the system's TCP congestion control.
+    pub fn new() -> Builder {
+        Builder {
+            addrs: Vec::new(),
+            config: Config::default(),
+            threads: 0,
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            signals: true,
+            deflate: DeflateOption::default(),
+            congestion: None,
+        }
+    }
+
     /// Adds an address to listen on (`"127.0.0.1:9001"`, `"[::]:80"`; port 0 picks one:
     /// see [`Server::local_addrs`]). Call it once per address.
     pub fn listen(mut self, addr: impl Into<String>) -> Builder {
@@ -777,14 +863,14 @@ impl Builder {
     ///
     /// ```no_run
     /// use rfc6455::proto::deflate::DeflateConfig;
-    /// use rfc6455::server::Server;
+    /// use rfc6455::server::Builder;
     /// # #[derive(Clone)] struct Echo;
     /// # impl rfc6455::server::Handler for Echo {
     /// #     fn message(&mut self, _: &mut rfc6455::server::Context<'_>, _: rfc6455::Message<'_>) {}
     /// # }
     /// let mut deflate = DeflateConfig::default();
     /// deflate.client_no_context_takeover = true; // idle connections < 1 KiB
-    /// let server = Server::builder().listen("127.0.0.1:9001").deflate(deflate).bind(Echo)?;
+    /// let server = Builder::new().listen("127.0.0.1:9001").deflate(deflate).bind(Echo)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
     #[cfg(feature = "deflate")]
@@ -807,9 +893,9 @@ impl Builder {
     /// Worth setting when clients are on the same host, such as a reverse proxy in front of
     /// the server: BBR, a common system default, paces its sending to a modelled bottleneck
     /// bandwidth, and over loopback that model is noise (round trips of microseconds) and the
-    /// pacing only adds timer waits. Echoing 1 MiB messages over loopback with the system's
-    /// BBR, this server answered 1,283–1,308 a second; with `"reno"` on its sockets,
-    /// 1,721–1,733 (1.33×; `benches/LOAD.md`). Over real networks keep the system's choice.
+    /// pacing only adds timer waits: 1 MiB echoes over loopback go markedly faster with
+    /// `"reno"` than with the system's BBR (the measurements are in benches/LOAD.md in the
+    /// repository). Over real networks keep the system's choice.
     ///
     /// [`bind`](Self::bind) fails if the kernel refuses the name: unknown algorithms are not
     /// in `/proc/sys/net/ipv4/tcp_available_congestion_control`, and without
@@ -817,13 +903,13 @@ impl Builder {
     /// always is).
     ///
     /// ```no_run
-    /// use rfc6455::server::Server;
+    /// use rfc6455::server::Builder;
     /// # #[derive(Clone)] struct Echo;
     /// # impl rfc6455::server::Handler for Echo {
     /// #     fn message(&mut self, _: &mut rfc6455::server::Context<'_>, _: rfc6455::Message<'_>) {}
     /// # }
     /// // Behind a proxy on the same host:
-    /// let server = Server::builder().listen("127.0.0.1:9001").tcp_congestion("reno").bind(Echo)?;
+    /// let server = Builder::new().listen("127.0.0.1:9001").tcp_congestion("reno").bind(Echo)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn tcp_congestion(mut self, algorithm: impl Into<String>) -> Builder {
@@ -1009,19 +1095,10 @@ pub struct Server<H: Handler> {
 }
 
 impl Server<NoHandler> {
-    /// Starts a [`Builder`] with the defaults: no address yet, [`Config::default`], one
-    /// thread per core, [`Timeouts::default`], [`Limits::default`], signals handled.
+    /// The same as [`Builder::new`], which is the constructor to use; kept so that code
+    /// written against it still compiles.
     pub fn builder() -> Builder {
-        Builder {
-            addrs: Vec::new(),
-            config: Config::default(),
-            threads: 0,
-            timeouts: Timeouts::default(),
-            limits: Limits::default(),
-            signals: true,
-            deflate: DeflateOption::default(),
-            congestion: None,
-        }
+        Builder::new()
     }
 }
 

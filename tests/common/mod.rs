@@ -5,11 +5,8 @@
 #![allow(dead_code)]
 #![allow(clippy::field_reassign_with_default)]
 
-use rfc6455::proto::{ClientHandshake, ClientOptions, Status, Url};
-use rfc6455::server::{
-    Accept, CloseReason, ConnId, Context, Handle, Handler, Limits, Rejection, Request, Server,
-    Timeouts,
-};
+use rfc6455::proto::{Accept, ClientHandshake, ClientOptions, Rejection, Request, Status, Url};
+use rfc6455::server::{Builder, CloseReason, ConnId, Context, Handle, Handler, Limits, Timeouts};
 use rfc6455::{Config, Connection, Event, Message, Part};
 use std::cell::RefCell;
 use std::io::{Read, Write};
@@ -112,7 +109,7 @@ impl Running {
         threads: usize,
     ) -> Running {
         let (handler, seen) = TestHandler::new(limits.write_high_water);
-        let server = Server::builder()
+        let server = Builder::new()
             .listen("127.0.0.1:0")
             .threads(threads)
             .config(config)

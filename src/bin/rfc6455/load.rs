@@ -5,6 +5,12 @@
 //! that starts after `--warmup`. `--idle` only opens connections and holds them, so the
 //! server's memory per connection can be read.
 //!
+//! `--broadcast` drives a server that sends every message to every connection (its sender
+//! included): once all connections have joined, `--publishers` of them publish numbered,
+//! timestamped messages (see [`broadcast`]) at `--rate`, or with `--depth` in flight each,
+//! and every connection checks it receives every one, in order; latency is from the
+//! publisher's send to each receipt.
+//!
 //! The hot path allocates nothing per message (see [`worker`]); masking keys come from a
 //! xorshift generator seeded once per thread, which is enough for masking (see
 //! `worker::XorShift`) but is not a cryptographic generator.
@@ -26,9 +32,11 @@ macro_rules! println {
     }};
 }
 
+mod broadcast;
 mod histogram;
 mod worker;
 
+use broadcast::Broadcast;
 use rfc6455::proto::Url;
 use std::net::ToSocketAddrs;
 use std::process::ExitCode;
@@ -44,10 +52,20 @@ Examples:
   rfc6455 load ws://127.0.0.1:9001/ -c 100 -s 20 -d 5
   rfc6455 load ws://127.0.0.1:9001/ -c 10 -s 16384 --binary --depth 4 -d 5 --threads 2
   ulimit -n 20000; rfc6455 load ws://127.0.0.1:9001/ --idle -c 10000 -d 5 --server-pid PID
+  rfc6455 load ws://127.0.0.1:9001/ --broadcast -c 1000 --publishers 2 -s 64 -d 5  # vs echo --broadcast
 
 Throughput counts echoes received in the window (after --warmup, for -d seconds); MB/s is
 payload bytes (10^6) each way. Latency is from queueing a message to reading its echo.
 Durations are in seconds (fractions allowed), at most 1e9.
+
+--broadcast: for a server that sends every message to every connection, the sender
+included. Publishing starts once all connections have joined; each payload starts with the
+publisher's id, a sequence number from 0 and its send time (24 bytes with --binary; 48 for
+text, as ASCII hex so the payload stays UTF-8), then a fixed pattern up to -s. Every
+connection checks it gets each publisher's messages all, in order, intact: a gap is lost
+(a late message then counts again, as reordered), and what has not arrived 1 s after
+publishing stops is lost. Throughput counts deliveries (each copy received) and MB/s their
+payload; latency is from the publisher's send to each receipt.
 
 Exit status: 0 if the run had no error, 1 if it had any or could not start, 2 for bad
 arguments, 141 once its output is closed (e.g. by `| head`).")]
@@ -69,7 +87,8 @@ pub struct Args {
     /// Send binary messages (default: text).
     #[arg(long)]
     binary: bool,
-    /// Messages in flight per connection: send this many, then one more per echo.
+    /// Messages in flight per connection: send this many, then one more per echo. With
+    /// --broadcast: per publisher, until its own copy comes back.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65536),
           allow_negative_numbers = true)]
     depth: u32,
@@ -86,8 +105,22 @@ pub struct Args {
           allow_negative_numbers = true)]
     threads: u32,
     /// Only open the connections and hold them (answering pings) for the whole run.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "broadcast")]
     idle: bool,
+    /// Drive a broadcast server (one that sends every message to every connection, the
+    /// sender included) instead of an echo server: see below.
+    #[arg(long)]
+    broadcast: bool,
+    /// With --broadcast: how many of the connections publish (at most --connections).
+    #[arg(long, value_name = "K", default_value_t = 1, requires = "broadcast",
+          value_parser = whole(1, MAX_CONNECTIONS, "publishers"),
+          allow_negative_numbers = true)]
+    publishers: usize,
+    /// With --broadcast: messages per second per publisher (default: as fast as --depth in
+    /// flight per publisher allows).
+    #[arg(long, value_name = "R", requires = "broadcast", value_parser = rate,
+          allow_negative_numbers = true)]
+    rate: Option<f64>,
     /// With --idle: the server's process id, to read its memory (VmRSS) before and after.
     #[arg(
         long,
@@ -96,7 +129,8 @@ pub struct Args {
         allow_negative_numbers = true
     )]
     server_pid: Option<u32>,
-    /// Check only each echo's type and length, not its bytes.
+    /// Check only each echo's type and length, not its bytes (--broadcast: the header is
+    /// still read, the pattern after it is not compared).
     #[arg(long)]
     no_verify: bool,
     /// TCP congestion control for the tool's connections (Linux: reno, cubic, bbr…; default:
@@ -133,6 +167,14 @@ fn seconds(zero_ok: bool) -> impl Fn(&str) -> Result<Duration, String> + Clone +
             Ok(d) if zero_ok || !d.is_zero() => Ok(d),
             _ => Err(format!("must be {at_least} seconds")), // negative, NaN or 0
         }
+    }
+}
+
+/// A clap parser for `--rate`: messages per second, more than 0, at most a billion.
+fn rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= 1e9 => Ok(r),
+        _ => Err("give messages per second, more than 0 and at most 1e9, e.g. 1000".into()),
     }
 }
 
@@ -183,6 +225,26 @@ fn check_arguments(args: &Args) -> Result<Url, String> {
             "{url}: wss:// is not supported by the load tool yet; use ws:// (e.g. behind the TLS terminator)"
         ));
     }
+    if args.broadcast {
+        if args.publishers > args.connections {
+            return Err(format!(
+                "--publishers {} is more than the {} connections (-c): publishers are connections",
+                args.publishers, args.connections
+            ));
+        }
+        let header = broadcast::header_len(!args.binary);
+        if args.size < header {
+            let (kind, other) = if args.binary {
+                ("binary", "")
+            } else {
+                ("text", ", or 24 with --binary")
+            };
+            return Err(format!(
+                "-s {}: --broadcast puts a {header}-byte header in each {kind} message (publisher, sequence, send time): give -s {header} or more{other}",
+                args.size
+            ));
+        }
+    }
     if let Some(name) = &args.tcp_congestion {
         check_congestion(name)?;
     }
@@ -230,10 +292,31 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
         close_timeout: Duration::from_secs(3),
         max_pending: 256,
         congestion: args.tcp_congestion.clone(),
+        broadcast: args.broadcast.then(|| {
+            Arc::new(Broadcast::new(
+                args.publishers,
+                args.connections,
+                args.rate,
+                BROADCAST_GRACE,
+            ))
+        }),
     });
 
     let kind = if args.binary { "binary" } else { "text" };
-    if args.idle {
+    if args.broadcast {
+        let pace = match args.rate {
+            Some(r) => format!("{r} msg/s each"),
+            None => format!("depth {} each", args.depth),
+        };
+        println!(
+            "rfc6455 load --broadcast: {url} ({addr}) · {} connections, {} publishing {} B {kind} at {pace} · {threads} thread(s) · {:.1} s after {:.1} s warmup",
+            args.connections,
+            args.publishers,
+            args.size,
+            duration.as_secs_f64(),
+            warmup.as_secs_f64()
+        );
+    } else if args.idle {
         println!(
             "rfc6455 load --idle: {url} ({addr}) · {} connections held for {:.1} s (+{:.1} s to connect) · {threads} thread(s)",
             args.connections,
@@ -259,7 +342,7 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
         let (plan, thread_live) = (Arc::clone(&plan), Arc::clone(&live));
         let handle = std::thread::Builder::new()
             .name(format!("load-{t}"))
-            .spawn(move || worker::run(&plan, &thread_live, count))
+            .spawn(move || worker::run(&plan, &thread_live, count, t, threads))
             .map_err(|e| format!("cannot start a thread: {e}"))?;
         lives.push(live);
         handles.push(handle);
@@ -270,6 +353,7 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
     let total = |f: fn(&Live) -> u64| lives.iter().map(|l| f(l)).sum::<u64>();
     let all_ended = || handles.iter().all(|h| h.is_finished());
     let mut last = (0u64, Duration::ZERO);
+    let mut last_published = 0u64;
     let mut server_rss_up = None;
     let mut stopped_early = false;
     let mut tick = 1;
@@ -286,6 +370,7 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
         let echoes = total(|l| l.echoes.load(Relaxed));
         let up = total(|l| l.up.load(Relaxed));
         let errors = total(|l| l.errors.load(Relaxed));
+        let published = total(|l| l.published.load(Relaxed));
         // The line covers the time since the last one: warmup if that began in the warmup.
         let phase = if last.1 < warmup { "warmup" } else { "" };
         if args.idle {
@@ -300,6 +385,17 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
                 elapsed.as_secs_f64(),
                 args.connections
             );
+        } else if args.broadcast {
+            let dt = (elapsed - last.1).as_secs_f64().max(1e-9);
+            let rate = (echoes - last.0) as f64 / dt;
+            println!(
+                "{:>5.1}s {phase:<6}  {:>10} deliveries/s  {:>9.2} MB/s  {:>9} published/s  up {up}/{}  errors {errors}",
+                elapsed.as_secs_f64(),
+                thousands(rate as u64),
+                rate * args.size as f64 / 1e6,
+                thousands(((published - last_published) as f64 / dt) as u64),
+                args.connections
+            );
         } else {
             let dt = (elapsed - last.1).as_secs_f64().max(1e-9);
             let rate = (echoes - last.0) as f64 / dt;
@@ -312,6 +408,7 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
             );
         }
         last = (echoes, elapsed);
+        last_published = published;
         if ended && elapsed < warmup + duration {
             stopped_early = true;
             println!(
@@ -333,6 +430,8 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
             Ok(r) => {
                 report.latency.merge(&r.latency);
                 report.echoes += r.echoes;
+                report.published += r.published;
+                report.ignored += r.ignored;
                 report.established += r.established;
                 report.up_at_end += r.up_at_end;
                 report.closed_clean += r.closed_clean;
@@ -373,14 +472,16 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
             _ => {}
         }
     } else {
-        if report.echoes > 0 || !stopped_early {
-            // Stopped early, the window was cut short where the last line was printed.
-            let window = if stopped_early {
-                last.1.saturating_sub(warmup)
-            } else {
-                duration
-            };
-            let secs = window.as_secs_f64().max(1e-9);
+        // Stopped early, the window was cut short where the last line was printed.
+        let window = if stopped_early {
+            last.1.saturating_sub(warmup)
+        } else {
+            duration
+        };
+        let secs = window.as_secs_f64().max(1e-9);
+        if let Some(b) = plan.broadcast.as_deref() {
+            print_broadcast(b, &report, &args, secs, warmup);
+        } else if report.echoes > 0 || !stopped_early {
             let rate = report.echoes as f64 / secs;
             println!(
                 "messages     {} echoes in {secs:.2} s = {} msg/s, {:.2} MB/s of payload each way",
@@ -391,8 +492,13 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
         }
         let h = &report.latency;
         if h.count() > 0 {
+            let what = if args.broadcast {
+                ", from send to each receipt"
+            } else {
+                ""
+            };
             println!(
-                "latency      p50 {}  p99 {}  p99.9 {}  max {}  (mean {}, min {}, {} samples)",
+                "latency      p50 {}  p99 {}  p99.9 {}  max {}  (mean {}, min {}, {} samples{what})",
                 micros(h.quantile(0.5)),
                 micros(h.quantile(0.99)),
                 micros(h.quantile(0.999)),
@@ -436,6 +542,12 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
         eprintln!("rfc6455 load: {} errors: see above", errors.total());
         return Ok(ExitCode::FAILURE);
     }
+    if args.broadcast && report.echoes == 0 {
+        eprintln!(
+            "rfc6455 load: no broadcast message was delivered in the measurement window: does the server send every message to every connection?"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     if !args.idle && report.echoes == 0 {
         eprintln!(
             "rfc6455 load: no echo arrived in the measurement window: is the server an echo server?"
@@ -444,6 +556,67 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// The figures of a `--broadcast` run: when publishing began, deliveries, publish rate,
+/// fan-out, and what was lost or out of order.
+fn print_broadcast(b: &Broadcast, report: &Report, args: &Args, secs: f64, warmup: Duration) {
+    let n = args.connections;
+    match b.started() {
+        Some(at) => {
+            let at = Duration::from_nanos(at);
+            println!(
+                "publishing   began at {:.2} s, once all {n} connections had joined",
+                at.as_secs_f64()
+            );
+            if at > warmup {
+                println!(
+                    "             (after the warmup: the window's first {:.2} s had no messages; raise --warmup)",
+                    (at - warmup).as_secs_f64()
+                );
+            }
+        }
+        None => println!(
+            "publishing   never began: {} of {n} connections joined",
+            b.joined.load(Relaxed)
+        ),
+    }
+    let rate = report.echoes as f64 / secs;
+    println!(
+        "deliveries   {} in {secs:.2} s = {}/s, {:.2} MB/s of payload delivered",
+        thousands(report.echoes),
+        thousands(rate as u64),
+        rate * args.size as f64 / 1e6
+    );
+    let fan_out = if report.published > 0 {
+        format!("{:.1}", report.echoes as f64 / report.published as f64)
+    } else {
+        "-".into()
+    };
+    println!(
+        "published    {} in {secs:.2} s = {} msg/s by {} publisher(s); fan-out {fan_out} deliveries per publish (expected {n})",
+        thousands(report.published),
+        thousands((report.published as f64 / secs) as u64),
+        args.publishers
+    );
+    let count = |kind: Kind| report.errors.counts[kind as usize];
+    let ignored = if report.ignored > 0 {
+        format!(
+            " ({} messages before publishing began ignored)",
+            report.ignored
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "integrity    lost {}  reordered {}  corrupt {}{ignored}",
+        thousands(count(Kind::Lost)),
+        thousands(count(Kind::Reordered)),
+        thousands(count(Kind::Corrupt))
+    );
+}
+
+/// The grace after publishing stops for the messages still in flight.
+const BROADCAST_GRACE: Duration = Duration::from_secs(1);
 
 /// Notes connections the server did not close after answering the close frame.
 fn print_lingered(report: &Report) {

@@ -14,7 +14,7 @@
 //!
 //! Both sides call [`Connection::set_deflate`](crate::Connection::set_deflate) right after the
 //! handshake, before feeding the connection any bytes or sending anything. With the
-//! handshake types of [`proto::handshake`](super::handshake):
+//! handshake types of [`proto`](crate::proto):
 //!
 //! ```
 //! use rfc6455::proto::deflate::DeflateConfig;
@@ -104,7 +104,7 @@
 mod codec;
 
 /// The handshake's generic extension element, re-exported for convenience.
-pub use super::handshake::ExtensionOffer;
+use super::handshake::ExtensionOffer;
 pub(crate) use codec::Codec;
 
 use std::fmt;

@@ -13,7 +13,7 @@ use std::fmt;
 
 /// Where a client gets the 16 random bytes of each `Sec-WebSocket-Key`.
 ///
-/// [`RandomKeys`] is the one to use; any `FnMut() -> [u8; 16]` is one too, so tests can fix
+/// `RandomKeys` (feature `rand`, on with `client`) is the one to use; any `FnMut() -> [u8; 16]` is one too, so tests can fix
 /// the key and compare bytes exactly.
 pub trait KeySource {
     /// The next key: must be fresh and unpredictable for each connection (RFC 6455 §4.1).
@@ -26,10 +26,13 @@ impl<F: FnMut() -> [u8; 16]> KeySource for F {
     }
 }
 
-/// Keys from the thread-local random generator of `rand`.
+/// Keys from the thread-local random generator of `rand` (feature `rand`, which `client`
+/// turns on).
+#[cfg(feature = "rand")]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RandomKeys;
 
+#[cfg(feature = "rand")]
 impl KeySource for RandomKeys {
     fn next_key(&mut self) -> [u8; 16] {
         rand::random()

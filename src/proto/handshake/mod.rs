@@ -56,14 +56,18 @@
 mod client;
 mod extensions;
 mod head;
+mod http;
 mod server;
+mod session;
 mod url;
 
-pub use client::{
-    ClientHandshake, ClientHandshakeError, ClientOptions, KeySource, RandomKeys, Response,
-};
+#[cfg(feature = "rand")]
+pub use client::RandomKeys;
+pub use client::{ClientHandshake, ClientHandshakeError, ClientOptions, KeySource, Response};
 pub use extensions::{format_extensions, parse_extensions, ExtensionError, ExtensionOffer};
+pub use http::{HttpError, HttpRequest, HttpResponse};
 pub use server::{Accept, HandshakeError, Rejection, Request};
+pub use session::{ClientSession, ServerSession, SessionError};
 pub use url::{Url, UrlError};
 
 use base64::Engine as _;

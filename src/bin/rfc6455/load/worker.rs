@@ -7,17 +7,17 @@
 //! connection (capacity `depth`, allocated once); reads land in one buffer per thread; all
 //! that a readable event produces for a connection goes out in one `write`.
 
+use super::broadcast::{self, Broadcast};
 use super::histogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use rfc6455::proto::{
-    ClientHandshake, ClientOptions, CloseCode, Config, Connection, Event, Message, RandomKeys,
-    State, Status, Url,
-};
+use rfc6455::proto::{ClientHandshake, ClientOptions, RandomKeys, Status, Url};
+use rfc6455::{CloseCode, Config, Connection, Event, Message, State};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What every thread runs, decided once by the command.
@@ -41,6 +41,9 @@ pub struct Plan {
     pub max_pending: usize,
     /// `--tcp-congestion`: set on every connection.
     pub congestion: Option<String>,
+    /// `--broadcast`: publishers and receivers instead of echoes (`payload` is then the
+    /// pattern the header is written over, and `depth` the messages in flight per publisher).
+    pub broadcast: Option<Arc<Broadcast>>,
 }
 
 /// Sets `TCP_CONGESTION`, saying where the choices are listed if the kernel refuses.
@@ -68,7 +71,7 @@ impl Payload {
         matches!(self, Payload::Text(_))
     }
 
-    fn message(&self) -> Message<'_> {
+    pub fn message(&self) -> Message<'_> {
         match self {
             Payload::Text(text) => Message::text(text.as_str()),
             Payload::Binary(data) => Message::binary(data.as_slice()),
@@ -91,6 +94,8 @@ pub struct Live {
     pub up: AtomicU64,
     /// Errors so far.
     pub errors: AtomicU64,
+    /// `--broadcast`: messages published so far by this thread's publishers.
+    pub published: AtomicU64,
 }
 
 /// Kinds of failure, counted separately.
@@ -100,6 +105,9 @@ pub enum Kind {
     Handshake,
     Protocol,
     BadEcho,
+    Lost,
+    Reordered,
+    Corrupt,
     UnexpectedClose,
     Io,
     CloseTimeout,
@@ -107,11 +115,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Connect,
         Kind::Handshake,
         Kind::Protocol,
         Kind::BadEcho,
+        Kind::Lost,
+        Kind::Reordered,
+        Kind::Corrupt,
         Kind::UnexpectedClose,
         Kind::Io,
         Kind::CloseTimeout,
@@ -124,6 +135,11 @@ impl Kind {
             Kind::Handshake => "opening handshake failed",
             Kind::Protocol => "the server broke the protocol",
             Kind::BadEcho => "an echo did not match what was sent",
+            Kind::Lost => {
+                "broadcast messages lost (a gap in a publisher's sequence, or never received)"
+            }
+            Kind::Reordered => "broadcast messages out of order or duplicated",
+            Kind::Corrupt => "broadcast messages with a wrong type, length, header or payload",
             Kind::UnexpectedClose => "the server closed a connection before the end",
             Kind::Io => "socket error",
             Kind::CloseTimeout => "close handshake not answered in time",
@@ -143,7 +159,12 @@ impl Errors {
     const SAMPLES_PER_KIND: usize = 3;
 
     fn add(&mut self, kind: Kind, message: impl FnOnce() -> String) {
-        self.counts[kind as usize] += 1;
+        self.add_n(kind, 1, message);
+    }
+
+    /// Counts `n` errors of one kind (e.g. messages lost in one gap) with one example.
+    fn add_n(&mut self, kind: Kind, n: u64, message: impl FnOnce() -> String) {
+        self.counts[kind as usize] += n;
         self.sample(kind, message);
     }
 
@@ -177,8 +198,12 @@ impl Errors {
 pub struct Report {
     /// Round-trip times of the echoes received in the window, in nanoseconds.
     pub latency: Histogram,
-    /// Echoes received in the window.
+    /// Echoes received in the window (`--broadcast`: deliveries, every copy received).
     pub echoes: u64,
+    /// `--broadcast`: messages published in the window.
+    pub published: u64,
+    /// `--broadcast`: messages received before publishing began, not counted.
+    pub ignored: u64,
     /// Connections whose handshake completed.
     pub established: u64,
     /// Connections open when the window ended.
@@ -228,7 +253,30 @@ struct Conn {
     next: Option<Box<Prepared>>,
     /// Handshake or close deadline (ns since `t0`), 0 for none.
     deadline: u64,
+    /// `--broadcast`: the next sequence number expected from each publisher (allocated once
+    /// the connection is open).
+    expected: Box<[u64]>,
+    /// `--broadcast`: this connection's index in the thread's publishers, or [`NOT_A_PUBLISHER`].
+    slot: usize,
 }
+
+const NOT_A_PUBLISHER: usize = usize::MAX;
+
+/// `--broadcast`: one of this thread's publishing connections.
+struct Publisher {
+    /// Its connection on this thread.
+    conn: usize,
+    /// Its publisher id, 0..K across all threads.
+    id: usize,
+    /// Messages it sent: the next one's sequence number.
+    seq: u64,
+    /// It stopped (and said so in [`Broadcast::stop`]).
+    stopped: bool,
+}
+
+/// A publisher with `--rate` defers a message while its connection holds more than this
+/// unsent: the server is not keeping up, and the tool should not buffer without bound.
+const PUBLISH_QUEUE_MAX: usize = 4 << 20;
 
 /// A frame made ahead of time, so that masking a large payload is not on the path from one
 /// echo to the next message.
@@ -240,8 +288,8 @@ struct Prepared {
 }
 
 /// Payloads from this size are framed ahead of time ([`Prepared`]). Below it the tool's time
-/// goes to many connections at once, with no wait to hide the masking in (at 16 KiB it
-/// measured 0.97x).
+/// goes to many connections at once, with no wait to hide the masking in (at 16 KiB it was
+/// no faster: see benches/LOAD.md).
 const PREPARE_MIN: usize = 64 << 10;
 
 /// xorshift64 (Marsaglia 2003): a fast non-cryptographic generator.
@@ -292,13 +340,32 @@ struct Worker<'a> {
     echoes_total: u64,
     ending: bool,
     report: Report,
+    /// This thread's index and the number of threads: connection `i` here is the run's
+    /// `thread + i * threads`.
+    thread: usize,
+    threads: usize,
+    /// `--broadcast`: this thread's publishers, and the buffer each message is made in (the
+    /// pattern, its header rewritten per message).
+    publishers: Vec<Publisher>,
+    scratch: Payload,
+    /// When publishing began, once this thread has seen it.
+    started: Option<u64>,
+    /// The window has ended and the publishers stopped: until this time (ns since `t0`)
+    /// receivers wait for the messages in flight.
+    draining: Option<u64>,
+    /// Drained yet? is checked at most once per millisecond: at this time next.
+    next_drain_check: u64,
+    /// With `--rate`: when the next message of this thread's publishers is due.
+    next_due: u64,
+    published_total: u64,
 }
 
 /// Runs `count` connections until the window ends and every connection is closed, or until
-/// every connection has failed.
-pub fn run(plan: &Plan, live: &Live, count: usize) -> Report {
+/// every connection has failed. This is thread `thread` of `threads`: its connection `i` is
+/// the run's connection `thread + i * threads` (with `--broadcast`, those below K publish).
+pub fn run(plan: &Plan, live: &Live, count: usize, thread: usize, threads: usize) -> Report {
     let mut worker = match Poll::new() {
-        Ok(poll) => Worker::new(plan, live, poll, count),
+        Ok(poll) => Worker::new(plan, live, poll, count, thread, threads),
         Err(e) => {
             let mut report = Report::default();
             report
@@ -312,7 +379,14 @@ pub fn run(plan: &Plan, live: &Live, count: usize) -> Report {
 }
 
 impl<'a> Worker<'a> {
-    fn new(plan: &'a Plan, live: &'a Live, poll: Poll, count: usize) -> Worker<'a> {
+    fn new(
+        plan: &'a Plan,
+        live: &'a Live,
+        poll: Poll,
+        count: usize,
+        thread: usize,
+        threads: usize,
+    ) -> Worker<'a> {
         let mut config = Config::default();
         let size = plan.payload.as_bytes().len();
         config.max_frame_size = config.max_frame_size.max(size);
@@ -320,9 +394,23 @@ impl<'a> Worker<'a> {
         config.max_send_frame_size = config.max_send_frame_size.max(size);
         // Large binary echoes are checked as they arrive, not collected and then compared:
         // one pass over each instead of a copy and a pass.
-        config.stream_binary_from = Some(4 << 10);
+        // A broadcast message is checked whole (its header first).
+        config.stream_binary_from = plan.broadcast.is_none().then_some(4 << 10);
+        let publishers: Vec<Publisher> = match &plan.broadcast {
+            Some(b) => (0..count)
+                .map(|i| (i, thread + i * threads))
+                .take_while(|&(_, id)| id < b.publishers)
+                .map(|(conn, id)| Publisher {
+                    conn,
+                    id,
+                    seq: 0,
+                    stopped: false,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let conns = (0..count)
-            .map(|_| Conn {
+            .map(|i| Conn {
                 sock: None,
                 phase: Phase::Waiting,
                 ws: None,
@@ -330,8 +418,19 @@ impl<'a> Worker<'a> {
                 received: 0,
                 next: None,
                 deadline: 0,
+                expected: Box::default(),
+                slot: if i < publishers.len() {
+                    i
+                } else {
+                    NOT_A_PUBLISHER
+                },
             })
             .collect();
+        let scratch = match &plan.payload {
+            Payload::Text(text) if plan.broadcast.is_some() => Payload::Text(text.clone()),
+            Payload::Binary(data) if plan.broadcast.is_some() => Payload::Binary(data.clone()),
+            _ => Payload::Binary(Vec::new()),
+        };
         Worker {
             plan,
             live,
@@ -349,6 +448,15 @@ impl<'a> Worker<'a> {
             echoes_total: 0,
             ending: false,
             report: Report::default(),
+            thread,
+            threads,
+            publishers,
+            scratch,
+            started: None,
+            draining: None,
+            next_drain_check: 0,
+            next_due: u64::MAX,
+            published_total: 0,
         }
     }
 
@@ -357,14 +465,28 @@ impl<'a> Worker<'a> {
         let mut next_scan = 0;
         loop {
             let now = self.plan.now();
-            if !self.ending && now >= self.plan.window.1 {
-                self.begin_end(now);
+            if !self.ending && self.draining.is_none() && now >= self.plan.window.1 {
+                if self.plan.broadcast.is_some() {
+                    self.stop_publishing(now);
+                } else {
+                    self.begin_end(now);
+                }
+            }
+            if let Some(until) = self.draining {
+                if now >= until || self.drained(now) {
+                    self.count_missing();
+                    self.draining = None;
+                    self.begin_end(now);
+                }
             }
             if self.ending && self.conns.iter().all(|c| matches!(c.phase, Phase::Done)) {
                 break;
             }
-            if !self.ending {
+            if !self.ending && self.draining.is_none() {
                 self.start_connections(now);
+                if self.plan.broadcast.is_some() {
+                    self.publish(now);
+                }
             }
             if now >= next_scan {
                 self.check_deadlines(now);
@@ -373,18 +495,30 @@ impl<'a> Worker<'a> {
             self.live.echoes.store(self.echoes_total, Relaxed);
             self.live.up.store(self.up, Relaxed);
             self.live.errors.store(self.report.errors.total(), Relaxed);
+            self.live.published.store(self.published_total, Relaxed);
             // Every connection started, none connecting or up: nothing is left to run (before
             // the end, that means every one failed).
             if self.next_start == self.conns.len() && self.pending == 0 && self.up == 0 {
                 break;
             }
 
-            let timeout = if self.ending {
+            let mut timeout = if self.ending {
                 Duration::from_millis(50)
             } else {
                 Duration::from_nanos(self.plan.window.1.saturating_sub(now))
                     .min(Duration::from_millis(50))
             };
+            if self.plan.broadcast.is_some() && !self.ending {
+                let wait = if self.draining.is_some() {
+                    1_000_000
+                } else if self.started.is_none() && !self.publishers.is_empty() {
+                    // The last handshake may complete on another thread: look again soon.
+                    1_000_000
+                } else {
+                    self.next_due.saturating_sub(now)
+                };
+                timeout = timeout.min(Duration::from_nanos(wait));
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -578,8 +712,17 @@ impl<'a> Worker<'a> {
         conn.deadline = 0;
         let masks = mask_source(XorShift::new(self.seeds.next()));
         conn.ws = Some(Connection::client(self.config.clone(), masks));
-        conn.sent = VecDeque::with_capacity(self.plan.depth);
-        if !self.plan.idle && self.plan.payload.as_bytes().len() >= PREPARE_MIN {
+        let broadcast = self.plan.broadcast.as_deref();
+        if let Some(b) = broadcast {
+            conn.expected = vec![0; b.publishers].into_boxed_slice();
+            b.join(now);
+        } else {
+            conn.sent = VecDeque::with_capacity(self.plan.depth);
+        }
+        if !self.plan.idle
+            && broadcast.is_none()
+            && self.plan.payload.as_bytes().len() >= PREPARE_MIN
+        {
             let masks = mask_source(XorShift::new(self.seeds.next()));
             let mut frame = Connection::client(self.config.clone(), masks);
             if frame.send(self.plan.payload.message()).is_ok() {
@@ -589,7 +732,7 @@ impl<'a> Worker<'a> {
         self.pending -= 1;
         self.up += 1;
         self.report.established += 1;
-        if !self.plan.idle && !self.ending {
+        if !self.plan.idle && !self.ending && broadcast.is_none() {
             for _ in 0..self.plan.depth {
                 self.send_one(i, now);
             }
@@ -736,6 +879,29 @@ impl<'a> Worker<'a> {
                 }
             };
             match event {
+                Event::Message(m) if self.plan.broadcast.is_some() => {
+                    let plan = self.plan;
+                    let Some(b) = plan.broadcast.as_deref() else {
+                        continue;
+                    };
+                    if self.started.is_none() && b.started().is_none() {
+                        // Not one of ours: ours are published once all have joined.
+                        self.report.ignored += 1;
+                        continue;
+                    }
+                    let global = self.thread + i * self.threads;
+                    let from = deliver(plan, &mut conn.expected, &mut self.report, &m, now, global);
+                    self.echoes_total += 1;
+                    let slot = conn.slot;
+                    // Its own message back: one fewer in flight.
+                    if from.is_some()
+                        && b.rate.is_none()
+                        && slot != NOT_A_PUBLISHER
+                        && from == Some(self.publishers[slot].id)
+                    {
+                        self.fill(slot, now);
+                    }
+                }
                 Event::Message(m) => {
                     if conn.sent.is_empty() {
                         if self.plan.idle {
@@ -917,6 +1083,9 @@ impl<'a> Worker<'a> {
 
     /// Closes the socket and forgets the connection.
     fn drop_conn(&mut self, i: usize) {
+        if self.conns[i].slot != NOT_A_PUBLISHER {
+            self.stop_publisher(self.conns[i].slot);
+        }
         let conn = &mut self.conns[i];
         match conn.phase {
             Phase::Connecting | Phase::Handshake(_) => self.pending -= 1,
@@ -932,4 +1101,251 @@ impl<'a> Worker<'a> {
         conn.sent = VecDeque::new();
         conn.deadline = 0;
     }
+
+    /// `--broadcast`: starts the publishers once every connection has joined, and with
+    /// `--rate` sends the messages that are due.
+    fn publish(&mut self, now: u64) {
+        let plan = self.plan;
+        let Some(b) = plan.broadcast.as_deref() else {
+            return;
+        };
+        let start = match self.started {
+            Some(start) => start,
+            None => {
+                let Some(start) = b.started() else { return };
+                self.started = Some(start);
+                if b.rate.is_none() {
+                    for slot in 0..self.publishers.len() {
+                        self.fill(slot, now);
+                        self.flush(self.publishers[slot].conn);
+                    }
+                    return;
+                }
+                start
+            }
+        };
+        let Some(rate) = b.rate else { return };
+        let due = |seq: u64| start.saturating_add((seq as f64 * 1e9 / rate) as u64);
+        let mut next_due = u64::MAX;
+        for slot in 0..self.publishers.len() {
+            let conn = self.publishers[slot].conn;
+            let mut sent = false;
+            while !self.publishers[slot].stopped && now >= due(self.publishers[slot].seq) {
+                let queued = self.conns[conn]
+                    .ws
+                    .as_ref()
+                    .map_or(0, |ws| ws.transmit_len());
+                if queued > PUBLISH_QUEUE_MAX || !self.publish_one(slot, now) {
+                    break;
+                }
+                sent = true;
+            }
+            if sent {
+                self.flush(conn);
+            }
+            let p = &self.publishers[slot];
+            if !p.stopped {
+                next_due = next_due.min(due(p.seq));
+            }
+        }
+        self.next_due = next_due;
+    }
+
+    /// `--broadcast` at full speed: sends publisher `slot`'s messages until `depth` are in
+    /// flight (sent, and not yet received back by the publisher itself).
+    fn fill(&mut self, slot: usize, now: u64) {
+        loop {
+            let p = &self.publishers[slot];
+            let landed = self.conns[p.conn].expected.get(p.id).copied().unwrap_or(0);
+            if p.stopped || p.seq.saturating_sub(landed) >= self.plan.depth as u64 {
+                return;
+            }
+            if !self.publish_one(slot, now) {
+                return;
+            }
+        }
+    }
+
+    /// Queues publisher `slot`'s next message, its header saying who, which and when.
+    /// Returns false if the connection cannot send.
+    fn publish_one(&mut self, slot: usize, now: u64) -> bool {
+        let p = &mut self.publishers[slot];
+        let conn = &mut self.conns[p.conn];
+        let Some(ws) = conn.ws.as_mut() else {
+            return false;
+        };
+        if p.stopped || !matches!(conn.phase, Phase::Open) {
+            return false;
+        }
+        let (id, seq) = (p.id as u64, p.seq);
+        match &mut self.scratch {
+            Payload::Binary(data) => broadcast::write_header(data, false, id, seq, now),
+            Payload::Text(text) => {
+                let mut header = [0; broadcast::TEXT_HEADER];
+                broadcast::write_header(&mut header, true, id, seq, now);
+                // ASCII hex: always UTF-8; the same length, so nothing moves or allocates.
+                if let Ok(header) = std::str::from_utf8(&header) {
+                    text.replace_range(..broadcast::TEXT_HEADER, header);
+                }
+            }
+        }
+        if ws.send(self.scratch.message()).is_err() {
+            return false;
+        }
+        p.seq += 1;
+        self.published_total += 1;
+        let (start, end) = self.plan.window;
+        if now >= start && now < end {
+            self.report.published += 1;
+        }
+        true
+    }
+
+    /// Publisher `slot` sends no more; the other threads learn its count.
+    fn stop_publisher(&mut self, slot: usize) {
+        let p = &mut self.publishers[slot];
+        if !p.stopped {
+            p.stopped = true;
+            if let Some(b) = self.plan.broadcast.as_deref() {
+                b.stop(p.id, p.seq);
+            }
+        }
+    }
+
+    /// The window is over: stop publishing, and give what is in flight a grace to land.
+    fn stop_publishing(&mut self, now: u64) {
+        for slot in 0..self.publishers.len() {
+            self.stop_publisher(slot);
+        }
+        let grace = self
+            .plan
+            .broadcast
+            .as_deref()
+            .map_or(0, |b| b.grace.as_nanos() as u64);
+        self.draining = Some(now + grace);
+    }
+
+    /// Whether every open connection here has received every message published (checked at
+    /// most once a millisecond).
+    fn drained(&mut self, now: u64) -> bool {
+        if now < self.next_drain_check {
+            return false;
+        }
+        self.next_drain_check = now + 1_000_000;
+        let Some(counts) = self
+            .plan
+            .broadcast
+            .as_deref()
+            .and_then(|b| b.final_counts())
+        else {
+            return false; // a publisher on another thread has not stopped yet
+        };
+        self.conns
+            .iter()
+            .filter(|c| matches!(c.phase, Phase::Open))
+            .all(|c| {
+                c.expected
+                    .iter()
+                    .zip(&counts)
+                    .all(|(got, sent)| got >= sent)
+            })
+    }
+
+    /// After the grace: what a connection still open never received of the messages
+    /// published is lost.
+    fn count_missing(&mut self) {
+        let Some(b) = self.plan.broadcast.as_deref() else {
+            return;
+        };
+        let grace = b.grace;
+        let Some(counts) = b.final_counts() else {
+            self.report.errors.add(Kind::Lost, || {
+                "a publisher did not stop within the grace: its last messages were not checked"
+                    .into()
+            });
+            return;
+        };
+        for i in 0..self.conns.len() {
+            if !matches!(self.conns[i].phase, Phase::Open) {
+                continue;
+            }
+            let global = self.thread + i * self.threads;
+            for (id, &sent) in counts.iter().enumerate() {
+                let got = self.conns[i].expected[id];
+                if sent > got {
+                    self.report.errors.add_n(Kind::Lost, sent - got, || {
+                        format!("connection {global} had not received publisher {id}'s messages {got}..{sent} ({} messages) {grace:?} after publishing stopped", sent - got)
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// `--broadcast`: checks a message received by connection `conn` (the run's index) against
+/// what its publisher sent, and counts it. Returns its publisher's id if its header is sound.
+fn deliver(
+    plan: &Plan,
+    expected: &mut [u64],
+    report: &mut Report,
+    m: &Message<'_>,
+    now: u64,
+    conn: usize,
+) -> Option<usize> {
+    let pattern = plan.payload.as_bytes();
+    let text = plan.payload.is_text();
+    let data = m.as_bytes();
+    if m.is_text() != text || data.len() != pattern.len() {
+        let (got, len, want, size) = (m.is_text(), data.len(), text, pattern.len());
+        let kind = |text: bool| if text { "text" } else { "binary" };
+        report.errors.add(Kind::Corrupt, || {
+            format!(
+                "connection {conn} received a {len}-byte {} message, expected {size}-byte {}",
+                kind(got),
+                kind(want)
+            )
+        });
+        return None;
+    }
+    let Some((id, seq, at)) = broadcast::read_header(data, text) else {
+        report.errors.add(Kind::Corrupt, || {
+            format!("connection {conn} received a message whose header is not the tool's")
+        });
+        return None;
+    };
+    let publishers = expected.len();
+    if id >= publishers as u64 {
+        report.errors.add(Kind::Corrupt, || {
+            format!("connection {conn} received a message from publisher {id}, but only {publishers} publish")
+        });
+        return None;
+    }
+    let header = broadcast::header_len(text);
+    if plan.verify && data[header..] != pattern[header..] {
+        report.errors.add(Kind::Corrupt, || {
+            format!("connection {conn} received publisher {id}'s message {seq} with a payload that differs from the one sent")
+        });
+    }
+    let want = &mut expected[id as usize];
+    if seq == *want {
+        *want += 1;
+    } else if seq > *want {
+        let lost = seq - *want;
+        let from = *want;
+        report.errors.add_n(Kind::Lost, lost, || {
+            format!("connection {conn} expected publisher {id}'s message {from}, got {seq}: {lost} lost")
+        });
+        *want = seq + 1;
+    } else {
+        let from = *want;
+        report.errors.add(Kind::Reordered, || {
+            format!("connection {conn} expected publisher {id}'s message {from}, got {seq} again or late")
+        });
+    }
+    let (start, end) = plan.window;
+    if now >= start && now < end {
+        report.echoes += 1;
+        report.latency.record(now.saturating_sub(at));
+    }
+    Some(id as usize)
 }
