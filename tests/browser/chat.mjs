@@ -225,6 +225,52 @@ test('a private message reaches bob, marked private, and not carol', async () =>
   await bob.locator('#rooms [data-room="lobby"]').click({ timeout: WAIT_MS });
 });
 
+test('a first visit asks for a nick and remembers it', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  try {
+    const page = await context.newPage();
+    page.on('console', (m) => consoleLines.push(`[dave] ${m.type()}: ${m.text()}`));
+    page.on('pageerror', (e) => pageErrors.push(`[dave] ${e.message}`));
+    await page.goto(server.url, { timeout: WAIT_MS });
+    await page.locator('#login').waitFor({ state: 'visible', timeout: WAIT_MS });
+    await page.locator('#nick').fill('dave');
+    await page.locator('#nick').press('Enter');
+    await until('dave is online', async () => (await state(page)) === 'online');
+    await until('dave is in lobby (the default room)', async () => (await members(page)).includes('dave'));
+    assert(await page.evaluate(() => document.querySelector('#me-nick').textContent === 'dave'), 'the page says who you are');
+    await page.goto(server.url, { timeout: WAIT_MS });
+    await until('after a reload dave is online again without being asked', async () => (await state(page)) === 'online');
+    assert(!(await page.locator('#login').isVisible()), 'no nick prompt the second time');
+  } finally {
+    await context.close();
+  }
+});
+
+test('joining and leaving a room from the sidebar', async () => {
+  const carol = await user('carol');
+  const alice = await user('alice');
+  const room = `dev-${RUN}`;
+  await carol.locator('#join-room').fill(room);
+  await carol.locator('#join-room').press('Enter');
+  await until(`carol shows #${room}`, () => carol.evaluate((r) => {
+    const p = document.querySelector(`#messages [data-room="${r}"]`);
+    return p && !p.hidden && document.activeElement.id === 'input'
+      && document.querySelector(`#rooms [data-room="${r}"]`).classList.contains('joined');
+  }, room));
+  await until(`alice's room list shows #${room} with 1 member (refreshed every 5 s)`, () => alice.evaluate((r) => {
+    const li = document.querySelector(`#rooms [data-room="${r}"]`);
+    return li && !li.classList.contains('joined') && li.querySelector('.count').textContent === '1';
+  }, room), 8000);
+  await alice.locator(`#rooms [data-room="${room}"]`).click({ timeout: WAIT_MS });
+  await until(`carol sees alice join #${room}`, async () => (await members(carol)).includes('alice'));
+  await carol.locator('#leave').click({ timeout: WAIT_MS });
+  await until(`carol left #${room} and shows lobby`, () => carol.evaluate((r) => !document.querySelector(`#messages [data-room="${r}"]`)
+    && !document.querySelector('#messages [data-room="lobby"]').hidden, room));
+  await until(`alice sees carol leave #${room}`, async () => !(await members(alice)).includes('carol'));
+  await alice.locator('#leave').click({ timeout: WAIT_MS });
+  await until('alice is back in lobby', () => alice.evaluate(() => !document.querySelector('#messages [data-room="lobby"]').hidden));
+});
+
 test('messages sent while bob is away are shown once, in order, after he reconnects', async () => {
   const alice = await user('alice');
   const bob = await user('bob');
