@@ -139,7 +139,7 @@ function closed(ev, opened) {
   log('closed', ev.code, ev.reason, 'opened:', opened);
   for (const r of S.rooms.values()) r.joined = false;
   S.pending.clear();
-  if (opened) toast(why, 'warn');
+  if (opened || S.attempt === 0) toast(why, opened ? 'warn' : 'error'); // once per outage
   if (S.hold || !S.nick) { setState('offline', why); return; }
   const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** S.attempt);
   const delay = Math.round(base * (1 + (Math.random() * 2 - 1) * JITTER));
