@@ -175,7 +175,7 @@ function welcome(m) {
   el.meNick.textContent = S.nick;
   S.attempt = 0;
   setState('online', '');
-  if (el.toast.dataset.kind === 'warn') el.toast.hidden = true;
+  el.toast.hidden = true; // whatever said the connection was down
   log('welcome', S.nick);
   for (const name of S.wanted) {
     const r = S.rooms.get(name);
