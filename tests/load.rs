@@ -380,8 +380,8 @@ impl rfc6455::server::Handler for Faulty {
     fn open(
         &mut self,
         ctx: &mut rfc6455::server::Context<'_>,
-        request: &rfc6455::server::Request,
-    ) -> Result<rfc6455::server::Accept, rfc6455::server::Rejection> {
+        request: &rfc6455::proto::Request,
+    ) -> Result<rfc6455::proto::Accept, rfc6455::proto::Rejection> {
         ctx.subscribe("all").unwrap();
         Ok(request.accept())
     }

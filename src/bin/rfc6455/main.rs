@@ -1,5 +1,5 @@
-//! The `rfc6455` command: `echo` (the Autobahn testee), `client` (a terminal client),
-//! `load` (a load generator).
+//! The `rfc6455` command: `serve` (a chat and notification server), `echo` (the Autobahn
+//! testee), `client` (a terminal client), `load` (a load generator).
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod client;
 mod echo;
 mod load;
+mod serve;
 
 /// A WebSocket stack written from RFC 6455 up.
 #[derive(Parser)]
@@ -18,6 +19,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// A chat and notification server with its browser page: rooms, history, presence,
+    /// private messages, JWT, rate limits, an HTTP publish API and metrics, on one port.
+    Serve(serve::Args),
     /// Echo every text and binary message back (the Autobahn testee).
     Echo(echo::Args),
     /// An interactive client: stdin lines go out as messages, messages received are printed.
@@ -28,6 +32,7 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Serve(args) => serve::run(args),
         Command::Echo(args) => echo::run(args),
         Command::Client(args) => client::run(args),
         Command::Load(args) => load::run(args),
