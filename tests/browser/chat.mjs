@@ -6,7 +6,8 @@
 // stdout line), drives pages in separate browser contexts, and stops the server whatever
 // happens. Every wait is bounded; a failure prints what it waited for, the pages' console
 // output and the server's output. The last line is `N passed, M failed`.
-// Screenshots go to tests/browser/out/ (gitignored).
+// Screenshots go to tests/browser/out/ (gitignored). CHAT_VERBOSE=1 prints the pages' console
+// and the server's output at the end.
 
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
@@ -402,6 +403,12 @@ try {
 } finally {
   if (browser) await browser.close().catch(() => {});
   await stopServer().catch(() => killServerNow());
+}
+if (process.env.CHAT_VERBOSE) {
+  console.log('# console of the pages:');
+  for (const l of consoleLines) console.log(`#   ${l}`);
+  console.log('# server output:');
+  for (const l of server.output) console.log(`#   ${l}`);
 }
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);
