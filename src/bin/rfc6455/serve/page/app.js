@@ -407,6 +407,7 @@ function show(view) {
   } else {
     const d = dmState(view.name);
     d.pane.hidden = false;
+    if (el.toast.dataset.kind === 'info') el.toast.hidden = true; // "private message from …"
     d.unread = 0;
     el.paneTitle.textContent = `Private with ${view.name}`;
     el.title.textContent = `@${view.name}`;
