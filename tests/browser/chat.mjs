@@ -26,11 +26,13 @@ const RUN = Date.now().toString(36); // makes this run's message texts unique
 // ---------- the server ----------
 
 const server = { proc: null, url: null, listen: null, output: [] };
+const servers = new Set(); // every server started, to kill whatever happens
 
-function startServer(listen = '127.0.0.1:0') {
+function startServer(listen = '127.0.0.1:0', extra = [], s = server) {
   return new Promise((resolveStart, rejectStart) => {
-    const proc = spawn(BIN, ['serve', '--listen', listen], { stdio: ['ignore', 'pipe', 'pipe'] });
-    server.proc = proc;
+    const proc = spawn(BIN, ['serve', '--listen', listen, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    servers.add(proc);
+    s.proc = proc;
     let first = null;
     let buf = '';
     const timer = setTimeout(() => {
@@ -42,32 +44,32 @@ function startServer(listen = '127.0.0.1:0') {
       while ((i = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
-        server.output.push(`stdout: ${line}`);
+        s.output.push(`stdout: ${line}`);
         if (first === null) {
           first = line;
           clearTimeout(timer);
           const m = /http:\/\/([^/\s]+)\//.exec(line);
           if (!m) return rejectStart(new Error(`server's first line has no http://HOST:PORT/: ${line}`));
-          server.listen = m[1];
-          server.url = `http://${m[1]}/`;
-          resolveStart(server.url);
+          s.listen = m[1];
+          s.url = `http://${m[1]}/`;
+          resolveStart(s.url);
         }
       }
     });
     proc.stderr.on('data', (d) => {
-      for (const line of String(d).split('\n')) if (line) server.output.push(`stderr: ${line}`);
+      for (const line of String(d).split('\n')) if (line) s.output.push(`stderr: ${line}`);
     });
     proc.on('error', (e) => { clearTimeout(timer); rejectStart(new Error(`cannot run ${BIN}: ${e.message}`)); });
     proc.on('exit', (code, signal) => {
-      server.output.push(`exited: code ${code} signal ${signal}`);
+      s.output.push(`exited: code ${code} signal ${signal}`);
       if (first === null) { clearTimeout(timer); rejectStart(new Error(`server exited (code ${code}, signal ${signal}) before saying where it listens`)); }
     });
   });
 }
 
-async function stopServer() {
-  const proc = server.proc;
-  server.proc = null;
+async function stopServer(s = server) {
+  const proc = s.proc;
+  s.proc = null;
   if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
   const exited = new Promise((r) => proc.once('exit', r));
   proc.kill('SIGTERM');
@@ -77,7 +79,7 @@ async function stopServer() {
 }
 
 function killServerNow() {
-  if (server.proc && server.proc.exitCode === null) server.proc.kill('SIGKILL');
+  for (const proc of servers) if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
 }
 process.on('exit', killServerNow);
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { killServerNow(); process.exit(130); });
@@ -89,14 +91,14 @@ const users = new Map(); // nick -> {context, page}
 const consoleLines = [];
 const pageErrors = [];
 
-async function user(nick, room = 'lobby') {
-  if (users.has(nick)) return users.get(nick).page;
+async function user(nick, room = 'lobby', at = server) {
+  if (at === server && users.has(nick)) return users.get(nick).page;
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
   page.on('console', (m) => consoleLines.push(`[${nick}] ${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => { pageErrors.push(`[${nick}] ${e.message}`); consoleLines.push(`[${nick}] pageerror: ${e.message}`); });
-  users.set(nick, { context, page });
-  await page.goto(`${server.url}?nick=${encodeURIComponent(nick)}&room=${encodeURIComponent(room)}`, { timeout: WAIT_MS });
+  if (at === server) users.set(nick, { context, page });
+  await page.goto(`${at.url}?nick=${encodeURIComponent(nick)}&room=${encodeURIComponent(room)}`, { timeout: WAIT_MS });
   await until(`${nick} online`, () => page.evaluate(() => document.querySelector('#status').dataset.state === 'online'));
   return page;
 }
@@ -310,6 +312,40 @@ test('messages sent while bob is away are shown once, in order, after he reconne
   assert(after.length === before.length + 3, `bob's pane grew by exactly 3 (from ${before.length} to ${after.length})`);
   assert(await bob.evaluate(() => !document.querySelector('#messages [data-room="lobby"] .missing')),
     'no "messages may be missing" notice when the server recovered everything');
+});
+
+test('a page told that messages were dropped (recovered: false) says some may be missing', async () => {
+  const small = { proc: null, url: null, listen: null, output: server.output }; // one log for failures
+  const pages = [];
+  try {
+    await startServer('127.0.0.1:0', ['--history', '2'], small);
+    const alice = await user('alice', 'gap', small);
+    const bob = await user('bob', 'gap', small);
+    pages.push(alice, bob);
+    await until('alice sees bob in gap', async () => (await members(alice)).includes('bob'));
+    await say(alice, 'before');
+    await until('bob sees the first message', () => seesText(bob, '[data-room="gap"]', 'before'));
+    await bob.evaluate(() => window.__chat.dropConnection({ reconnect: false }));
+    await until('bob is offline', async () => (await state(bob)) === 'offline');
+    const sent = ['g1', 'g2', 'g3', 'g4'];
+    for (const t of sent) await say(alice, t);
+    await until('alice sees g4', () => seesText(alice, '[data-room="gap"]', 'g4'));
+    await bob.evaluate(() => window.__chat.reconnect());
+    await until('bob sees the 2 messages still held (g3, g4)', async () => {
+      const got = (await messages(bob, '[data-room="gap"]')).map((m) => m.text);
+      return got.includes('g3') && got.includes('g4');
+    });
+    assert(await bob.evaluate(() => !!document.querySelector('#messages [data-room="gap"] .sys.missing')),
+      'bob sees a "some messages may be missing" notice');
+    const got = await messages(bob, '[data-room="gap"]');
+    assert(JSON.stringify(got.map((m) => m.text)) === JSON.stringify(['before', 'g3', 'g4']),
+      `bob shows before, g3, g4 (got ${got.map((m) => m.text)})`);
+    const seqs = got.map((m) => m.seq);
+    assert(seqs.every((q, i) => i === 0 || q > seqs[i - 1]), `seqs increase (${seqs})`);
+  } finally {
+    for (const p of pages) await p.context().close().catch(() => {});
+    await stopServer(small);
+  }
 });
 
 test('screenshots: desktop and phone', async () => {
