@@ -7,6 +7,10 @@
 //! - `per_subscriber`: what a handler that loops over its connections does: `send` per
 //!   subscriber, a frame built (header encoded, payload copied) for each.
 //!
+//! - `publish_deflate_16KiB_text`: subscribers with permessage-deflate
+//!   (`server_no_context_takeover`): the shared frame compressed once per publish against
+//!   `send` compressing it for each subscriber.
+//!
 //! For 1, 100 and 10,000 subscribers and 64 B and 16 KiB messages; throughput counts
 //! deliveries (elements). The transmit buffer is lent from one spare as the loop does.
 //!
@@ -72,5 +76,60 @@ fn publish(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, publish);
+/// permessage-deflate, `server_no_context_takeover`: the shared frame is compressed once per
+/// publish; `send` compresses it again for every subscriber.
+#[cfg(feature = "deflate")]
+fn publish_deflate(c: &mut Criterion) {
+    use rfc6455::proto::deflate::DeflateParams;
+    let config = Arc::new(Config::default());
+    let mut params = DeflateParams::default();
+    params.server_no_context_takeover = true;
+    let text: String = (0..16 << 10)
+        .map(|i| ["chat ", "room ", "hello ", "message "][i % 4])
+        .collect::<String>()[..16 << 10]
+        .to_owned();
+    let mut group = c.benchmark_group("publish_deflate_16KiB_text");
+    group.measurement_time(Duration::from_secs(3));
+    group.warm_up_time(Duration::from_secs(1));
+    for subscribers in [1usize, 100] {
+        let mut conns: Vec<Connection> = (0..subscribers)
+            .map(|_| {
+                let mut conn = Connection::server_shared(config.clone());
+                conn.set_deflate(params);
+                conn
+            })
+            .collect();
+        let mut spare = Vec::new();
+        group.throughput(Throughput::Elements(subscribers as u64));
+        group.bench_function(BenchmarkId::new("shared", subscribers), |b| {
+            b.iter(|| {
+                let frame = SharedFrame::new(&Message::text(text.as_str()));
+                let mut total = 0;
+                for conn in &mut conns {
+                    conn.swap_transmit_buffer(&mut spare);
+                    conn.send_shared(&frame).unwrap();
+                    total += drain(conn, &mut spare);
+                }
+                total
+            })
+        });
+        group.bench_function(BenchmarkId::new("per_subscriber", subscribers), |b| {
+            b.iter(|| {
+                let mut total = 0;
+                for conn in &mut conns {
+                    conn.swap_transmit_buffer(&mut spare);
+                    conn.send(Message::text(text.as_str())).unwrap();
+                    total += drain(conn, &mut spare);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+#[cfg(not(feature = "deflate"))]
+fn publish_deflate(_: &mut Criterion) {}
+
+criterion_group!(benches, publish, publish_deflate);
 criterion_main!(benches);

@@ -508,3 +508,44 @@ fn uncompressed_messages_keep_the_zero_copy_path() {
         other => panic!("expected a borrowed message, got {other:?}"),
     }
 }
+
+#[test]
+fn a_shared_frame_is_compressed_once_for_every_connection_that_compresses_messages_alone() {
+    use rfc6455::SharedFrame;
+    let text: String = (0..40_000)
+        .map(|i| char::from(b'a' + (i % 7) as u8))
+        .collect();
+    let big = Message::text(text.clone());
+    let small = Message::text("tiny");
+    // (server_no_context_takeover, server window bits, compressed on the wire?)
+    let cases = [(true, 15, true), (false, 15, false), (true, 12, false)];
+    let shared = SharedFrame::new(&big);
+    let mut wires = Vec::new();
+    for (snct, bits, compressed) in cases {
+        for (message, frame) in [(&big, &shared), (&small, &SharedFrame::new(&small))] {
+            let (mut client, mut server) =
+                pair(Config::default(), params(snct, false, bits, 15, 64));
+            server.send_shared(frame).unwrap();
+            let wire = drain(&mut server);
+            let rsv1 = wire[0] & 0x40 != 0;
+            let expect_compressed = compressed && message.len() >= 64;
+            assert_eq!(
+                rsv1,
+                expect_compressed,
+                "snct {snct} bits {bits} len {}",
+                message.len()
+            );
+            if expect_compressed {
+                assert!(wire.len() < message.len() / 10, "{} bytes", wire.len());
+                wires.push(wire.clone());
+            }
+            // Whatever was sent, the client reads the message back.
+            client.handle_bytes(&wire).unwrap();
+            assert_eq!(events(&mut client), [Event::Message(message.clone())]);
+        }
+    }
+    // Another connection that takes it compressed gets the very same bytes (compressed once).
+    let (_, mut other) = pair(Config::default(), params(true, true, 15, 15, 64));
+    other.send_shared(&shared).unwrap();
+    assert_eq!(drain(&mut other), wires[0]);
+}

@@ -1335,8 +1335,11 @@ impl Connection {
     /// [`OWNED_SEND_MIN`] bytes or more by reference, a smaller one copied into the transmit
     /// buffer. A client masks a copy (a server's frame is unmasked). While a message sent in
     /// parts is open, the message is held like any other (see [`send_part`](Self::send_part)).
-    /// With permessage-deflate negotiated the frame goes out uncompressed, which RFC 7692
-    /// allows for any message. Fails with [`Error::Closed`] once a close frame was sent or
+    /// With permessage-deflate negotiated, a server that compresses each message alone
+    /// (`server_no_context_takeover`) with a 15-bit window sends the frame compressed, once for
+    /// every such connection (the first compresses it, at its own level; under its
+    /// threshold, or when it does not shrink, it goes out plain); every other deflate
+    /// connection gets it uncompressed, which RFC 7692 allows for any message. Fails with [`Error::Closed`] once a close frame was sent or
     /// received.
     pub fn send_shared(&mut self, frame: &SharedFrame) -> Result<(), Error> {
         if self.state != State::Open {
@@ -1354,12 +1357,29 @@ impl Connection {
             self.write_frame(opcode, true, frame.payload());
             return Ok(());
         }
-        if frame.len() < OWNED_SEND_MIN {
-            self.recycle_out();
-            self.out.extend_from_slice(frame.as_bytes());
+        #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
+        let mut bytes = frame.shared_bytes();
+        // A connection that compresses each message alone with the full window takes the
+        // frame compressed once for all of them.
+        #[cfg(feature = "deflate")]
+        if let Some((threshold, level)) = self
+            .rare
+            .as_ref()
+            .and_then(|r| r.deflate.as_ref())
+            .and_then(|c| c.takes_messages_compressed_alone())
+        {
+            if frame.payload().len() >= threshold {
+                if let Some(compressed) = frame.compressed(level) {
+                    bytes = compressed;
+                }
+            }
+        }
+        self.recycle_out();
+        if bytes.len() < OWNED_SEND_MIN {
+            self.out.extend_from_slice(bytes);
         } else {
-            self.recycle_out();
-            self.push_segment(SegmentData::Shared(frame.shared_bytes().clone()));
+            let bytes = bytes.clone();
+            self.push_segment(SegmentData::Shared(bytes));
         }
         Ok(())
     }

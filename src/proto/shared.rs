@@ -32,6 +32,10 @@ pub struct SharedFrame {
     bytes: Arc<[u8]>,
     header_len: u8,
     text: bool,
+    /// The same message compressed on its own (RSV1 set), made by the first connection
+    /// that can take it; `None` inside when compressing does not pay.
+    #[cfg(feature = "deflate")]
+    compressed: Arc<std::sync::OnceLock<Option<Arc<[u8]>>>>,
 }
 
 impl SharedFrame {
@@ -59,7 +63,35 @@ impl SharedFrame {
             bytes: bytes.into(),
             header_len: header_len as u8,
             text: matches!(opcode, OpCode::Text),
+            #[cfg(feature = "deflate")]
+            compressed: Arc::default(),
         }
+    }
+
+    /// The frame compressed on its own with a 15-bit window at `level` (made once, by the
+    /// first caller, whose `level` then holds for all), if that makes it smaller.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn compressed(&self, level: u32) -> Option<&Arc<[u8]>> {
+        self.compressed
+            .get_or_init(|| {
+                let payload = super::deflate::compress_alone(self.payload(), level)?;
+                let header = FrameHeader {
+                    fin: true,
+                    rsv: super::frame::RSV1,
+                    opcode: if self.text {
+                        OpCode::Text
+                    } else {
+                        OpCode::Binary
+                    },
+                    mask: None,
+                    payload_len: payload.len() as u64,
+                };
+                let mut bytes = Vec::with_capacity(MAX_HEADER_LEN + payload.len());
+                header.encode_to(&mut bytes);
+                bytes.extend_from_slice(&payload);
+                Some(bytes.into())
+            })
+            .as_ref()
     }
 
     /// The whole frame, header and payload, as it goes on the wire.

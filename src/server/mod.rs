@@ -45,6 +45,24 @@
 //!   began under the mark: a peer that writes a whole message before reading would wait for
 //!   us as we wait for it); a send, or pongs, that would take the queue over
 //!   [`Limits::max_write_queue`] fail the connection with 1008 instead.
+//! - **Topics** (publish/subscribe): each loop keeps its own subscriber table (a topic is a
+//!   vector of its local subscribers), so subscribing and publishing take no lock. A publish
+//!   encodes the frame once ([`SharedFrame`]): this loop's subscribers get it
+//!   when the callback's turn ends, every other loop gets one mailbox command for it, whatever
+//!   its number of subscribers. Each subscriber gets everything published to it in a turn in
+//!   one write; a frame of 16 KiB or more is queued by reference, never copied per subscriber.
+//!   A subscriber whose queue passes [`Limits::max_publish_queue`] is closed with 1008 or
+//!   skipped and counted ([`Limits::slow_subscriber`]); a publish never waits for one.
+//!   Order: what one connection (or one thread) publishes to a topic reaches every subscriber
+//!   in that order; publishes from different sources may interleave differently on different
+//!   loops, unless they are made one at a time through [`Handle::publish`] (see
+//!   [`Handle::publish_except`]). Topic names are bytes, at most [`MAX_TOPIC_LEN`]; a
+//!   connection has at most [`Limits::max_subscriptions`].
+//! - **Plain HTTP** on the same port: a request that is not an upgrade goes to
+//!   [`Handler::http`] (a page, a health check, an API), its body read first up to
+//!   [`Limits::max_http_body`].
+//! - **Per-connection state**: [`Context::set_state`] / [`Context::state`] keep one value of
+//!   the application's per connection, dropped with it.
 //! - **Timers** (handshake, idle, heartbeat, close) live in one binary heap per loop with lazy
 //!   deletion: at most one live entry per connection, re-armed when it fires, never touched
 //!   per message.

@@ -71,6 +71,17 @@ impl Codec {
         &self.params
     }
 
+    /// Whether a message compressed on its own (a fresh compressor with a 15-bit window,
+    /// as [`compress_alone`] makes) may be sent on this connection: it compresses each message
+    /// alone (no context takeover) with the full window, so such a message is exactly what
+    /// it would send itself. Then the threshold and level to use.
+    pub(crate) fn takes_messages_compressed_alone(&self) -> Option<(usize, u32)> {
+        (self.send_reset && self.send_bits == super::MAX_WINDOW_BITS).then_some((
+            self.params.compression_threshold,
+            self.params.compression_level.min(9),
+        ))
+    }
+
     /// Compresses one whole message. `None`: send it uncompressed (RSV1 clear) — it is under
     /// the threshold, or (without context takeover) did not shrink, or zlib failed, in which
     /// case the compressor starts over, which the peer cannot notice.
@@ -210,6 +221,19 @@ impl Codec {
         self.compressor = None;
         self.decompressor = None;
     }
+}
+
+/// `data` compressed alone with a 15-bit window at `level` (RFC 7692 §7.2.1, the tail
+/// removed), or `None` when it does not shrink or zlib fails: the message then goes out
+/// uncompressed.
+pub(crate) fn compress_alone(data: &[u8], level: u32) -> Option<Vec<u8>> {
+    let mut compressor = Compress::new_with_window_bits(
+        Compression::new(level.min(9)),
+        false,
+        super::MAX_WINDOW_BITS,
+    );
+    let mut out = Vec::new();
+    (deflate_sync(&mut compressor, data, &mut out) && out.len() < data.len()).then_some(out)
 }
 
 /// Deflates all of `data` onto `out` and sync-flushes, then strips the flush's tail.

@@ -105,7 +105,7 @@ mod codec;
 
 /// The handshake's generic extension element, re-exported for convenience.
 use super::handshake::ExtensionOffer;
-pub(crate) use codec::Codec;
+pub(crate) use codec::{compress_alone, Codec};
 
 use std::fmt;
 
