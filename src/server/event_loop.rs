@@ -1102,7 +1102,7 @@ impl<H: Handler> EventLoop<H> {
             let Some(e) = self.conns.get_mut(key) else {
                 continue;
             };
-            if e.phase != Phase::Open || e.overflow {
+            if e.phase != Phase::Open || e.overflow || e.conn.state() != State::Open {
                 continue;
             }
             if publication.except == Some(e.id(self.index, key)) {
