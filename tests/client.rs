@@ -648,3 +648,134 @@ fn reconnect_gives_up_after_max_attempts() {
     assert_eq!(ms, [500, 1000, 2000], "4 attempts, 3 waits between them");
     assert!(matches!(ws.recv(), Err(ClientError::Stopped)));
 }
+
+#[test]
+fn reconnect_keeps_the_connection_through_read_timeouts() {
+    let (url, server) = tungstenite_server(echo);
+    let options = options().read_timeout(Some(Duration::from_millis(100)));
+    let mut ws = Reconnect::new(url, options, Backoff::default())
+        .with_sleep(|_| panic!("no reconnect after a read timeout"));
+    ws.send_text("first").unwrap();
+    assert_eq!(ws.recv().unwrap(), Event::Message(Message::text("first")));
+    // An idle connection: each recv times out, and the connection stays.
+    for _ in 0..3 {
+        let err = ws.recv().unwrap_err();
+        assert!(
+            matches!(err, ClientError::Timeout { during: "a read" }),
+            "{err:?}"
+        );
+        assert!(!ws.is_stopped());
+    }
+    ws.send_binary(&[0, 1, 2]).unwrap();
+    assert_eq!(
+        ws.recv().unwrap(),
+        Event::Message(Message::binary(vec![0, 1, 2]))
+    );
+    ws.ping(b"still there").unwrap();
+    assert_eq!(
+        ws.recv().unwrap(),
+        Event::Pong(Cow::Borrowed(b"still there"))
+    );
+    assert_eq!(ws.connects(), 1, "one connection throughout");
+    // The close goes out on that same connection.
+    ws.close(CloseCode::NORMAL, "bye").unwrap();
+    assert_eq!(server.join().unwrap(), Some((1000, "bye".to_owned())));
+}
+
+/// `rfc6455 echo` as a child process, killed on drop.
+#[cfg(all(feature = "server", feature = "client"))]
+struct EchoCommand {
+    child: std::process::Child,
+    addr: String,
+}
+
+#[cfg(all(feature = "server", feature = "client"))]
+impl EchoCommand {
+    /// Starts `rfc6455 echo --listen listen` and waits for the line that says where it listens.
+    fn start(listen: &str) -> EchoCommand {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+            .args(["echo", "--threads", "1", "--listen", listen])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        // The server prints this line once bound, or exits (EOF) if it cannot bind.
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split("ws://")
+            .nth(1)
+            .and_then(|rest| rest.split([' ', ',']).next())
+            .unwrap_or_else(|| panic!("rfc6455 echo did not start: {line:?}"))
+            .to_owned();
+        EchoCommand { child, addr }
+    }
+
+    /// SIGKILL: no close frame, no graceful shutdown.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+#[cfg(all(feature = "server", feature = "client"))]
+impl Drop for EchoCommand {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The loop of `Reconnect`'s documentation outlives a server that is SIGKILLed and restarted
+/// on the same port.
+#[cfg(all(feature = "server", feature = "client"))]
+#[test]
+fn reconnect_loop_survives_a_server_restart() {
+    let server = EchoCommand::start("127.0.0.1:0");
+    let addr = server.addr.clone();
+    let (echoed, echoes) = mpsc::channel();
+    let url = format!("ws://{addr}/feed");
+    let client = thread::spawn(move || {
+        let mut ws = Reconnect::new(url, options(), Backoff::default())
+            .on_connect(|client| client.send_text("subscribe"));
+        let mut errors = Vec::new();
+        let mut received = 0;
+        // As in Reconnect's documentation, until the second echo.
+        loop {
+            match ws.recv() {
+                Ok(Event::Message(m)) => {
+                    received += 1;
+                    echoed.send(m.into_owned()).unwrap();
+                    if received == 2 {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if ws.is_stopped() => break errors.push(format!("giving up: {e}")),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        ws.close(CloseCode::NORMAL, "bye").unwrap();
+        (ws.connects(), errors)
+    });
+    assert_eq!(
+        echoes.recv_timeout(BOUND).unwrap(),
+        Message::text("subscribe")
+    );
+    server.kill();
+    let _restarted = EchoCommand::start(&addr);
+    assert_eq!(
+        echoes.recv_timeout(BOUND).unwrap(),
+        Message::text("subscribe"),
+        "the echo of on_connect's message after the restart"
+    );
+    let (connects, errors) = client.join().unwrap();
+    assert_eq!(connects, 2);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("(1006)"), "{errors:?}");
+}
