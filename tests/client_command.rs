@@ -1,7 +1,7 @@
 //! `rfc6455 client` in a pipe, against a tungstenite echo server on 127.0.0.1.
 #![cfg(all(feature = "client", feature = "server"))]
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::thread::{self, JoinHandle};
@@ -11,6 +11,13 @@ const BOUND: Duration = Duration::from_secs(10);
 
 /// What the server received, and the client's close code.
 type Seen = (Vec<tungstenite::Message>, Option<u16>);
+
+/// Whether an error is EINTR. This process spawns the command, and on this kernel a child's
+/// exit interrupts a blocking socket read that has a timeout (SO_RCVTIMEO) in any thread,
+/// even with no signal handler: the read must be retried, not taken for the peer's end.
+fn interrupted(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(e) if e.kind() == ErrorKind::Interrupted)
+}
 
 /// Echoes until the client closes.
 fn echo_server() -> (String, JoinHandle<Seen>) {
@@ -27,14 +34,30 @@ fn echo_server() -> (String, JoinHandle<Seen>) {
                 Ok(tungstenite::Message::Close(frame)) => code = frame.map(|f| u16::from(f.code)),
                 Ok(m) if m.is_text() || m.is_binary() => {
                     got.push(m.clone());
-                    ws.send(m).unwrap();
+                    // A frame tungstenite could not write yet stays queued: flush it.
+                    let mut sent = ws.send(m);
+                    while sent.as_ref().is_err_and(interrupted) {
+                        sent = ws.flush();
+                    }
+                    sent.unwrap();
                 }
                 Ok(_) => {}
+                Err(e) if interrupted(&e) => {}
                 Err(_) => return (got, code),
             }
         }
     });
     (url, handle)
+}
+
+/// A read, retried while interrupted (see `interrupted`).
+fn read_retrying(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
 }
 
 /// Reads the request, answers `reply` (nothing if `None`), and waits for the client to go.
@@ -45,11 +68,11 @@ fn raw_server(reply: Option<&'static str>) -> (String, JoinHandle<()>) {
         let (mut stream, _) = listener.accept().unwrap();
         stream.set_read_timeout(Some(BOUND)).unwrap();
         let mut buf = [0; 4096];
-        let _ = stream.read(&mut buf);
+        let _ = read_retrying(&mut stream, &mut buf);
         if let Some(reply) = reply {
             stream.write_all(reply.as_bytes()).unwrap();
         }
-        while matches!(stream.read(&mut buf), Ok(1..)) {}
+        while matches!(read_retrying(&mut stream, &mut buf), Ok(1..)) {}
     });
     (url, handle)
 }
@@ -74,8 +97,12 @@ fn echo_hi_in_a_pipe() {
     let (url, server) = echo_server();
     let out = run(&url, &["--wait", "0.5"], b"hi\nsecond line\r\n");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\nsecond line\n");
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hi\nsecond line\n",
+        "{stderr}"
+    );
     assert!(
         stderr.lines().any(|l| l == "closed: 1000 (normal closure)"),
         "{stderr}"
@@ -95,10 +122,12 @@ fn echo_hi_in_a_pipe() {
 fn binary_lines_come_back_as_hex() {
     let (url, server) = echo_server();
     let out = run(&url, &["--binary", "--wait", "0.5"], b"\x00\xffab\n");
-    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "[binary 4 bytes] 00ff6162\n"
+        "[binary 4 bytes] 00ff6162\n",
+        "{stderr}"
     );
     let (got, _) = server.join().unwrap();
     assert_eq!(got, [tungstenite::Message::binary(b"\x00\xffab".to_vec())]);
@@ -110,8 +139,8 @@ fn durations_too_large_for_the_clock_are_no_deadline() {
     let huge = ["--connect-timeout", "1e19", "--ping-interval", "1e19"];
     let out = run(&url, &[&huge[..], &["--wait", "0.3"]].concat(), b"hi\n");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n", "{stderr}");
     assert_eq!(server.join().unwrap().1, Some(1000));
 }
 
@@ -145,8 +174,9 @@ fn bad_arguments_and_refusals_say_why() {
     refused("wss://127.0.0.1:1/", &[], "wss://");
     // Nothing listening is not a bad argument.
     let out = run(url, &[], b"");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("could not connect"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("could not connect"), "{stderr}");
 }
 
 #[test]
