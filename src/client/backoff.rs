@@ -85,7 +85,8 @@ impl Backoff {
 /// Whether a connection that ended this way is worth reconnecting.
 ///
 /// Yes for a lost connection (EOF or reset before the close handshake, I/O errors), a
-/// timeout while connecting or writing, a failed TCP connect, a handshake refused with 408, 429 or 5xx, and a server close with
+/// timeout while connecting or writing, a failed TCP connect or name lookup (DNS may be down
+/// for a moment), a handshake refused with 408, 429 or 5xx, and a server close with
 /// 1001 (going away), 1006, 1011 (internal error), 1012 (restart), 1013 (try again later),
 /// 1014 (bad gateway). No for everything that would just fail again: a refused
 /// handshake (4xx), a protocol error, a bad URL or option, a server close with 1000, with
@@ -99,6 +100,7 @@ pub fn should_reconnect(error: &ClientError) -> bool {
         ClientError::ConnectionLost(_)
         | ClientError::Io(_)
         | ClientError::Timeout { .. }
+        | ClientError::Resolve { .. }
         | ClientError::Connect { .. } => true,
         ClientError::Handshake(H::UnexpectedStatus { status, .. }) => {
             matches!(status, 408 | 429 | 500..=599)
