@@ -33,6 +33,24 @@
 //!     other => panic!("unexpected {other:?}"),
 //! }
 //! ```
+//!
+//! ## Features
+//!
+//! | feature | default | what it adds | what it pulls in |
+//! |---|:-:|---|---|
+//! | `server` | yes | `rfc6455::server`: the mio event-loop server | `mio`, `slab`, `socket2`, `signal-hook` |
+//! | `client` | yes | `rfc6455::client`: the blocking `Client` and `Reconnect` | nothing more (`std::net`) |
+//! | `deflate` | yes | permessage-deflate (RFC 7692) in the core, the server and the client | `flate2` (pure-Rust `zlib-rs` backend) |
+//!
+//! [`proto`], the sans-IO core, is always there and needs only `httparse`, `sha1`, `base64`
+//! and `rand`. For just the core:
+//!
+//! ```toml
+//! [dependencies]
+//! rfc6455 = { version = "0.1", default-features = false }
+//! ```
+//!
+//! and `features = ["deflate"]` to add compression to it.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
