@@ -385,7 +385,9 @@ fn feed(
         Path::Queued => {
             let result = conn.handle_bytes(chunk);
             events.extend(std::iter::from_fn(|| conn.poll_event()));
-            result
+            // An error after events fails the connection once they are handed out; the next
+            // call reports it.
+            result.and_then(|()| conn.handle_bytes(&[]))
         }
         Path::Read => {
             let mut buf = chunk.to_vec();

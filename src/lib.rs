@@ -54,6 +54,25 @@
 //!
 //! The connection's types are at the crate root ([`Connection`], [`Config`], [`Event`],
 //! [`Message`], the errors and close codes); the rest of the core is in [`proto`].
+//!
+//! ## Features
+//!
+//! | feature | default | what it adds | what it pulls in |
+//! |---|:-:|---|---|
+//! | `server` | yes | `rfc6455::server`: the mio event-loop server with topics | `mio`, `slab`, `socket2`, `signal-hook` |
+//! | `client` | yes | `rfc6455::client`: the blocking `Client` and `Reconnect` | `rand` (masks and handshake keys) |
+//! | `deflate` | yes | permessage-deflate (RFC 7692) in the core, the server and the client | `flate2` (pure-Rust `zlib-rs` backend) |
+//! | `cli` | yes | only what the `rfc6455` command needs (the library never uses it) | `clap`, `serde_json`, `hmac`, `sha2`, `prometheus-client`, `log`, `env_logger` |
+//!
+//! [`proto`], the sans-IO core, is always there and needs only `httparse`, `sha1` and `base64`
+//! (randomness comes in as a parameter). For just the core:
+//!
+//! ```toml
+//! [dependencies]
+//! rfc6455 = { version = "0.1", default-features = false }
+//! ```
+//!
+//! and `features = ["deflate"]` to add compression to it.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

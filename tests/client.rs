@@ -649,3 +649,36 @@ fn reconnect_gives_up_after_max_attempts() {
     assert_eq!(ms, [500, 1000, 2000], "4 attempts, 3 waits between them");
     assert!(matches!(ws.recv(), Err(ClientError::Stopped)));
 }
+
+#[test]
+fn reconnect_keeps_the_connection_through_read_timeouts() {
+    let (url, server) = tungstenite_server(echo);
+    let options = options().read_timeout(Some(Duration::from_millis(100)));
+    let mut ws = Reconnect::new(url, options, Backoff::default())
+        .with_sleep(|_| panic!("no reconnect after a read timeout"));
+    ws.send_text("first").unwrap();
+    assert_eq!(ws.recv().unwrap(), Event::Message(Message::text("first")));
+    // An idle connection: each recv times out, and the connection stays.
+    for _ in 0..3 {
+        let err = ws.recv().unwrap_err();
+        assert!(
+            matches!(err, ClientError::Timeout { during: "a read" }),
+            "{err:?}"
+        );
+        assert!(!ws.is_stopped());
+    }
+    ws.send_binary(&[0, 1, 2]).unwrap();
+    assert_eq!(
+        ws.recv().unwrap(),
+        Event::Message(Message::binary(vec![0, 1, 2]))
+    );
+    ws.ping(b"still there").unwrap();
+    assert_eq!(
+        ws.recv().unwrap(),
+        Event::Pong(Cow::Borrowed(b"still there"))
+    );
+    assert_eq!(ws.connects(), 1, "one connection throughout");
+    // The close goes out on that same connection.
+    ws.close(CloseCode::NORMAL, "bye").unwrap();
+    assert_eq!(server.join().unwrap(), Some((1000, "bye".to_owned())));
+}

@@ -1,7 +1,8 @@
-//! `rfc6455 client` in a pipe, against a tungstenite echo server on 127.0.0.1.
+//! `rfc6455 client` in a pipe, against a tungstenite echo server on 127.0.0.1; and the
+//! arguments of `rfc6455 echo`.
 #![cfg(all(feature = "client", feature = "server"))]
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::thread::{self, JoinHandle};
@@ -11,6 +12,13 @@ const BOUND: Duration = Duration::from_secs(10);
 
 /// What the server received, and the client's close code.
 type Seen = (Vec<tungstenite::Message>, Option<u16>);
+
+/// Whether an error is EINTR. This process spawns the command, and on this kernel a child's
+/// exit interrupts a blocking socket read that has a timeout (SO_RCVTIMEO) in any thread,
+/// even with no signal handler: the read must be retried, not taken for the peer's end.
+fn interrupted(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(e) if e.kind() == ErrorKind::Interrupted)
+}
 
 /// Echoes until the client closes.
 fn echo_server() -> (String, JoinHandle<Seen>) {
@@ -27,14 +35,30 @@ fn echo_server() -> (String, JoinHandle<Seen>) {
                 Ok(tungstenite::Message::Close(frame)) => code = frame.map(|f| u16::from(f.code)),
                 Ok(m) if m.is_text() || m.is_binary() => {
                     got.push(m.clone());
-                    ws.send(m).unwrap();
+                    // A frame tungstenite could not write yet stays queued: flush it.
+                    let mut sent = ws.send(m);
+                    while sent.as_ref().is_err_and(interrupted) {
+                        sent = ws.flush();
+                    }
+                    sent.unwrap();
                 }
                 Ok(_) => {}
+                Err(e) if interrupted(&e) => {}
                 Err(_) => return (got, code),
             }
         }
     });
     (url, handle)
+}
+
+/// A read, retried while interrupted (see `interrupted`).
+fn read_retrying(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
 }
 
 /// Reads the request, answers `reply` (nothing if `None`), and waits for the client to go.
@@ -45,11 +69,11 @@ fn raw_server(reply: Option<&'static str>) -> (String, JoinHandle<()>) {
         let (mut stream, _) = listener.accept().unwrap();
         stream.set_read_timeout(Some(BOUND)).unwrap();
         let mut buf = [0; 4096];
-        let _ = stream.read(&mut buf);
+        let _ = read_retrying(&mut stream, &mut buf);
         if let Some(reply) = reply {
             stream.write_all(reply.as_bytes()).unwrap();
         }
-        while matches!(stream.read(&mut buf), Ok(1..)) {}
+        while matches!(read_retrying(&mut stream, &mut buf), Ok(1..)) {}
     });
     (url, handle)
 }
@@ -74,8 +98,12 @@ fn echo_hi_in_a_pipe() {
     let (url, server) = echo_server();
     let out = run(&url, &["--wait", "0.5"], b"hi\nsecond line\r\n");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\nsecond line\n");
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hi\nsecond line\n",
+        "{stderr}"
+    );
     assert!(
         stderr.lines().any(|l| l == "closed: 1000 (normal closure)"),
         "{stderr}"
@@ -95,10 +123,12 @@ fn echo_hi_in_a_pipe() {
 fn binary_lines_come_back_as_hex() {
     let (url, server) = echo_server();
     let out = run(&url, &["--binary", "--wait", "0.5"], b"\x00\xffab\n");
-    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "[binary 4 bytes] 00ff6162\n"
+        "[binary 4 bytes] 00ff6162\n",
+        "{stderr}"
     );
     let (got, _) = server.join().unwrap();
     assert_eq!(got, [tungstenite::Message::binary(b"\x00\xffab".to_vec())]);
@@ -110,8 +140,8 @@ fn durations_too_large_for_the_clock_are_no_deadline() {
     let huge = ["--connect-timeout", "1e19", "--ping-interval", "1e19"];
     let out = run(&url, &[&huge[..], &["--wait", "0.3"]].concat(), b"hi\n");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n", "{stderr}");
     assert_eq!(server.join().unwrap().1, Some(1000));
 }
 
@@ -143,10 +173,17 @@ fn bad_arguments_and_refusals_say_why() {
     refused("127.0.0.1:1", &[], "no scheme");
     refused("ws://127.0.0.1:99999/", &[], "from 1 to 65535");
     refused("wss://127.0.0.1:1/", &[], "wss://");
+    // The flag is named, with what a subprotocol may be.
+    refused(
+        url,
+        &["--subprotocol", "a b"],
+        "--subprotocol: subprotocol \"a b\" is not an HTTP token",
+    );
     // Nothing listening is not a bad argument.
     let out = run(url, &[], b"");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("could not connect"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("could not connect"), "{stderr}");
 }
 
 #[test]
@@ -178,4 +215,102 @@ fn refusals_and_timeouts_say_what_to_do_in_the_commands_words() {
         "503 Service Unavailable instead of 101 Switching Protocols: the server is at its \
          connection limit or unavailable (retry later)",
     );
+}
+
+#[test]
+fn a_name_that_does_not_resolve_says_so() {
+    // .invalid never resolves (RFC 6761 §6.4).
+    let out = run("ws://no-such-host.invalid:9001/", &[], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("could not resolve the host name no-such-host.invalid"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("server is running"), "{stderr}");
+}
+
+/// `rfc6455 echo` with `args`, killed once it printed its first line (or exited). Returns
+/// the exit status if it exited by itself, its stdout line and its stderr.
+fn echo_command(args: &[&str]) -> (Option<i32>, String, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+        .arg("echo")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    // The listening line, or EOF if it exits.
+    stdout.read_line(&mut line).unwrap();
+    let exited = child.try_wait().unwrap().and_then(|s| s.code());
+    let code = match exited {
+        Some(code) => Some(code),
+        None if line.is_empty() => child.wait().unwrap().code(),
+        None => {
+            // Listening: connect once so that -v has something to say, then stop it.
+            if let Some(addr) = line.split("ws://").nth(1).and_then(|r| r.split(' ').next()) {
+                let url = format!("ws://{addr}/path");
+                let out = run(&url, &["--wait", "0"], b"");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            child.kill().unwrap();
+            None
+        }
+    };
+    let out = child.wait_with_output().unwrap();
+    (
+        code,
+        line,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn echo_listens_on_a_bare_port_and_labels_its_log_lines() {
+    for listen in ["0", ":0"] {
+        let (code, line, stderr) = echo_command(&["--listen", listen, "--threads", "1", "-v"]);
+        assert_eq!(code, None, "--listen {listen}: {stderr}");
+        assert!(
+            line.starts_with("rfc6455 echo: listening on ws://127.0.0.1:"),
+            "--listen {listen}: {line}"
+        );
+        // "conn 0.0.0 127.0.0.1:PORT open /path"
+        let open = stderr.lines().find(|l| l.ends_with(" open /path"));
+        let open = open.unwrap_or_else(|| panic!("no open line: {stderr}"));
+        let words: Vec<&str> = open.split(' ').collect();
+        assert_eq!(words[0], "conn", "{open}");
+        assert_eq!(words[1].split('.').count(), 3, "{open}");
+    }
+}
+
+#[test]
+fn echo_refuses_bad_arguments_with_status_2() {
+    for (args, says) in [
+        (&["--listen", "nonsense"][..], "give HOST:PORT"),
+        (&["--listen", "127.0.0.1"], "give HOST:PORT"),
+        (&["--listen", "70000"], "port 70000 is not from 0 to 65535"),
+        (
+            &["--max-connections", "0"],
+            "0 would refuse every connection",
+        ),
+    ] {
+        let (code, line, stderr) = echo_command(args);
+        assert_eq!(code, Some(2), "{args:?}: {line}{stderr}");
+        assert!(stderr.contains(args[0]), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+        .args(["echo", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("0 or not given: one per core"), "{help}");
 }

@@ -1,7 +1,7 @@
 //! Our client against our own server: `rfc6455 echo` run as a child process on 127.0.0.1.
 #![cfg(all(feature = "client", feature = "server"))]
 
-use rfc6455::client::{Client, ConnectOptions};
+use rfc6455::client::{Backoff, Client, ConnectOptions, Reconnect};
 use rfc6455::{CloseCode, Config, Event, Message, State};
 use std::borrow::Cow;
 use std::io::{BufRead, BufReader};
@@ -26,8 +26,12 @@ impl Drop for EchoServer {
 fn echo_server() -> EchoServer {
     // Port 0: the server binds a free port itself and says which (a port picked here and
     // freed could be picked again by a test running in parallel before the server binds it).
+    echo_server_on("127.0.0.1:0")
+}
+
+fn echo_server_on(listen: &str) -> EchoServer {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
-        .args(["echo", "--threads", "1", "--listen", "127.0.0.1:0"])
+        .args(["echo", "--threads", "1", "--listen", listen])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -35,6 +39,7 @@ fn echo_server() -> EchoServer {
         .unwrap();
     let mut line = String::new();
     let stdout = child.stdout.take().expect("piped stdout");
+    // The line once bound, or EOF if the server could not bind.
     BufReader::new(stdout).read_line(&mut line).unwrap();
     // "rfc6455 echo: listening on ws://127.0.0.1:PORT (1 threads)"
     let url = line
@@ -45,6 +50,14 @@ fn echo_server() -> EchoServer {
     EchoServer {
         url: format!("{url}/echo"),
         child,
+    }
+}
+
+impl EchoServer {
+    /// SIGKILL: no close frame, no graceful shutdown.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 }
 
@@ -102,4 +115,55 @@ fn many_clients_at_once() {
     for t in threads {
         t.join().unwrap();
     }
+}
+
+/// The loop of `Reconnect`'s documentation outlives a server that is SIGKILLed and restarted
+/// on the same port.
+#[test]
+fn reconnect_loop_survives_a_server_restart() {
+    let server = echo_server();
+    let url = server.url.clone();
+    let listen = url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/echo")
+        .to_owned();
+    let (echoed, echoes) = std::sync::mpsc::channel();
+    let client = std::thread::spawn(move || {
+        let mut ws = Reconnect::new(url, options(), Backoff::default())
+            .on_connect(|client| client.send_text("subscribe"));
+        let mut errors = Vec::new();
+        let mut received = 0;
+        // As in Reconnect's documentation, until the second echo.
+        loop {
+            match ws.recv() {
+                Ok(Event::Message(m)) => {
+                    received += 1;
+                    echoed.send(m.into_owned()).unwrap();
+                    if received == 2 {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if ws.is_stopped() => break errors.push(format!("giving up: {e}")),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        ws.close(CloseCode::NORMAL, "bye").unwrap();
+        (ws.connects(), errors)
+    });
+    assert_eq!(
+        echoes.recv_timeout(BOUND).unwrap(),
+        Message::text("subscribe")
+    );
+    server.kill();
+    let _restarted = echo_server_on(&listen);
+    assert_eq!(
+        echoes.recv_timeout(BOUND).unwrap(),
+        Message::text("subscribe"),
+        "the echo of on_connect's message after the restart"
+    );
+    let (connects, errors) = client.join().unwrap();
+    assert_eq!(connects, 2);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("(1006)"), "{errors:?}");
 }

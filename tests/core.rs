@@ -328,17 +328,26 @@ fn invalid_utf8_fails_before_the_frame_ends() {
 }
 
 #[test]
-fn events_before_an_error_are_kept() {
+fn events_before_an_error_are_kept_and_answered_first() {
     let mut s = Connection::server(Config::default());
     let wire = cat(&[c(0x81, b"first"), c(0x89, b"p"), c(0x83, b"")]);
-    assert!(s.handle_bytes(&wire).is_err());
+    // The error waits for the events before it.
+    assert_eq!(s.handle_bytes(&wire), Ok(()));
     assert_eq!(s.poll_event(), Some(Event::Message(Message::text("first"))));
+    assert_eq!(s.send_text("echo"), Ok(()));
     assert_eq!(s.poll_event(), Some(Event::Ping(Cow::Borrowed(b"p"))));
+    assert_eq!(s.state(), State::Open);
+    // Handing out the last event before it fails the connection.
     assert_eq!(s.poll_event(), None);
-    // The pong went out before the close.
+    assert_eq!(s.state(), State::Closed);
+    let err = Err(Error::Protocol(ProtocolError::ReservedOpcode(3)));
+    assert_eq!(s.error(), Some(&ProtocolError::ReservedOpcode(3)));
+    assert_eq!(s.handle_bytes(&c(0x81, b"ok")), err);
+    // The echo, then the pong, then the close.
     let out = s.poll_transmit();
-    assert_eq!(&out[..3], &[0x8A, 0x01, b'p']);
-    assert_eq!(close_code_sent(&out[3..]), Some(1002));
+    assert_eq!(&out[..6], &[0x81, 0x04, b'e', b'c', b'h', b'o']);
+    assert_eq!(&out[6..9], &[0x8A, 0x01, b'p']);
+    assert_eq!(close_code_sent(&out[9..]), Some(1002));
 }
 
 #[derive(Clone, Debug)]
@@ -884,4 +893,157 @@ proptest! {
             messages.into_iter().map(|m| Event::Message(Message::binary(m))).collect();
         prop_assert_eq!(got, want);
     }
+}
+
+/// An echo server driven the way an application drives it: feed what the socket read in
+/// `step`-byte pieces, echo each message as its event comes out, stop at an error. Returns
+/// everything it queued to send, and the error if one came.
+fn echo_server(wire: &[u8], step: usize, zero_copy: bool) -> (Vec<u8>, Option<Error>) {
+    let mut conn = Connection::server(Config::default());
+    let mut out = Vec::new();
+    let mut error = None;
+    for piece in wire.chunks(step.max(1)) {
+        if zero_copy {
+            let mut buf = piece.to_vec();
+            let mut input = &mut buf[..];
+            loop {
+                match conn.read(&mut input) {
+                    Ok(Some(Event::Message(m))) => conn.send(m).unwrap(),
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+        } else {
+            let result = conn.handle_bytes(piece);
+            while let Some(event) = conn.poll_event() {
+                if let Event::Message(m) = event {
+                    conn.send(m).unwrap(); // the echo: the connection is open until Close
+                }
+            }
+            // An error after events comes out once they are handed out.
+            if let Err(e) = result.and_then(|()| conn.handle_bytes(&[])) {
+                error = Some(e);
+            }
+        }
+        let n = conn.transmit_len();
+        out.extend_from_slice(conn.poll_transmit());
+        conn.consume_transmit(n);
+        if error.is_some() {
+            break;
+        }
+    }
+    assert_eq!(conn.state(), State::Closed, "{wire:02x?}");
+    assert!(conn.should_close_transport());
+    (out, error)
+}
+
+/// RFC 6455 §5.5.1: the close reply may wait, so it goes out after the answers to the events
+/// before the close, on both receive paths, whatever the split of the input.
+#[test]
+fn message_then_close_in_one_read_is_answered_then_closed() {
+    let hello = c(0x81, b"Hello");
+    let close_1000 = c(0x88, b"\x03\xe8");
+    // (name, what the peer sends, what the echo server sends back, the error if any)
+    type Row = (&'static str, Vec<u8>, Vec<u8>, Option<ProtocolError>);
+    let table: Vec<Row> = vec![
+        (
+            "text + close 1000",
+            cat(&[hello.clone(), close_1000.clone()]),
+            vec![0x81, 5, b'H', b'e', b'l', b'l', b'o', 0x88, 2, 0x03, 0xe8],
+            None,
+        ),
+        (
+            "text + close without a code + bytes after it",
+            cat(&[hello.clone(), c(0x88, b""), c(0x81, b"late")]),
+            vec![0x81, 5, b'H', b'e', b'l', b'l', b'o', 0x88, 0],
+            None,
+        ),
+        (
+            "binary, ping, text + close 1001 with a reason",
+            cat(&[
+                c(0x82, &[1, 2]),
+                c(0x89, b"p"),
+                c(0x81, b"x"),
+                c(0x88, b"\x03\xe9bye"),
+            ]),
+            vec![
+                0x82, 2, 1, 2, 0x8a, 1, b'p', 0x81, 1, b'x', 0x88, 2, 0x03, 0xe9,
+            ],
+            None,
+        ),
+        (
+            "fragmented text + close",
+            cat(&[c(0x01, b"Hel"), c(0x80, b"lo"), close_1000.clone()]),
+            vec![0x81, 5, b'H', b'e', b'l', b'l', b'o', 0x88, 2, 0x03, 0xe8],
+            None,
+        ),
+        (
+            "text + a reserved opcode",
+            cat(&[hello.clone(), c(0x83, b""), close_1000.clone()]),
+            vec![0x81, 5, b'H', b'e', b'l', b'l', b'o'],
+            Some(ProtocolError::ReservedOpcode(3)),
+        ),
+        (
+            "text + a close with code 1005",
+            cat(&[hello.clone(), c(0x88, b"\x03\xed")]),
+            vec![0x81, 5, b'H', b'e', b'l', b'l', b'o'],
+            Some(ProtocolError::InvalidCloseCode(1005)),
+        ),
+    ];
+    for (name, wire, expected, error) in table {
+        for zero_copy in [false, true] {
+            for step in [wire.len(), 1, 3] {
+                let (out, got_error) = echo_server(&wire, step, zero_copy);
+                let path = if zero_copy { "read" } else { "handle_bytes" };
+                let context = format!("{name}, {path}, {step}-byte pieces");
+                // After an error the close frame's reason is the error's text: the table
+                // gives the bytes up to it, then its code must follow.
+                match &error {
+                    None => assert_eq!(out, expected, "{context}"),
+                    Some(e) => {
+                        let (head, close) = out.split_at(expected.len().min(out.len()));
+                        assert_eq!(head, &expected[..], "{context}");
+                        assert_eq!(close_code_sent(close), Some(e.close_code().0), "{context}");
+                    }
+                }
+                assert_eq!(got_error, error.clone().map(Error::Protocol), "{context}");
+            }
+        }
+    }
+}
+
+/// The state follows the events handed out: open (and sendable) until the close comes out.
+#[test]
+fn state_and_send_agree_until_the_close_is_handed_out() {
+    let mut s = Connection::server(Config::default());
+    let wire = cat(&[c(0x81, b"Hello"), c(0x88, b"\x03\xe8")]);
+    s.handle_bytes(&wire).unwrap();
+    assert_eq!(s.state(), State::Open);
+    assert!(
+        s.poll_transmit().is_empty(),
+        "no reply before the close is handed out"
+    );
+    // The peer may half-close right after its close frame: not a lost connection.
+    assert_eq!(s.handle_eof(), Ok(()));
+    assert_eq!(s.poll_event(), Some(Event::Message(Message::text("Hello"))));
+    assert_eq!(s.state(), State::Open);
+    assert_eq!(s.send_text("Hello"), Ok(()));
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::Close(Some(CloseFrame {
+            code: CloseCode::NORMAL,
+            reason: "".into()
+        })))
+    );
+    assert_eq!(s.state(), State::Closed);
+    assert_eq!(s.send_text("late"), Err(Error::Closed));
+    assert_eq!(s.poll_event(), None);
+    assert_eq!(
+        s.poll_transmit(),
+        &[0x81, 5, b'H', b'e', b'l', b'l', b'o', 0x88, 2, 0x03, 0xe8]
+    );
 }

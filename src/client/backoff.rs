@@ -84,18 +84,23 @@ impl Backoff {
 
 /// Whether a connection that ended this way is worth reconnecting.
 ///
-/// Yes for a lost connection (EOF or reset before the close handshake, I/O errors, timeouts),
-/// a failed TCP connect, a handshake refused with 408, 429 or 5xx, and a server close with
+/// Yes for a lost connection (EOF or reset before the close handshake, I/O errors), a
+/// timeout while connecting or writing, a failed TCP connect or name lookup (DNS may be down
+/// for a moment), a handshake refused with 408, 429 or 5xx, and a server close with
 /// 1001 (going away), 1006, 1011 (internal error), 1012 (restart), 1013 (try again later),
 /// 1014 (bad gateway). No for everything that would just fail again: a refused
 /// handshake (4xx), a protocol error, a bad URL or option, a server close with 1000, with
 /// no code or any other code, and a close this side started.
+///
+/// A read timeout in [`Client::recv`] is no ending at all: the connection is intact, and
+/// [`Reconnect`] keeps it.
 pub fn should_reconnect(error: &ClientError) -> bool {
     use crate::proto::ClientHandshakeError as H;
     match error {
         ClientError::ConnectionLost(_)
         | ClientError::Io(_)
         | ClientError::Timeout { .. }
+        | ClientError::Resolve { .. }
         | ClientError::Connect { .. } => true,
         ClientError::Handshake(H::UnexpectedStatus { status, .. }) => {
             matches!(status, 408 | 429 | 500..=599)
@@ -119,10 +124,16 @@ type Hook = Box<dyn FnMut(&mut Client) -> Result<(), ClientError> + Send>;
 /// good once closed on purpose.
 ///
 /// It connects on first use. When the connection ends in a way [`should_reconnect`] accepts,
-/// the next call connects again (sleeping the backoff delay before each attempt); the
-/// [`on_connect`](Self::on_connect) hook runs after every successful connect, to log in or
-/// subscribe again. A message passed to [`send`](Self::send) when the connection drops is
-/// *not* resent: the error is returned and the caller decides.
+/// the call that saw it fails with the reason, and the next call connects again (sleeping the
+/// backoff delay before each attempt); the [`on_connect`](Self::on_connect) hook runs after
+/// every successful connect, to log in or subscribe again. A message passed to
+/// [`send`](Self::send) when the connection drops is *not* resent: the error is returned and
+/// the caller decides. A read timeout ([`ConnectOptions::read_timeout`]) is returned as
+/// [`ClientError::Timeout`] and keeps the connection.
+///
+/// So a loop that should outlive server restarts goes on after an error until
+/// [`is_stopped`](Self::is_stopped) says it is over (closed on purpose, an ending a reconnect
+/// would not fix, or [`Backoff::max_attempts`] failed attempts in a row):
 ///
 /// ```no_run
 /// use rfc6455::client::{Backoff, ConnectOptions, Reconnect};
@@ -134,7 +145,8 @@ type Hook = Box<dyn FnMut(&mut Client) -> Result<(), ClientError> + Send>;
 ///     match ws.recv() {
 ///         Ok(Event::Message(m)) => println!("{m:?}"),
 ///         Ok(_) => {}
-///         Err(e) => break eprintln!("giving up: {e}"),
+///         Err(e) if ws.is_stopped() => break eprintln!("giving up: {e}"),
+///         Err(e) => eprintln!("{e}; reconnecting"), // the next recv reconnects
 ///     }
 /// }
 /// ```
@@ -213,6 +225,14 @@ impl Reconnect {
         self.connects
     }
 
+    /// Whether it stopped for good: [`close`](Self::close) was called, the connection ended
+    /// in a way a reconnect would not fix, or it gave up ([`Backoff::max_attempts`]). Every
+    /// call then fails with [`ClientError::Stopped`]. After any other error the next call
+    /// goes on (reconnecting if the connection was lost).
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
     /// The current connection, connecting (with backoff) if there is none.
     ///
     /// Fails once closed on purpose ([`ClientError::Stopped`]), when the failure does not call
@@ -279,8 +299,9 @@ impl Reconnect {
     /// The next event, reconnecting as needed.
     ///
     /// A server close that calls for a reconnect (1001, 1012 …) is returned as
-    /// [`Event::Close`] like any other, and the next call reconnects. Fails for good with the
-    /// error or the close that ended it all.
+    /// [`Event::Close`] like any other, and the next call reconnects. A read timeout is
+    /// [`ClientError::Timeout`] and leaves the connection as it is (call again). Fails for
+    /// good with the error or the close that ended it all.
     pub fn recv(&mut self) -> Result<Event<'static>, ClientError> {
         let client = self.client()?;
         match client.recv() {
@@ -290,7 +311,10 @@ impl Reconnect {
             }
             Ok(event) => Ok(event),
             Err(e) => {
-                self.ended(&e);
+                // A read timeout leaves the connection open and usable: not an ending.
+                if client.state() == State::Closed {
+                    self.ended(&e);
+                }
                 Err(e)
             }
         }
@@ -309,6 +333,29 @@ impl Reconnect {
                 Err(e)
             }
         }
+    }
+
+    /// Sends a text message; see [`send`](Self::send).
+    pub fn send_text(&mut self, text: &str) -> Result<(), ClientError> {
+        self.send(Message::text(text))
+    }
+
+    /// Sends a binary message; see [`send`](Self::send).
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), ClientError> {
+        self.send(Message::binary(data))
+    }
+
+    /// Sends a ping (at most 125 bytes), connecting first if needed; its pong arrives through
+    /// [`recv`](Self::recv). A lost connection is handled as in [`send`](Self::send).
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), ClientError> {
+        let client = self.client()?;
+        let result = client.ping(payload);
+        if let Err(e) = &result {
+            if client.state() != State::Open {
+                self.ended(e);
+            }
+        }
+        result
     }
 
     /// Closes the connection on purpose (completing the close handshake, see

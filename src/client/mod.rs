@@ -192,7 +192,14 @@ pub enum ClientError {
     TlsNotSupported,
     /// A subprotocol or header in the options cannot be sent.
     InvalidOption(HeaderError),
-    /// The TCP connection could not be made (name resolution, refused, unreachable, timeout).
+    /// The URL's host name did not resolve to an address.
+    Resolve {
+        /// The host name from the URL.
+        host: String,
+        /// The resolver's error.
+        source: io::Error,
+    },
+    /// The TCP connection could not be made (refused, unreachable, timeout).
     Connect {
         /// `host:port` from the URL, an IPv6 host in brackets (`[::1]:9001`).
         addr: String,
@@ -244,6 +251,11 @@ impl fmt::Display for ClientError {
                  or put a TLS-terminating proxy such as stunnel in front",
             ),
             ClientError::InvalidOption(e) => write!(f, "invalid connect option: {e}"),
+            ClientError::Resolve { host, source } => write!(
+                f,
+                "could not resolve the host name {host}: {source}; check that the name is \
+                 right and that this machine can reach a DNS server"
+            ),
             ClientError::Connect { addr, source } => write!(
                 f,
                 "could not connect to {addr}: {source}; check that the server is running and \
@@ -295,7 +307,9 @@ impl std::error::Error for ClientError {
         match self {
             ClientError::Url(e) => Some(e),
             ClientError::InvalidOption(e) => Some(e),
-            ClientError::Connect { source, .. } => Some(source),
+            ClientError::Resolve { source, .. } | ClientError::Connect { source, .. } => {
+                Some(source)
+            }
             ClientError::Handshake(e) => Some(e),
             #[cfg(feature = "deflate")]
             ClientError::Deflate(e) => Some(e),
@@ -751,11 +765,21 @@ fn tcp_connect(url: &Url, timeout: Option<Duration>) -> Result<TcpStream, Client
         addr: host_port(url),
         source,
     };
+    let resolve_error = |source| ClientError::Resolve {
+        host: url.host().to_owned(),
+        source,
+    };
     let addrs: Vec<SocketAddr> = (url.host(), url.port())
         .to_socket_addrs()
-        .map_err(connect_error)?
+        .map_err(resolve_error)?
         .collect();
-    let mut last = io::Error::new(ErrorKind::NotFound, "the host name resolved to no address");
+    if addrs.is_empty() {
+        return Err(resolve_error(io::Error::new(
+            ErrorKind::NotFound,
+            "the name has no address",
+        )));
+    }
+    let mut last = io::Error::new(ErrorKind::NotFound, "no address to connect to");
     for addr in addrs {
         let result = match timeout {
             Some(t) => TcpStream::connect_timeout(&addr, t),

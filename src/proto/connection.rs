@@ -7,6 +7,10 @@
 //!    └──── receive close (reply queued) / protocol error (close queued) ──┘
 //! ```
 //!
+//! A close or an error is "received" when the receive path hands it out, after the events
+//! before it: [`Connection::read`] returns it, or [`Connection::poll_event`] reaches it. So
+//! whatever the application sends in answer to those events goes out before the close.
+//!
 //! Receiving has two forms:
 //! - [`Connection::read`] parses from a buffer the caller owns, unmasks in place and hands out
 //!   payloads that borrow it: a whole single-frame message is never copied. Only the bytes of
@@ -135,8 +139,8 @@ pub enum Event<'a> {
     /// A pong.
     Pong(Cow<'a, [u8]>),
     /// The peer's close frame (`None` when it carried no code, which reads as 1005). If this
-    /// side had not sent a close yet, the reply is already queued. The state is now
-    /// [`State::Closed`].
+    /// side had not sent a close yet, the reply is already queued — after whatever was sent
+    /// in answer to the events before this one. The state is now [`State::Closed`].
     Close(Option<CloseFrame<'a>>),
     /// A piece of a binary message that is handed out as it arrives rather than collected
     /// (see [`Config::stream_binary_from`]). The pieces of one message come in order, with
@@ -299,7 +303,10 @@ const THROUGH_PIECES: usize = 16;
 #[derive(Default)]
 struct Queued {
     scratch: Vec<u8>,
+    /// Parsed, not yet handed out (nor acted on); a close is always last.
     events: VecDeque<Event<'static>>,
+    /// A protocol error after `events`, to fail the connection once they are handed out.
+    error: Option<ProtocolError>,
 }
 
 /// One WebSocket connection, after the opening handshake, without any I/O.
@@ -310,15 +317,28 @@ struct Queued {
 /// use rfc6455::{Config, Connection, Event, Message};
 ///
 /// let mut server = Connection::server(Config::default());
-/// // A masked "Hello" from RFC 6455 §5.7.
-/// server.handle_bytes(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]).unwrap();
+/// // A masked "Hello" from RFC 6455 §5.7, and a masked close 1000, in one read.
+/// let hello = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+/// let close = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8];
+/// let received = server.handle_bytes(&[&hello[..], &close[..]].concat());
 /// while let Some(event) = server.poll_event() {
 ///     if let Event::Message(m) = event {
-///         server.send(m).unwrap(); // echo
+///         // The echo. `send` fails (Error::Closed) only once this side has sent a close:
+///         // skip the message then, and keep going so what is queued still goes out.
+///         if let Err(e) = server.send(m) {
+///             eprintln!("not echoed: {e}");
+///         }
 ///     }
 /// }
-/// // The unmasked echo, also from §5.7.
-/// assert_eq!(server.poll_transmit(), &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+/// // The unmasked echo, also from §5.7, then the close reply: the answers go out in the
+/// // order the events came.
+/// assert_eq!(
+///     server.poll_transmit(),
+///     &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x88, 0x02, 0x03, 0xe8]
+/// );
+/// // A peer error would be in `received`, its close frame already queued above.
+/// received?;
+/// # Ok::<(), rfc6455::Error>(())
 /// ```
 //
 // An idle server connection is this struct alone (88 bytes on 64-bit targets): the config is
@@ -532,6 +552,27 @@ impl Connection {
         if let Some(e) = &self.error {
             return Err(Error::Protocol(ProtocolError::clone(e)));
         }
+        match self.next_event(input) {
+            Ok(Some(event)) => {
+                self.on_event(&event);
+                Ok(Some(event))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.fail_protocol(e)),
+        }
+    }
+
+    /// Parses the next event out of `input`, as [`read`](Self::read) describes, without
+    /// acting on it: the auto-pong and the close reply are [`on_event`](Self::on_event)'s,
+    /// failing the connection for an error is [`fail_protocol`](Self::fail_protocol)'s. Both
+    /// receive paths act on an event when they hand it out, so whatever the application sends
+    /// in answer to the events before it goes out first (RFC 6455 §5.5.1 lets a close reply
+    /// wait). After an error or a close event, nothing more may be parsed until it was acted on.
+    #[inline]
+    fn next_event<'a>(
+        &mut self,
+        input: &mut &'a mut [u8],
+    ) -> Result<Option<Event<'a>>, ProtocolError> {
         loop {
             if self.state == State::Closed {
                 // Nothing after the close handshake is delivered.
@@ -547,13 +588,9 @@ impl Connection {
                     if input.is_empty() {
                         return Ok(None);
                     }
-                    match self.read_header(input) {
-                        Ok(Some(header)) => match self.start_frame(header) {
-                            Ok(frame) => frame,
-                            Err(e) => return Err(self.fail_protocol(e)),
-                        },
-                        Ok(None) => return Ok(None),
-                        Err(e) => return Err(self.fail_protocol(e)),
+                    match self.read_header(input)? {
+                        Some(header) => self.start_frame(header)?,
+                        None => return Ok(None),
                     }
                 }
             };
@@ -567,7 +604,7 @@ impl Connection {
                     if masked {
                         apply_mask(payload, frame.mask, 0);
                     }
-                    return self.on_control(frame.opcode, Cow::Borrowed(payload));
+                    return Self::control_event(frame.opcode, Cow::Borrowed(payload));
                 }
                 let chunk = take(input, need);
                 if masked {
@@ -580,7 +617,7 @@ impl Connection {
                     return Ok(None);
                 }
                 let payload = std::mem::take(&mut self.partial().control);
-                return self.on_control(frame.opcode, Cow::Owned(payload));
+                return Self::control_event(frame.opcode, Cow::Owned(payload));
             }
 
             // Fast path: a whole single-frame message lies in `input`.
@@ -598,7 +635,7 @@ impl Connection {
                 let message = if frame.opcode == OpCode::Text {
                     match std::str::from_utf8(payload) {
                         Ok(text) => Message::Text(Cow::Borrowed(text)),
-                        Err(_) => return Err(self.fail_protocol(ProtocolError::InvalidUtf8)),
+                        Err(_) => return Err(ProtocolError::InvalidUtf8),
                     }
                 } else {
                     Message::Binary(Cow::Borrowed(payload))
@@ -666,16 +703,12 @@ impl Connection {
                 frame.mask_pos = apply_mask(chunk, frame.mask, frame.mask_pos.into()) as u8;
             }
             if self.message_compressed {
-                if let Err(e) =
-                    self.inflate_chunk(chunk, frame.fin && frame.remaining == chunk.len() as u64)
-                {
-                    return Err(self.fail_protocol(e));
-                }
+                self.inflate_chunk(chunk, frame.fin && frame.remaining == chunk.len() as u64)?;
             } else {
                 let text = self.message_text;
                 let partial = self.partial();
                 if text && partial.utf8.feed(chunk).is_err() {
-                    return Err(self.fail_protocol(ProtocolError::InvalidUtf8));
+                    return Err(ProtocolError::InvalidUtf8);
                 }
                 if frame.untouched {
                     // Room for the whole frame in one step (its length passed the limits in
@@ -701,11 +734,11 @@ impl Connection {
             let finished = partial.utf8.finish();
             let message = if self.message_text {
                 if finished.is_err() {
-                    return Err(self.fail_protocol(ProtocolError::InvalidUtf8));
+                    return Err(ProtocolError::InvalidUtf8);
                 }
                 match String::from_utf8(data) {
                     Ok(text) => Message::Text(Cow::Owned(text)),
-                    Err(_) => return Err(self.fail_protocol(ProtocolError::InvalidUtf8)),
+                    Err(_) => return Err(ProtocolError::InvalidUtf8),
                 }
             } else {
                 Message::Binary(Cow::Owned(data))
@@ -811,28 +844,31 @@ impl Connection {
         })
     }
 
-    fn on_control<'a>(
-        &mut self,
+    /// The event a whole control frame makes; a close frame's payload is checked here.
+    fn control_event(
         opcode: OpCode,
-        payload: Cow<'a, [u8]>,
-    ) -> Result<Option<Event<'a>>, Error> {
-        match opcode {
-            OpCode::Ping => {
-                if self.config.auto_pong && self.state == State::Open {
-                    self.write_frame(OpCode::Pong, true, &payload);
-                }
-                Ok(Some(Event::Ping(payload)))
+        payload: Cow<'_, [u8]>,
+    ) -> Result<Option<Event<'_>>, ProtocolError> {
+        Ok(Some(match opcode {
+            OpCode::Ping => Event::Ping(payload),
+            OpCode::Pong => Event::Pong(payload),
+            _ => Event::Close(CloseFrame::parse(&payload)?.map(CloseFrame::into_owned)),
+        }))
+    }
+
+    /// Acts on an event as it is handed out: queues the pong for a ping
+    /// ([`Config::auto_pong`]), and for the peer's close queues the reply (unless this side
+    /// closed first) and moves to [`State::Closed`].
+    fn on_event(&mut self, event: &Event<'_>) {
+        match event {
+            Event::Ping(payload) if self.config.auto_pong && self.state == State::Open => {
+                self.write_frame(OpCode::Pong, true, payload);
             }
-            OpCode::Pong => Ok(Some(Event::Pong(payload))),
-            _ => {
-                let frame = match CloseFrame::parse(&payload) {
-                    Ok(frame) => frame.map(CloseFrame::into_owned),
-                    Err(e) => return Err(self.fail_protocol(e)),
-                };
+            Event::Close(frame) => {
                 if self.state == State::Open {
                     // Echo the code, as RFC 6455 §5.5.1 suggests; no code gets an empty close.
                     let mut reply = [0u8; 2];
-                    let len = match &frame {
+                    let len = match frame {
                         Some(f) => {
                             reply = f.code.0.to_be_bytes();
                             2
@@ -844,8 +880,8 @@ impl Connection {
                 }
                 self.state = State::Closed;
                 self.release_receive_buffers();
-                Ok(Some(Event::Close(frame)))
             }
+            _ => {}
         }
     }
 
@@ -900,38 +936,101 @@ impl Connection {
 
     /// Feeds bytes the transport read; events are queued for [`poll_event`](Self::poll_event).
     ///
-    /// Accepts any split of the stream, down to one byte at a time. Events parsed before an
-    /// error stay queued: nothing already accepted is lost. After calling it, drain
-    /// `poll_event`, then write out [`poll_transmit`](Self::poll_transmit).
+    /// Accepts any split of the stream, down to one byte at a time. After calling it, drain
+    /// `poll_event` (answering each event as it comes), then write out
+    /// [`poll_transmit`](Self::poll_transmit).
+    ///
+    /// Events are acted on when `poll_event` hands them out, as [`read`](Self::read) does, so
+    /// they are answered in the order they arrived: for a message and a close that came in
+    /// one read, the application's answer to the message goes out before the close reply
+    /// (RFC 6455 §5.5.1 lets the reply wait), and [`state`](Self::state) stays
+    /// [`State::Open`] until the [`Event::Close`] is handed out. Nothing after the peer's
+    /// close frame is parsed.
+    ///
+    /// A protocol error fails the connection (its close frame queued, the state
+    /// [`State::Closed`]) once the events parsed before it have been handed out: at once,
+    /// returning the error, if there are none; otherwise when `poll_event` has handed out the
+    /// last of them and returns `None`, and every later call returns the error. Nothing
+    /// after the error is parsed.
     pub fn handle_bytes(&mut self, data: &[u8]) -> Result<(), Error> {
+        if let Some(e) = &self.error {
+            return Err(Error::Protocol(ProtocolError::clone(e)));
+        }
         let mut queued = self.rare().queued.take().unwrap_or_default();
-        queued.scratch.clear();
-        queued.scratch.extend_from_slice(data);
-        let mut input = &mut queued.scratch[..];
-        let result = loop {
-            match self.read(&mut input) {
-                Ok(Some(event)) => queued.events.push_back(event.into_owned()),
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            }
-        };
-        queued.scratch.clear();
+        let result = self.queue_events(&mut queued, data);
         self.rare().queued = Some(queued);
         result
     }
 
-    /// The next event queued by [`handle_bytes`](Self::handle_bytes).
+    fn queue_events(&mut self, queued: &mut Queued, data: &[u8]) -> Result<(), Error> {
+        if queued.error.is_some() || matches!(queued.events.back(), Some(Event::Close(_))) {
+            // A close or an error waits for the events before it; nothing after it counts.
+            if queued.events.is_empty() {
+                if let Some(e) = queued.error.take() {
+                    return Err(self.fail_protocol(e));
+                }
+            }
+            return Ok(());
+        }
+        queued.scratch.clear();
+        queued.scratch.extend_from_slice(data);
+        let mut input = &mut queued.scratch[..];
+        let result = loop {
+            match self.next_event(&mut input) {
+                Ok(Some(event)) => {
+                    let close = matches!(event, Event::Close(_));
+                    queued.events.push_back(event.into_owned());
+                    if close {
+                        break Ok(());
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) if queued.events.is_empty() => break Err(self.fail_protocol(e)),
+                Err(e) => {
+                    queued.error = Some(e);
+                    break Ok(());
+                }
+            }
+        };
+        queued.scratch.clear();
+        result
+    }
+
+    /// The next event queued by [`handle_bytes`](Self::handle_bytes), acted on as it is
+    /// handed out: the pong for a ping is queued now ([`Config::auto_pong`]); for a close,
+    /// the reply is queued now (unless this side closed first) and the state becomes
+    /// [`State::Closed`]. Once the events before a protocol error are all handed out, the
+    /// call that returns `None` fails the connection (see `handle_bytes`).
     pub fn poll_event(&mut self) -> Option<Event<'static>> {
-        self.rare.as_mut()?.queued.as_mut()?.events.pop_front()
+        let queued = self.rare.as_mut()?.queued.as_mut()?;
+        if let Some(event) = queued.events.pop_front() {
+            self.on_event(&event);
+            return Some(event);
+        }
+        if let Some(e) = queued.error.take() {
+            self.fail_protocol(e);
+        }
+        None
+    }
+
+    /// Whether `handle_bytes` queued the peer's close or a protocol error that
+    /// [`poll_event`](Self::poll_event) has not reached yet.
+    fn end_queued(&self) -> bool {
+        self.rare
+            .as_ref()
+            .and_then(|r| r.queued.as_ref())
+            .is_some_and(|q| q.error.is_some() || matches!(q.events.back(), Some(Event::Close(_))))
     }
 
     /// The transport reached end of stream.
     ///
-    /// `Ok` if the close handshake had finished (or the connection had already failed);
-    /// otherwise [`Error::ConnectionLost`] (close code 1006) and the state becomes
+    /// `Ok` if the close handshake had finished (or the connection had already failed), or
+    /// if [`handle_bytes`](Self::handle_bytes) queued the peer's close or a protocol error
+    /// that [`poll_event`](Self::poll_event) has yet to reach; otherwise [`Error::ConnectionLost`] (close code 1006) and the state becomes
     /// [`State::Closed`].
     pub fn handle_eof(&mut self) -> Result<(), Error> {
-        if self.state == State::Closed {
+        if self.state == State::Closed || self.end_queued() {
+            // The peer's close (or the error) is still to be handed out by poll_event.
             return Ok(());
         }
         self.state = State::Closed;

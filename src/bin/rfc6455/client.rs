@@ -164,6 +164,21 @@ fn describe(e: &ClientError) -> String {
         ClientError::Timeout { during } => {
             format!("timed out waiting for {during}; the server did not answer in time")
         }
+        // Name the flag the option came from.
+        ClientError::InvalidOption(e)
+            if e.name().eq_ignore_ascii_case("Sec-WebSocket-Protocol") =>
+        {
+            format!(
+                "--subprotocol: {} (a subprotocol is one word: letters, digits and \
+                 !#$%&'*+-.^_`|~, no spaces; repeat --subprotocol to offer several)",
+                e.reason()
+            )
+        }
+        ClientError::InvalidOption(e)
+            if !e.name().eq_ignore_ascii_case("Sec-WebSocket-Extensions") =>
+        {
+            format!("-H: {e}")
+        }
         #[cfg(feature = "deflate")]
         ClientError::Deflate(e) => {
             format!("WebSocket handshake failed: {e} (or connect without --deflate)")

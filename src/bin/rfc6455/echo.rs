@@ -11,17 +11,19 @@ use std::time::Duration;
 /// Options of `rfc6455 echo`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Address to listen on; repeat for several.
-    #[arg(long, default_value = "127.0.0.1:9001")]
+    /// Address to listen on: HOST:PORT (127.0.0.1:9001, 0.0.0.0:9001, [::1]:9001,
+    /// localhost:9001) or a port alone (9001 or :9001 mean 127.0.0.1:9001); port 0 picks a
+    /// free one. Repeat for several.
+    #[arg(long, default_value = "127.0.0.1:9001", value_parser = listen_address)]
     listen: Vec<String>,
-    /// Event loop threads (default: one per core).
+    /// Event loop threads (0 or not given: one per core).
     #[arg(long)]
     threads: Option<usize>,
     /// Largest message accepted, in bytes.
     #[arg(long, default_value_t = 64 << 20)]
     max_message_size: usize,
-    /// Most connections open at once.
-    #[arg(long, default_value_t = 10_000)]
+    /// Most connections open at once (1 or more); the next one is refused with 503.
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one)]
     max_connections: usize,
     /// Ping a peer after this many seconds of silence (0: never).
     #[arg(long, default_value_t = 30)]
@@ -46,9 +48,39 @@ pub struct Args {
     /// message is encoded once and shared by all connections, on every thread.
     #[arg(long)]
     broadcast: bool,
-    /// Log a line per connection opened and closed.
+    /// Log a line to stderr per connection opened and closed: `conn ID PEER open PATH`, then
+    /// `conn ID PEER closed: …`. ID is LOOP.SLOT.SEQ: the event loop thread's number, the
+    /// connection's slot in that loop, and how many connections the loop accepted before it.
     #[arg(short, long)]
     verbose: bool,
+}
+
+/// `--listen`: HOST:PORT as given (checked by resolving it), a bare `PORT` or `:PORT` as
+/// 127.0.0.1:PORT.
+fn listen_address(value: &str) -> Result<String, String> {
+    use std::net::ToSocketAddrs;
+    let port = value.strip_prefix(':').unwrap_or(value);
+    if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+        return match port.parse::<u16>() {
+            Ok(port) => Ok(format!("127.0.0.1:{port}")),
+            Err(_) => Err(format!("port {port} is not from 0 to 65535")),
+        };
+    }
+    match value.to_socket_addrs().map(|addrs| addrs.len()) {
+        Ok(1..) => Ok(value.to_owned()),
+        _ => Err("give HOST:PORT (127.0.0.1:9001, 0.0.0.0:9001, [::1]:9001, \
+                  localhost:9001) or a port alone (9001 means 127.0.0.1:9001)"
+            .to_owned()),
+    }
+}
+
+/// A count that must be 1 or more.
+fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("give 1 or more (0 would refuse every connection)".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl Args {
@@ -105,7 +137,12 @@ impl Handler for Echo {
         request: &rfc6455::proto::Request,
     ) -> Result<rfc6455::proto::Accept, rfc6455::proto::Rejection> {
         if self.verbose {
-            eprintln!("{} {} open {}", ctx.id(), ctx.peer_addr(), request.target());
+            eprintln!(
+                "conn {} {} open {}",
+                ctx.id(),
+                ctx.peer_addr(),
+                request.target()
+            );
         }
         if self.broadcast {
             // One topic name, well under the limits: cannot fail.
@@ -130,7 +167,7 @@ impl Handler for Echo {
 
     fn close(&mut self, ctx: &mut Context<'_>, reason: CloseReason<'_>) {
         if self.verbose {
-            eprintln!("{} {} {reason}", ctx.id(), ctx.peer_addr());
+            eprintln!("conn {} {} {reason}", ctx.id(), ctx.peer_addr());
         }
     }
 }

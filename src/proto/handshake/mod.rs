@@ -137,6 +137,11 @@ impl HeaderError {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// Why it cannot be sent (the value is named in it where it matters).
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
 }
 
 impl fmt::Display for HeaderError {
