@@ -9,7 +9,9 @@
 //! included): once all connections have joined, `--publishers` of them publish numbered,
 //! timestamped messages (see [`broadcast`]) at `--rate`, or with `--depth` in flight each,
 //! and every connection checks it receives every one, in order; latency is from the
-//! publisher's send to each receipt.
+//! publisher's send to each receipt. With `--serve ROOM` the same run speaks `rfc6455 serve`'s
+//! JSON protocol: every connection joins ROOM, and messages are checked by their text (see
+//! [`serve`]).
 //!
 //! The hot path allocates nothing per message (see [`worker`]); masking keys come from a
 //! xorshift generator seeded once per thread, which is enough for masking (see
