@@ -10,6 +10,12 @@
 # Two more scenarios measure the floor under c (examples/tcp_floor.rs, built here):
 #   floor     a plain TCP echo and client with c's traffic, no WebSocket at all
 #   wsclient  rfc6455 echo driven by a client that costs only its syscalls
+# and two the fan-out of one room, each against a server of its own (also on core 0):
+#   broadcast `rfc6455 echo --broadcast --threads 1`: 1,000 connections, one publisher,
+#             64 B, depth 1
+#   serve     the same through `rfc6455 serve --threads 1` and its JSON protocol (one room,
+#             `load --serve`), its limits opened for a benchmark; serve's deliveries/s over
+#             broadcast's is its fan-out cost: `benches/load.sh broadcast serve`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=target/release/rfc6455
@@ -36,14 +42,38 @@ kill -0 $SERVER 2>/dev/null || { echo "load.sh: the echo server did not start:" 
 # CPU seconds (utime + stime, USER_HZ=100) of process $1, the echo server by default.
 cpu() { awk '{print ($14 + $15) / 100}' /proc/${1:-$SERVER}/stat; }
 
+# Runs the load tool against $TARGET (default: the echo server at $URL, process $PID).
 run() {
     local name=$1; shift
-    echo "== $name: $BIN load $URL $*"
-    local before; before=$(cpu)
+    local url=${TARGET:-$URL} pid=${PID:-$SERVER}
+    echo "== $name: $BIN load $url $*"
+    local before; before=$(cpu $pid)
     /usr/bin/time -f "load tool CPU: %U s user + %S s system over %e s" \
-        taskset -c 1 $BIN load "$URL" "$@" $TOOL_ARGS 2>&1 | grep -v '^ *[0-9.]*s '
-    echo "server CPU: $(echo "$(cpu) - $before" | bc) s"
+        taskset -c 1 $BIN load "$url" "$@" $TOOL_ARGS 2>&1 | grep -v '^ *[0-9.]*s ' || true
+    echo "server CPU: $(echo "$(cpu $pid) - $before" | bc) s"
 }
+
+# Runs scenario $1 against a server of its own on core 0: `$BIN $2…` listening on port $3,
+# WebSocket path $4; the rest are the load tool's arguments.
+run_own() {
+    local name=$1 server=$2 port=$3 path=$4; shift 4
+    local log; log=$(mktemp)
+    # shellcheck disable=SC2086
+    taskset -c 0 $BIN $server --listen 127.0.0.1:$port $SERVER_ARGS >/dev/null 2>"$log" &
+    local pid=$!
+    sleep 0.5
+    if ! kill -0 $pid 2>/dev/null; then
+        echo "load.sh: $BIN $server did not start:" >&2; cat "$log" >&2; rm -f "$log"; exit 2
+    fi
+    echo "== server: $BIN $server --listen 127.0.0.1:$port $SERVER_ARGS"
+    TARGET=ws://127.0.0.1:$port$path PID=$pid run "$name" "$@"
+    kill $pid; wait $pid 2>/dev/null || true
+    rm -f "$log"
+}
+
+# One room, 1,000 members, one sender: the fan-out scenarios.
+FANOUT="--broadcast -c 1000 --publishers 1 -s 64 --depth 1"
+BENCH_LIMITS="--rate 1000000/s --burst 1000000 --max-per-ip 100000"
 
 [ $# -gt 0 ] || set -- a b c d idle
 for s in "$@"; do
@@ -53,6 +83,14 @@ for s in "$@"; do
     c) run c -c 10 -s 16384 --binary -d "$D" --warmup "$W" ;;
     d) run d -c 1 -s 1048576 --binary -d "$D" --warmup "$W" ;;
     idle) run idle --idle -c 10000 -d "$D" --warmup 3 --server-pid $SERVER ;;
+    broadcast)
+        # shellcheck disable=SC2086
+        run_own broadcast "echo --broadcast --threads 1 --max-connections 20000" \
+            $((PORT + 2)) / $FANOUT -d "$D" --warmup "$W" ;;
+    serve)
+        # shellcheck disable=SC2086
+        RUST_LOG=warn run_own serve "serve --threads 1 $BENCH_LIMITS" \
+            $((PORT + 3)) /ws $FANOUT --serve lobby -d "$D" --warmup "$W" ;;
     floor | wsclient)
         cargo build --release --example tcp_floor 2>/dev/null || cargo build --release --example tcp_floor
         target=127.0.0.1:$PORT
@@ -70,6 +108,6 @@ for s in "$@"; do
         echo "server CPU: $(echo "$(cpu $pid) - $before" | bc) s"
         if [ "$s" = floor ]; then kill $floor; fi
         ;;
-    *) echo "unknown scenario $s (a b c d idle floor wsclient)"; exit 2 ;;
+    *) echo "unknown scenario $s (a b c d idle floor wsclient broadcast serve)"; exit 2 ;;
     esac
 done

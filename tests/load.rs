@@ -490,3 +490,165 @@ fn broadcast_bad_arguments() {
     refused(&[url, "--publishers", "2"], "--broadcast");
     refused(&[url, "--broadcast", "--idle"], "cannot be used with");
 }
+
+// --- `load --broadcast --serve` -----------------------------------------------------------
+
+/// `rfc6455 serve` as a child process on a free port (killed on drop), with `args`; the URL
+/// of its WebSocket endpoint.
+struct ServeChild {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ServeChild {
+    fn start(args: &[&str]) -> ServeChild {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        // "rfc6455 serve: listening on http://ADDR/ (WebSocket at ws://ADDR/ws, N threads)"
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("ws://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .trim_end_matches(',')
+            .to_owned();
+        ServeChild { child, url }
+    }
+}
+
+impl Drop for ServeChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const BENCHMARK_LIMITS: [&str; 6] = [
+    "--rate",
+    "1000000/s",
+    "--burst",
+    "1000000",
+    "--max-per-ip",
+    "100000",
+];
+
+#[test]
+fn broadcast_through_serve_has_every_message_in_order() {
+    let server = ServeChild::start(&BENCHMARK_LIMITS);
+    let args = [
+        &server.url[..],
+        "--broadcast",
+        "--serve",
+        "lobby",
+        "-c",
+        "30",
+        "--publishers",
+        "2",
+        "-s",
+        "64",
+        "-d",
+        "1",
+        "--warmup",
+        "0.5",
+    ];
+    let (out, stdout) = load(&args);
+    assert!(out.status.success(), "{stdout}");
+    assert!(figure(&stdout, "deliveries", "deliveries") > 0, "{stdout}");
+    assert!(stdout.contains("errors       none"), "{stdout}");
+    assert_eq!(figure(&stdout, "integrity", "lost"), 0, "{stdout}");
+    assert_eq!(figure(&stdout, "integrity", "reordered"), 0, "{stdout}");
+    assert_eq!(figure(&stdout, "integrity", "corrupt"), 0, "{stdout}");
+    // Deliveries and publishes counted in the same window: messages in flight at its edges
+    // may move the ratio a little off 30.
+    let fan_out: f64 = stdout
+        .split("fan-out ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_else(|| panic!("no fan-out in {stdout}"));
+    assert_eq!(fan_out.round(), 30.0, "{stdout}");
+    assert!(stdout.contains("(expected 30)"), "{stdout}");
+    assert!(
+        stdout.contains("once all 30 connections had joined"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("30 established, 30 of 30 up at the end, 30 closed with 1000"));
+    assert!(!stdout.contains("hint"), "{stdout}");
+}
+
+#[test]
+fn broadcast_through_serve_with_its_default_limits_says_how_to_start_it() {
+    let server = ServeChild::start(&[]);
+    // A publisher at full speed meets the 10/s limit once its burst of 20 is spent.
+    let (out, stdout) = load(&[
+        &server.url,
+        "--broadcast",
+        "--serve",
+        "lobby",
+        "-c",
+        "3",
+        "-s",
+        "64",
+        "-d",
+        "0.5",
+        "--warmup",
+        "0.3",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("serve answered with an error"), "{stdout}");
+    assert!(stdout.contains("rate_limited"), "{stdout}");
+    let hint =
+        "start serve with --rate 1000000/s --burst 1000000 --max-per-ip 100000 for a benchmark";
+    assert!(stdout.contains(hint), "{stdout}");
+    // Its per-IP limit (100) refuses the rest with 429.
+    let server = ServeChild::start(&[]);
+    let (out, stdout) = load(&[
+        &server.url,
+        "--broadcast",
+        "--serve",
+        "lobby",
+        "-c",
+        "103",
+        "-s",
+        "64",
+        "-d",
+        "0.3",
+        "--warmup",
+        "0.5",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("the server refused 3 connections with 429 Too Many Requests"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(hint), "{stdout}");
+}
+
+#[test]
+fn serve_bad_arguments() {
+    let url = "ws://127.0.0.1:9/ws";
+    refused(&[url, "--serve", "lobby"], "--broadcast");
+    refused(
+        &[url, "--broadcast", "--serve", "lobby", "--binary"],
+        "cannot be used with",
+    );
+    refused(
+        &[url, "--broadcast", "--serve", "a b", "-s", "64"],
+        "a room name is 1 to 64 letters",
+    );
+    refused(
+        &[url, "--broadcast", "--serve", "lobby", "-s", "47"],
+        "give -s 48 or more\n",
+    );
+}

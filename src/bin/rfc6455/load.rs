@@ -9,7 +9,9 @@
 //! included): once all connections have joined, `--publishers` of them publish numbered,
 //! timestamped messages (see [`broadcast`]) at `--rate`, or with `--depth` in flight each,
 //! and every connection checks it receives every one, in order; latency is from the
-//! publisher's send to each receipt.
+//! publisher's send to each receipt. With `--serve ROOM` the same run speaks `rfc6455 serve`'s
+//! JSON protocol: every connection joins ROOM, and messages are checked by their text (see
+//! [`serve`]).
 //!
 //! The hot path allocates nothing per message (see [`worker`]); masking keys come from a
 //! xorshift generator seeded once per thread, which is enough for masking (see
@@ -34,6 +36,7 @@ macro_rules! println {
 
 mod broadcast;
 mod histogram;
+mod serve;
 mod worker;
 
 use broadcast::Broadcast;
@@ -66,6 +69,17 @@ connection checks it gets each publisher's messages all, in order, intact: a gap
 (a late message then counts again, as reordered), and what has not arrived 1 s after
 publishing stops is lost. Throughput counts deliveries (each copy received) and MB/s their
 payload; latency is from the publisher's send to each receipt.
+
+--broadcast --serve ROOM: the same through `rfc6455 serve`'s JSON protocol. Connection N
+connects with ?nick=loadN added to the URL, waits for serve's welcome, sends
+{\"type\":\"join\",\"room\":ROOM} and has joined once the joined reply arrives; publishers send
+{\"type\":\"message\",\"room\":ROOM,\"text\":PAYLOAD} (-s is the length of the text, not of the
+JSON), and each message serve delivers is checked by its text field. Presence and other
+replies are counted, not checked. serve's defaults are for the internet (10 messages/s per
+connection, 100 connections per IP): for a benchmark start it with
+  rfc6455 serve --rate 1000000/s --burst 1000000 --max-per-ip 100000
+(the tool says so when serve answers rate_limited or refuses connections with 429), e.g.
+  rfc6455 load ws://127.0.0.1:8080/ws --broadcast --serve lobby -c 1000 -s 64 -d 5
 
 Exit status: 0 if the run had no error, 1 if it had any or could not start, 2 for bad
 arguments, 141 once its output is closed (e.g. by `| head`).")]
@@ -116,6 +130,15 @@ pub struct Args {
           value_parser = whole(1, MAX_CONNECTIONS, "publishers"),
           allow_negative_numbers = true)]
     publishers: usize,
+    /// With --broadcast: drive `rfc6455 serve` in room ROOM through its JSON protocol (see
+    /// below); the URL is serve's WebSocket endpoint, e.g. ws://127.0.0.1:8080/ws.
+    #[arg(
+        long,
+        value_name = "ROOM",
+        requires = "broadcast",
+        conflicts_with = "binary"
+    )]
+    serve: Option<String>,
     /// With --broadcast: messages per second per publisher (default: as fast as --depth in
     /// flight per publisher allows).
     #[arg(long, value_name = "R", requires = "broadcast", value_parser = rate,
@@ -236,12 +259,21 @@ fn check_arguments(args: &Args) -> Result<Url, String> {
         if args.size < header {
             let (kind, other) = if args.binary {
                 ("binary", "")
+            } else if args.serve.is_some() {
+                ("text", "")
             } else {
                 ("text", ", or 24 with --binary")
             };
             return Err(format!(
                 "-s {}: --broadcast puts a {header}-byte header in each {kind} message (publisher, sequence, send time): give -s {header} or more{other}",
                 args.size
+            ));
+        }
+    }
+    if let Some(room) = &args.serve {
+        if !serve::valid_room(room) {
+            return Err(format!(
+                "--serve {room:?}: a room name is 1 to 64 letters, digits, '_', '.' or '-'"
             ));
         }
     }
@@ -300,6 +332,10 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
                 BROADCAST_GRACE,
             ))
         }),
+        serve: args
+            .serve
+            .as_deref()
+            .map(|room| serve::Serve::new(&url, room)),
     });
 
     let kind = if args.binary { "binary" } else { "text" };
@@ -308,8 +344,12 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
             Some(r) => format!("{r} msg/s each"),
             None => format!("depth {} each", args.depth),
         };
+        let (serve, kind) = match &args.serve {
+            Some(room) => (format!(" --serve {room}"), "text (in serve's JSON)"),
+            None => (String::new(), kind),
+        };
         println!(
-            "rfc6455 load --broadcast: {url} ({addr}) · {} connections, {} publishing {} B {kind} at {pace} · {threads} thread(s) · {:.1} s after {:.1} s warmup",
+            "rfc6455 load --broadcast{serve}: {url} ({addr}) · {} connections, {} publishing {} B {kind} at {pace} · {threads} thread(s) · {:.1} s after {:.1} s warmup",
             args.connections,
             args.publishers,
             args.size,
@@ -432,6 +472,9 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
                 report.echoes += r.echoes;
                 report.published += r.published;
                 report.ignored += r.ignored;
+                report.other += r.other;
+                report.rate_limited += r.rate_limited;
+                report.refused += r.refused;
                 report.established += r.established;
                 report.up_at_end += r.up_at_end;
                 report.closed_clean += r.closed_clean;
@@ -532,6 +575,31 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
         }
     }
 
+    if report.rate_limited > 0 || report.refused > 0 {
+        let mut what = Vec::new();
+        if report.rate_limited > 0 {
+            let n = report.rate_limited;
+            what.push(format!(
+                "refused {} message{} with rate_limited",
+                thousands(n),
+                if n == 1 { "" } else { "s" }
+            ));
+        }
+        if report.refused > 0 {
+            let n = report.refused;
+            what.push(format!(
+                "refused {} connection{} with 429 Too Many Requests",
+                thousands(n),
+                if n == 1 { "" } else { "s" }
+            ));
+        }
+        println!(
+            "hint         the server {}: {}",
+            what.join(" and "),
+            serve::HINT
+        );
+    }
+
     if report.established == 0 {
         eprintln!(
             "rfc6455 load: no connection could be established to {url}: see the errors above"
@@ -613,6 +681,12 @@ fn print_broadcast(b: &Broadcast, report: &Report, args: &Args, secs: f64, warmu
         thousands(count(Kind::Reordered)),
         thousands(count(Kind::Corrupt))
     );
+    if args.serve.is_some() {
+        println!(
+            "serve        {} other messages (presence, replies) received and not checked",
+            thousands(report.other)
+        );
+    }
 }
 
 /// The grace after publishing stops for the messages still in flight.

@@ -9,9 +9,12 @@
 
 use super::broadcast::{self, Broadcast};
 use super::histogram::Histogram;
+use super::serve::{self, Serve};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use rfc6455::proto::{ClientHandshake, ClientOptions, RandomKeys, Status, Url};
+use rfc6455::proto::{
+    ClientHandshake, ClientHandshakeError, ClientOptions, RandomKeys, Status, Url,
+};
 use rfc6455::{CloseCode, Config, Connection, Event, Message, State};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -44,6 +47,8 @@ pub struct Plan {
     /// `--broadcast`: publishers and receivers instead of echoes (`payload` is then the
     /// pattern the header is written over, and `depth` the messages in flight per publisher).
     pub broadcast: Option<Arc<Broadcast>>,
+    /// `--broadcast --serve ROOM`: the broadcast in `rfc6455 serve`'s JSON protocol.
+    pub serve: Option<Serve>,
 }
 
 /// Sets `TCP_CONGESTION`, saying where the choices are listed if the kernel refuses.
@@ -108,6 +113,7 @@ pub enum Kind {
     Lost,
     Reordered,
     Corrupt,
+    ServeError,
     UnexpectedClose,
     Io,
     CloseTimeout,
@@ -115,7 +121,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Connect,
         Kind::Handshake,
         Kind::Protocol,
@@ -123,6 +129,7 @@ impl Kind {
         Kind::Lost,
         Kind::Reordered,
         Kind::Corrupt,
+        Kind::ServeError,
         Kind::UnexpectedClose,
         Kind::Io,
         Kind::CloseTimeout,
@@ -140,6 +147,7 @@ impl Kind {
             }
             Kind::Reordered => "broadcast messages out of order or duplicated",
             Kind::Corrupt => "broadcast messages with a wrong type, length, header or payload",
+            Kind::ServeError => "serve answered with an error",
             Kind::UnexpectedClose => "the server closed a connection before the end",
             Kind::Io => "socket error",
             Kind::CloseTimeout => "close handshake not answered in time",
@@ -204,6 +212,12 @@ pub struct Report {
     pub published: u64,
     /// `--broadcast`: messages received before publishing began, not counted.
     pub ignored: u64,
+    /// `--serve`: presence and other messages that are not room messages, not checked.
+    pub other: u64,
+    /// `--serve`: messages serve refused with `rate_limited` (or connections it closed for it).
+    pub rate_limited: u64,
+    /// `--serve`: connections refused with 429 (serve's per-IP limit).
+    pub refused: u64,
     /// Connections whose handshake completed.
     pub established: u64,
     /// Connections open when the window ended.
@@ -258,6 +272,19 @@ struct Conn {
     expected: Box<[u64]>,
     /// `--broadcast`: this connection's index in the thread's publishers, or [`NOT_A_PUBLISHER`].
     slot: usize,
+    /// `--serve`: how far the connection is into joining the room.
+    step: Step,
+}
+
+/// `--serve`: a connection's way into the room.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Waiting for `{"type":"welcome",…}`.
+    Welcome,
+    /// `join` sent, waiting for `{"type":"joined",…}`.
+    Joining,
+    /// In the room (counted in [`Broadcast::join`]).
+    Joined,
 }
 
 const NOT_A_PUBLISHER: usize = usize::MAX;
@@ -348,6 +375,8 @@ struct Worker<'a> {
     /// pattern, its header rewritten per message).
     publishers: Vec<Publisher>,
     scratch: Payload,
+    /// Where the header goes in `scratch` (after serve's JSON prefix with `--serve`).
+    header_at: usize,
     /// When publishing began, once this thread has seen it.
     started: Option<u64>,
     /// The window has ended and the publishers stopped: until this time (ns since `t0`)
@@ -424,12 +453,21 @@ impl<'a> Worker<'a> {
                 } else {
                     NOT_A_PUBLISHER
                 },
+                step: Step::Welcome,
             })
             .collect();
-        let scratch = match &plan.payload {
-            Payload::Text(text) if plan.broadcast.is_some() => Payload::Text(text.clone()),
-            Payload::Binary(data) if plan.broadcast.is_some() => Payload::Binary(data.clone()),
-            _ => Payload::Binary(Vec::new()),
+        let (scratch, header_at) = match (&plan.payload, &plan.serve) {
+            (Payload::Text(text), Some(serve)) => {
+                let (json, at) = serve.message(text);
+                (Payload::Text(json), at)
+            }
+            (Payload::Text(text), None) if plan.broadcast.is_some() => {
+                (Payload::Text(text.clone()), 0)
+            }
+            (Payload::Binary(data), _) if plan.broadcast.is_some() => {
+                (Payload::Binary(data.clone()), 0)
+            }
+            _ => (Payload::Binary(Vec::new()), 0),
         };
         Worker {
             plan,
@@ -452,6 +490,7 @@ impl<'a> Worker<'a> {
             threads,
             publishers,
             scratch,
+            header_at,
             started: None,
             draining: None,
             next_drain_check: 0,
@@ -684,7 +723,18 @@ impl<'a> Worker<'a> {
             }
         }
         let _ = sock.set_nodelay(true);
-        let client = match ClientHandshake::new(&self.plan.url, &self.options, &mut RandomKeys) {
+        let url = match &self.plan.serve {
+            // `?nick=loadN`, N the run's index of this connection.
+            Some(serve) => match serve.url(self.thread + i * self.threads) {
+                Ok(url) => std::borrow::Cow::Owned(url),
+                Err(e) => {
+                    self.fail(i, Kind::Handshake, || format!("cannot build the URL: {e}"));
+                    return false;
+                }
+            },
+            None => std::borrow::Cow::Borrowed(&self.plan.url),
+        };
+        let client = match ClientHandshake::new(&url, &self.options, &mut RandomKeys) {
             Ok(client) => client,
             Err(e) => {
                 self.fail(i, Kind::Handshake, || {
@@ -715,7 +765,11 @@ impl<'a> Worker<'a> {
         let broadcast = self.plan.broadcast.as_deref();
         if let Some(b) = broadcast {
             conn.expected = vec![0; b.publishers].into_boxed_slice();
-            b.join(now);
+            if self.plan.serve.is_none() {
+                b.join(now);
+            }
+            // With --serve: once serve's `joined` reply arrives.
+            conn.step = Step::Welcome;
         } else {
             conn.sent = VecDeque::with_capacity(self.plan.depth);
         }
@@ -780,10 +834,18 @@ impl<'a> Worker<'a> {
                             return Handshaking::Done(hs.response.split_off(head_len))
                         }
                         Err(e) => {
+                            if self.plan.serve.is_some()
+                                && matches!(
+                                    e,
+                                    ClientHandshakeError::UnexpectedStatus { status: 429, .. }
+                                )
+                            {
+                                self.report.refused += 1;
+                            }
                             return Handshaking::Failed(
                                 Kind::Handshake,
                                 format!("{}: {e}", self.plan.url),
-                            )
+                            );
                         }
                     }
                 }
@@ -884,13 +946,31 @@ impl<'a> Worker<'a> {
                     let Some(b) = plan.broadcast.as_deref() else {
                         continue;
                     };
+                    let global = self.thread + i * self.threads;
+                    let (is_text, data) = match &plan.serve {
+                        None => (m.is_text(), m.as_bytes()),
+                        Some(serve) => {
+                            let Some(text) =
+                                serve_message(serve, b, conn, &mut self.report, &m, now, global)
+                            else {
+                                continue;
+                            };
+                            (true, text)
+                        }
+                    };
                     if self.started.is_none() && b.started().is_none() {
                         // Not one of ours: ours are published once all have joined.
                         self.report.ignored += 1;
                         continue;
                     }
-                    let global = self.thread + i * self.threads;
-                    let from = deliver(plan, &mut conn.expected, &mut self.report, &m, now, global);
+                    let from = deliver(
+                        plan,
+                        &mut conn.expected,
+                        &mut self.report,
+                        (is_text, data),
+                        now,
+                        global,
+                    );
                     self.echoes_total += 1;
                     let slot = conn.slot;
                     // Its own message back: one fewer in flight.
@@ -981,6 +1061,13 @@ impl<'a> Worker<'a> {
                     if matches!(conn.phase, Phase::Closing) {
                         // Our close, answered: now wait for the server to close TCP.
                         continue;
+                    }
+                    if self.plan.serve.is_some()
+                        && frame
+                            .as_ref()
+                            .is_some_and(|f| f.reason.contains("rate limit"))
+                    {
+                        self.report.rate_limited += 1;
                     }
                     let what = match frame {
                         Some(f) => format!("close frame {f}"),
@@ -1185,7 +1272,8 @@ impl<'a> Worker<'a> {
                 broadcast::write_header(&mut header, true, id, seq, now);
                 // ASCII hex: always UTF-8; the same length, so nothing moves or allocates.
                 if let Ok(header) = std::str::from_utf8(&header) {
-                    text.replace_range(..broadcast::TEXT_HEADER, header);
+                    let at = self.header_at;
+                    text.replace_range(at..at + broadcast::TEXT_HEADER, header);
                 }
             }
         }
@@ -1288,15 +1376,14 @@ fn deliver(
     plan: &Plan,
     expected: &mut [u64],
     report: &mut Report,
-    m: &Message<'_>,
+    (is_text, data): (bool, &[u8]),
     now: u64,
     conn: usize,
 ) -> Option<usize> {
     let pattern = plan.payload.as_bytes();
     let text = plan.payload.is_text();
-    let data = m.as_bytes();
-    if m.is_text() != text || data.len() != pattern.len() {
-        let (got, len, want, size) = (m.is_text(), data.len(), text, pattern.len());
+    if is_text != text || data.len() != pattern.len() {
+        let (got, len, want, size) = (is_text, data.len(), text, pattern.len());
         let kind = |text: bool| if text { "text" } else { "binary" };
         report.errors.add(Kind::Corrupt, || {
             format!(
@@ -1348,4 +1435,76 @@ fn deliver(
         report.latency.record(now.saturating_sub(at));
     }
     Some(id as usize)
+}
+
+/// `--serve`: reads a message serve sent connection `conn` (the run's index): a room message
+/// gives its text (the broadcast payload) to check; `welcome` sends the join, `joined`
+/// counts the connection in; errors are counted (`rate_limited` apart, for the hint); the
+/// rest (presence, other replies) is counted and not checked.
+fn serve_message<'m>(
+    serve: &Serve,
+    b: &Broadcast,
+    conn: &mut Conn,
+    report: &mut Report,
+    m: &'m Message<'_>,
+    now: u64,
+    global: usize,
+) -> Option<&'m [u8]> {
+    let corrupt = |report: &mut Report, why: &'static str| {
+        report.errors.add(Kind::Corrupt, || {
+            format!("connection {global} received a message from serve {why}")
+        });
+        None
+    };
+    if !m.is_text() {
+        return corrupt(report, "that is binary, not JSON text");
+    }
+    let data: &'m [u8] = m.as_bytes();
+    let Some(fields) = serve::scan(data) else {
+        return corrupt(report, "that is not one JSON object");
+    };
+    let kind = fields.kind.map_or(&b""[..], |k| k.bytes);
+    match (kind, conn.step) {
+        (b"message", Step::Joined) => match fields.text {
+            Some(text) if !text.escaped => Some(text.bytes),
+            Some(_) => corrupt(report, "whose \"text\" has escapes: not the tool's payload"),
+            None => corrupt(report, "of type message without a \"text\" string"),
+        },
+        (b"welcome", Step::Welcome) => {
+            if let Some(ws) = conn.ws.as_mut() {
+                if ws.send(Message::text(serve.join.as_str())).is_ok() {
+                    conn.step = Step::Joining;
+                }
+            }
+            None
+        }
+        (b"joined", Step::Joining) => {
+            conn.step = Step::Joined;
+            b.join(now);
+            None
+        }
+        (b"error", _) => {
+            let code = fields.code.map_or(&b""[..], |c| c.bytes);
+            if code == b"rate_limited" {
+                report.rate_limited += 1;
+            }
+            report.errors.add(Kind::ServeError, || {
+                let mut reply = String::from_utf8_lossy(data).into_owned();
+                if reply.len() > 200 {
+                    let mut end = 200;
+                    while !reply.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    reply.truncate(end);
+                    reply.push('…');
+                }
+                format!("connection {global}: {reply}")
+            });
+            None
+        }
+        _ => {
+            report.other += 1;
+            None
+        }
+    }
 }
