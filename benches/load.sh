@@ -13,6 +13,9 @@
 # and two the fan-out of one room, each against a server of its own (also on core 0):
 #   broadcast `rfc6455 echo --broadcast --threads 1`: 1,000 connections, one publisher,
 #             64 B, depth 1
+#   broadcast10k   the same with 10,000 connections
+#   broadcast16k   100 connections, 16 KiB binary messages
+#   broadcast2     broadcast with `--threads 2` (both loops share core 0 with nothing else)
 #   serve     the same through `rfc6455 serve --threads 1` and its JSON protocol (one room,
 #             `load --serve`), its limits opened for a benchmark; serve's deliveries/s over
 #             broadcast's is its fan-out cost: `benches/load.sh broadcast serve`
@@ -87,6 +90,18 @@ for s in "$@"; do
         # shellcheck disable=SC2086
         run_own broadcast "echo --broadcast --threads 1 --max-connections 20000" \
             $((PORT + 2)) / $FANOUT -d "$D" --warmup "$W" ;;
+    broadcast10k)
+        # shellcheck disable=SC2086
+        run_own broadcast10k "echo --broadcast --threads 1 --max-connections 20000" \
+            $((PORT + 2)) / --broadcast -c 10000 --publishers 1 -s 64 --depth 1 -d "$D" --warmup "$W" ;;
+    broadcast16k)
+        # shellcheck disable=SC2086
+        run_own broadcast16k "echo --broadcast --threads 1 --max-connections 20000" \
+            $((PORT + 2)) / --broadcast -c 100 --publishers 1 -s 16384 --binary --depth 1 -d "$D" --warmup "$W" ;;
+    broadcast2)
+        # shellcheck disable=SC2086
+        run_own broadcast2 "echo --broadcast --threads 2 --max-connections 20000" \
+            $((PORT + 2)) / $FANOUT -d "$D" --warmup "$W" ;;
     serve)
         # shellcheck disable=SC2086
         RUST_LOG=warn run_own serve "serve --threads 1 $BENCH_LIMITS" \
@@ -108,6 +123,6 @@ for s in "$@"; do
         echo "server CPU: $(echo "$(cpu $pid) - $before" | bc) s"
         if [ "$s" = floor ]; then kill $floor; fi
         ;;
-    *) echo "unknown scenario $s (a b c d idle floor wsclient broadcast serve)"; exit 2 ;;
+    *) echo "unknown scenario $s (a b c d idle floor wsclient broadcast broadcast10k broadcast16k broadcast2 serve)"; exit 2 ;;
     esac
 done
