@@ -159,10 +159,12 @@ fn join(chat: &mut Chat, room: &str) -> Value {
 fn rooms_messages_presence_and_listing() {
     let serve = Serve::start(&[]);
     let mut ann = serve.join_as("ann");
-    let joined = join(&mut ann, "lobby");
+    let mut joined = join(&mut ann, "lobby");
+    let epoch = joined["epoch"].take();
+    assert!(epoch.as_u64().unwrap() > 1_600_000_000_000, "{epoch}");
     assert_eq!(
         joined,
-        json!({"type": "joined", "room": "lobby", "members": ["ann"], "history": [], "seq": 0})
+        json!({"type": "joined", "room": "lobby", "members": ["ann"], "history": [], "seq": 0, "epoch": null})
     );
     let mut bob = serve.join_as("bob");
     let joined = bob.command(json!({"type": "join", "room": "lobby", "ref": 7}));

@@ -44,6 +44,9 @@ pub struct Replay {
 }
 
 pub struct Hub {
+    /// Names this history: when the server restarts without it, seqs count from 1 again and
+    /// the epoch changes, so a page can tell an old seq 5 from a new one.
+    pub epoch: u64,
     pub rooms: HashMap<String, Room>,
     /// Nick → connections open with it.
     pub online: HashMap<String, usize>,
@@ -60,7 +63,11 @@ pub enum RoomError {
 
 impl Hub {
     pub fn new(history: usize, ttl: Duration, max_rooms: usize) -> Hub {
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         Hub {
+            epoch,
             rooms: HashMap::new(),
             online: HashMap::new(),
             history,

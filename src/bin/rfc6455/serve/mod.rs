@@ -410,6 +410,7 @@ impl Chat {
         let now = Instant::now();
         let topic = room_topic(room);
         let mut hub = self.hub();
+        let epoch = hub.epoch;
         let replay = if member {
             // Joined already: the history again, no presence.
             let replay = hub.join(room, &nick, since, now);
@@ -451,6 +452,7 @@ impl Chat {
             "members": replay.members,
             "history": history,
             "seq": replay.latest,
+            "epoch": epoch,
         });
         if let (Some(recovered), Some(obj)) = (replay.recovered, answer.as_object_mut()) {
             obj.insert("recovered".into(), recovered.into());

@@ -223,7 +223,11 @@ function joined(m) {
   if (!S.wanted.includes(m.room)) { S.wanted.push(m.room); saveRooms(); }
   r.members = new Map();
   for (const n of m.members || []) r.members.set(n, (r.members.get(n) || 0) + 1);
-  const reset = typeof m.seq === 'number' && m.seq < r.lastSeq;
+  // The server's history starts over when it restarts: its seqs count from 1 again and its
+  // epoch changes (seq alone misses a restart after which more was sent than this page saw).
+  const newEpoch = m.epoch !== undefined && r.serverEpoch !== undefined && m.epoch !== r.serverEpoch;
+  if (m.epoch !== undefined) r.serverEpoch = m.epoch;
+  const reset = newEpoch || (typeof m.seq === 'number' && m.seq < r.lastSeq);
   if (reset) {
     // The room counts from 1 again: the server restarted and lost what it held.
     r.epoch++;
