@@ -35,6 +35,41 @@ fn drain(conn: &mut Connection, spare: &mut Vec<u8>) -> usize {
     written
 }
 
+/// Benches `shared` (one `SharedFrame` per publish) against `per_subscriber` (`send` to each)
+/// over `conns`, publishing `message`.
+fn shared_against_per_subscriber(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    conns: &mut [Connection],
+    message: &Message<'_>,
+) {
+    let mut spare = Vec::new();
+    let subscribers = conns.len();
+    group.throughput(Throughput::Elements(subscribers as u64));
+    group.bench_function(BenchmarkId::new("shared", subscribers), |b| {
+        b.iter(|| {
+            let frame = SharedFrame::new(message);
+            let mut total = 0;
+            for conn in conns.iter_mut() {
+                conn.swap_transmit_buffer(&mut spare);
+                conn.send_shared(&frame).unwrap();
+                total += drain(conn, &mut spare);
+            }
+            total
+        })
+    });
+    group.bench_function(BenchmarkId::new("per_subscriber", subscribers), |b| {
+        b.iter(|| {
+            let mut total = 0;
+            for conn in conns.iter_mut() {
+                conn.swap_transmit_buffer(&mut spare);
+                conn.send(message.clone()).unwrap();
+                total += drain(conn, &mut spare);
+            }
+            total
+        })
+    });
+}
+
 fn publish(c: &mut Criterion) {
     let config = Arc::new(Config::default());
     for (size, size_name) in [(64usize, "64B"), (16 << 10, "16KiB")] {
@@ -46,31 +81,7 @@ fn publish(c: &mut Criterion) {
             let mut conns: Vec<Connection> = (0..subscribers)
                 .map(|_| Connection::server_shared(config.clone()))
                 .collect();
-            let mut spare = Vec::new();
-            group.throughput(Throughput::Elements(subscribers as u64));
-            group.bench_function(BenchmarkId::new("shared", subscribers), |b| {
-                b.iter(|| {
-                    let frame = SharedFrame::new(&Message::binary(&payload[..]));
-                    let mut total = 0;
-                    for conn in &mut conns {
-                        conn.swap_transmit_buffer(&mut spare);
-                        conn.send_shared(&frame).unwrap();
-                        total += drain(conn, &mut spare);
-                    }
-                    total
-                })
-            });
-            group.bench_function(BenchmarkId::new("per_subscriber", subscribers), |b| {
-                b.iter(|| {
-                    let mut total = 0;
-                    for conn in &mut conns {
-                        conn.swap_transmit_buffer(&mut spare);
-                        conn.send(Message::binary(&payload[..])).unwrap();
-                        total += drain(conn, &mut spare);
-                    }
-                    total
-                })
-            });
+            shared_against_per_subscriber(&mut group, &mut conns, &Message::binary(&payload[..]));
         }
         group.finish();
     }
@@ -99,31 +110,7 @@ fn publish_deflate(c: &mut Criterion) {
                 conn
             })
             .collect();
-        let mut spare = Vec::new();
-        group.throughput(Throughput::Elements(subscribers as u64));
-        group.bench_function(BenchmarkId::new("shared", subscribers), |b| {
-            b.iter(|| {
-                let frame = SharedFrame::new(&Message::text(text.as_str()));
-                let mut total = 0;
-                for conn in &mut conns {
-                    conn.swap_transmit_buffer(&mut spare);
-                    conn.send_shared(&frame).unwrap();
-                    total += drain(conn, &mut spare);
-                }
-                total
-            })
-        });
-        group.bench_function(BenchmarkId::new("per_subscriber", subscribers), |b| {
-            b.iter(|| {
-                let mut total = 0;
-                for conn in &mut conns {
-                    conn.swap_transmit_buffer(&mut spare);
-                    conn.send(Message::text(text.as_str())).unwrap();
-                    total += drain(conn, &mut spare);
-                }
-                total
-            })
-        });
+        shared_against_per_subscriber(&mut group, &mut conns, &Message::text(text.as_str()));
     }
     group.finish();
 }

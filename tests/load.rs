@@ -2,6 +2,8 @@
 //! made with `tungstenite` in threads. No timing assertions: only that messages flowed, that
 //! errors are counted and that the exit status says so.
 
+mod common;
+
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Output};
 use tungstenite::{accept, Message};
@@ -242,39 +244,20 @@ fn a_closed_output_ends_the_run_quietly() {
 
 /// `rfc6455 echo` as a child process on a free port (killed on drop), with `args`.
 struct EchoChild {
-    child: std::process::Child,
+    _command: common::Command,
     url: String,
 }
 
 impl EchoChild {
     fn start(args: &[&str]) -> EchoChild {
-        use std::io::{BufRead, BufReader};
-        use std::process::Stdio;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
-            .args(["echo", "--listen", "127.0.0.1:0", "--threads", "2"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        // "rfc6455 echo: listening on ws://127.0.0.1:PORT (2 threads), broadcasting"
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("ws://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .to_owned();
-        EchoChild { child, url }
-    }
-}
-
-impl Drop for EchoChild {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let mut all = vec!["echo", "--listen", "127.0.0.1:0", "--threads", "2"];
+        all.extend_from_slice(args);
+        let command = common::Command::start(&all);
+        let url = format!("ws://{}/", command.addr);
+        EchoChild {
+            _command: command,
+            url,
+        }
     }
 }
 
@@ -493,44 +476,22 @@ fn broadcast_bad_arguments() {
 
 // --- `load --broadcast --serve` -----------------------------------------------------------
 
-/// `rfc6455 serve` as a child process on a free port (killed on drop), with `args`; the URL
-/// of its WebSocket endpoint.
+/// `rfc6455 serve` as a child process on a free port (killed on drop), with `args`.
 struct ServeChild {
-    child: std::process::Child,
+    _command: common::Command,
     url: String,
 }
 
 impl ServeChild {
     fn start(args: &[&str]) -> ServeChild {
-        use std::io::{BufRead, BufReader};
-        use std::process::Stdio;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        // "rfc6455 serve: listening on http://ADDR/ (WebSocket at ws://ADDR/ws, N threads)"
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("ws://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .trim_end_matches(',')
-            .to_owned();
-        ServeChild { child, url }
-    }
-}
-
-impl Drop for ServeChild {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let command = common::Command::start(&all);
+        let url = format!("ws://{}/ws", command.addr);
+        ServeChild {
+            _command: command,
+            url,
+        }
     }
 }
 

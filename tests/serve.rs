@@ -12,37 +12,25 @@ use hmac::{Hmac, KeyInit, Mac};
 use rfc6455::proto::{ClientHandshake, ClientOptions, Status, Url};
 use rfc6455::{CloseCode, Config, Connection, Event, Message};
 use serde_json::{json, Value};
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 
 /// A `rfc6455 serve` child on a port of its choosing, killed on drop.
 struct Serve {
-    child: Child,
+    _command: common::Command,
     addr: SocketAddr,
 }
 
 impl Serve {
     fn start(args: &[&str]) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--threads", "2"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("rfc6455 serve");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .parse()
-            .unwrap();
-        Serve { child, addr }
+        let mut all = vec!["serve", "--listen", "127.0.0.1:0", "--threads", "2"];
+        all.extend_from_slice(args);
+        let command = common::Command::start(&all);
+        let addr = command.addr;
+        Serve {
+            _command: command,
+            addr,
+        }
     }
 
     /// Connects to `path` with extra header lines; the HTTP refusal as text if refused.
@@ -93,13 +81,6 @@ impl Serve {
         let mut stream = raw(self.addr);
         stream.write_all(request.as_bytes()).unwrap();
         read_to_end(stream)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -458,22 +458,17 @@ fn topic_names_and_counts_are_limited() {
 fn ten_thousand_subscribers_each_get_one_message_exactly_once() {
     // The server runs as `rfc6455 echo --broadcast` in its own process: 10,000 sockets on
     // each side would not fit one process's descriptor limit.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rfc6455"))
-        .args([
-            "echo",
-            "--broadcast",
-            "--listen",
-            "127.0.0.1:0",
-            "--threads",
-            "2",
-            "--max-connections",
-            "20000",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("rfc6455 echo --broadcast");
-    let kill = KillOnDrop(&mut child);
-    let addr = listening_addr(kill.0);
+    let server = common::Command::start(&[
+        "echo",
+        "--broadcast",
+        "--listen",
+        "127.0.0.1:0",
+        "--threads",
+        "2",
+        "--max-connections",
+        "20000",
+    ]);
+    let addr = server.addr;
     const N: usize = 10_000;
     let mut clients: Vec<Client> = Vec::with_capacity(N);
     for i in 0..N {
@@ -500,31 +495,5 @@ fn ten_thousand_subscribers_each_get_one_message_exactly_once() {
             "connection {i} got a duplicate or nothing"
         );
     }
-    drop(kill);
-}
-
-struct KillOnDrop<'a>(&'a mut std::process::Child);
-
-impl Drop for KillOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Reads `rfc6455 echo: listening on ws://ADDR ...` from the child's stdout.
-fn listening_addr(child: &mut std::process::Child) -> SocketAddr {
-    use std::io::BufRead;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("the listening line");
-    let addr = line
-        .split("ws://")
-        .nth(1)
-        .and_then(|rest| rest.split([' ', ',']).next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    addr.parse()
-        .unwrap_or_else(|_| panic!("bad address in {line:?}"))
+    drop(server);
 }

@@ -282,3 +282,40 @@ impl Client {
         }
     }
 }
+
+/// `rfc6455 ARGS…` as a child process, killed on drop, with the server address it printed on
+/// its first line (`… listening on ws://ADDR …` or `http://ADDR/ …`).
+pub struct Command {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl Command {
+    pub fn start(args: &[&str]) -> Command {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("rfc6455");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("the listening line");
+        let addr = line
+            .split(['/', ' ', ','])
+            .find_map(|word| word.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Command { child, addr }
+    }
+}
+
+impl Drop for Command {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
