@@ -318,3 +318,29 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
     eprintln!("python websockets: {stdout}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn load_runs_over_wss() {
+    let dir = temp_dir("load");
+    Ca::new("test CA").write(&dir);
+    let echo = echo_with_tls(&dir);
+    let url = format!("wss://localhost:{}/", echo.addr.port());
+    let ca = dir.join("ca.pem");
+    for extra in [
+        &["-s", "20"][..],
+        &["-s", "3000", "--binary", "--depth", "4", "--threads", "2"],
+        &["-s", "100000", "--binary", "--depth", "3"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+            .args(["load", &url, "--ca", ca.to_str().unwrap()])
+            .args(["-c", "8", "-d", "1", "--warmup", "0.2"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{extra:?}: {stdout}{stderr}");
+        assert!(stdout.contains("errors       none"), "{extra:?}: {stdout}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

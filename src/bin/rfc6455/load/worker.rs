@@ -9,7 +9,7 @@
 
 use super::broadcast::{self, Broadcast};
 use super::histogram::Histogram;
-use mio::net::TcpStream;
+use super::tls::{Sock as TcpStream, TlsPlan};
 use mio::{Events, Interest, Poll, Token};
 use rfc6455::proto::{ClientHandshake, ClientOptions, RandomKeys, Status, Url};
 use rfc6455::{CloseCode, Config, Connection, Event, Message, State};
@@ -44,6 +44,8 @@ pub struct Plan {
     /// `--broadcast`: publishers and receivers instead of echoes (`payload` is then the
     /// pattern the header is written over, and `depth` the messages in flight per publisher).
     pub broadcast: Option<Arc<Broadcast>>,
+    /// `wss://`: every connection speaks TLS.
+    pub tls: Option<TlsPlan>,
 }
 
 /// Sets `TCP_CONGESTION`, saying where the choices are listed if the kernel refuses.
@@ -545,7 +547,8 @@ impl<'a> Worker<'a> {
         while self.pending < self.plan.max_pending && self.next_start < self.conns.len() {
             let i = self.next_start;
             self.next_start += 1;
-            let sock = TcpStream::connect(self.plan.addr).and_then(|mut sock| {
+            let tls = self.plan.tls.as_ref();
+            let sock = TcpStream::connect(self.plan.addr, tls).and_then(|mut sock| {
                 if let Some(name) = &self.plan.congestion {
                     set_congestion(&socket2::SockRef::from(&sock), name)
                         .map_err(io::Error::other)?;
@@ -836,7 +839,15 @@ impl<'a> Worker<'a> {
                     // `read` per message on learning `WouldBlock`. Safe with edge-triggered
                     // epoll and kqueue: bytes arriving after this read raise a new event. Not
                     // so an end of stream that came with this event: then read on to see it.
-                    if n < buf.len() && !drain && matches!(self.conns[i].phase, Phase::Open) {
+                    let drains = self.conns[i]
+                        .sock
+                        .as_ref()
+                        .is_some_and(|s| s.short_read_drains());
+                    if n < buf.len()
+                        && !drain
+                        && drains
+                        && matches!(self.conns[i].phase, Phase::Open)
+                    {
                         self.flush(i);
                         break;
                     }
@@ -1051,7 +1062,16 @@ impl<'a> Worker<'a> {
                 None => ws.poll_transmit(),
             };
             if out.is_empty() {
-                let Some(next) = due else { return };
+                let Some(next) = due else {
+                    // TLS records still waiting for the socket (nothing to do for TCP).
+                    match sock.flush() {
+                        Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
+                            self.fail(i, Kind::Io, || format!("writing: {e}"));
+                        }
+                        _ => {}
+                    }
+                    return;
+                };
                 next.due = false;
                 let _ = next.frame.send(message.clone());
                 continue;
