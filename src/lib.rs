@@ -83,6 +83,9 @@ pub mod server;
 #[cfg(feature = "client")]
 pub mod client;
 
+#[cfg(feature = "tls")]
+pub mod tls;
+
 // Property checks for the fuzz targets and tests/fuzz_regressions.rs only: never in a
 // normal build (cargo-fuzz sets `cfg(fuzzing)`; the crate's own tests enable `__fuzz`).
 #[cfg(any(fuzzing, feature = "__fuzz"))]

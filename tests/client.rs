@@ -535,9 +535,9 @@ fn tcp_dropped_mid_frame_is_a_lost_connection() {
 
 #[test]
 fn unusable_urls_say_why() {
+    // wss:// is a URL the client takes (TLS): nothing listens on port 1, so the connect fails.
     let err = Client::connect("wss://127.0.0.1:1/").unwrap_err();
-    assert!(matches!(err, ClientError::TlsNotSupported));
-    assert!(err.to_string().contains("wss://"), "{err}");
+    assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
     assert!(matches!(
         Client::connect("http://127.0.0.1/"),
         Err(ClientError::Url(_))

@@ -172,12 +172,16 @@ fn bad_arguments_and_refusals_say_why() {
     refused("http://127.0.0.1:1/", &[], "WebSocket URLs use ws://");
     refused("127.0.0.1:1", &[], "no scheme");
     refused("ws://127.0.0.1:99999/", &[], "from 1 to 65535");
-    refused("wss://127.0.0.1:1/", &[], "wss://");
     // The flag is named, with what a subprotocol may be.
     refused(
         url,
         &["--subprotocol", "a b"],
         "--subprotocol: subprotocol \"a b\" is not an HTTP token",
+    );
+    refused(
+        "wss://127.0.0.1:1/",
+        &["--ca", "/nonexistent/ca.pem"],
+        "--ca: cannot read",
     );
     // Nothing listening is not a bad argument.
     let out = run(url, &[], b"");

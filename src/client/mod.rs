@@ -38,13 +38,28 @@
 //! if the server accepts, messages are compressed and decompressed transparently (see
 //! [`Client::deflate`]); if it does not, the connection works without it.
 //!
-//! `wss://` is not supported yet: connecting to one fails with [`ClientError::TlsNotSupported`].
+//! **`wss://`** (feature `tls`): TLS 1.3 or 1.2 through rustls (the `ring` provider), with
+//! SNI, ALPN `http/1.1`, and the server's certificate checked against the Mozilla root
+//! store compiled in from `webpki-roots` (the same on every machine and in a bare container,
+//! no system store to find), or only against the CAs of [`ConnectOptions::ca`] for a
+//! private CA. A certificate that does not verify fails the connect with
+//! [`ClientError::Certificate`], which says which check failed ([`CertificateCheck`]:
+//! expired, wrong name, unknown issuer …). [`ConnectOptions::danger_accept_invalid_certs`]
+//! turns the checks off, for local testing only. Without the feature, `wss://` fails with
+//! [`ClientError::TlsNotSupported`].
 //!
 //! [`Reconnect`] wraps a client with exponential backoff and jitter.
 
 mod backoff;
+mod stream;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use backoff::{should_reconnect, Backoff, Reconnect};
+#[cfg(feature = "tls")]
+pub use tls::CertificateCheck;
+
+use stream::Stream;
 
 #[cfg(feature = "deflate")]
 use crate::proto::deflate::{DeflateConfig, DeflateParams, NegotiationError};
@@ -57,7 +72,7 @@ use crate::proto::{
 };
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 /// The size of the client's read buffer.
@@ -100,6 +115,21 @@ pub struct ConnectOptions {
     /// Default `None`: not offered.
     #[cfg(feature = "deflate")]
     pub deflate: Option<DeflateConfig>,
+    /// `wss://`: trust only these CAs (a private CA, a test CA) instead of the webpki roots.
+    /// Read a PEM file with [`crate::tls::load_certs`]. Default: empty (the webpki roots).
+    #[cfg(feature = "tls")]
+    pub ca: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// `wss://`: **accept any certificate, for any name: no authentication at all.** For a
+    /// server on this machine with a throwaway certificate, never in production: anyone on
+    /// the path can read and change the traffic. Default `false`.
+    #[cfg(feature = "tls")]
+    pub danger_accept_invalid_certs: bool,
+    /// `wss://`: a rustls configuration of your own, used as it is (then [`ca`](Self::ca)
+    /// and `danger_accept_invalid_certs` are ignored). One shared by many connects also
+    /// shares its TLS session cache, so reconnects resume. See
+    /// [`with_shared_tls`](Self::with_shared_tls).
+    #[cfg(feature = "tls")]
+    pub tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ConnectOptions {
@@ -113,6 +143,12 @@ impl Default for ConnectOptions {
             close_timeout: Duration::from_secs(5),
             #[cfg(feature = "deflate")]
             deflate: None,
+            #[cfg(feature = "tls")]
+            ca: Vec::new(),
+            #[cfg(feature = "tls")]
+            danger_accept_invalid_certs: false,
+            #[cfg(feature = "tls")]
+            tls_config: None,
         }
     }
 }
@@ -180,6 +216,43 @@ impl ConnectOptions {
         self.deflate = Some(config);
         self
     }
+
+    /// Sets [`ca`](Self::ca): `wss://` trusts only these CAs.
+    ///
+    /// ```no_run
+    /// use rfc6455::client::ConnectOptions;
+    /// let options = ConnectOptions::default().ca(rfc6455::tls::load_certs("ca.pem")?);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn ca(mut self, certs: Vec<rustls::pki_types::CertificateDer<'static>>) -> ConnectOptions {
+        self.ca = certs;
+        self
+    }
+
+    /// Sets [`danger_accept_invalid_certs`](Self::danger_accept_invalid_certs): **no
+    /// certificate checks, for local testing only.**
+    #[cfg(feature = "tls")]
+    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> ConnectOptions {
+        self.danger_accept_invalid_certs = accept;
+        self
+    }
+
+    /// Sets [`tls_config`](Self::tls_config).
+    #[cfg(feature = "tls")]
+    pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> ConnectOptions {
+        self.tls_config = Some(config);
+        self
+    }
+
+    /// Builds the rustls configuration these options ask for once and keeps it in
+    /// [`tls_config`](Self::tls_config), so that every connect made with (clones of) these
+    /// options shares it: one root store, one session cache (reconnects resume).
+    #[cfg(feature = "tls")]
+    pub fn with_shared_tls(self) -> Result<ConnectOptions, ClientError> {
+        let config = tls::client_config(&self)?;
+        Ok(self.tls_config(config))
+    }
 }
 
 /// What a [`Client`] call can fail with.
@@ -188,8 +261,23 @@ impl ConnectOptions {
 pub enum ClientError {
     /// The URL does not parse.
     Url(UrlError),
-    /// The URL is `wss://`: TLS is not supported yet.
+    /// The URL is `wss://` and this build has no `tls` feature.
     TlsNotSupported,
+    /// `wss://`: the server's certificate did not verify. `check` says which check failed;
+    /// `error` is rustls' account of it (with the times or names involved).
+    #[cfg(feature = "tls")]
+    Certificate {
+        /// The host from the URL.
+        host: String,
+        /// The check that failed.
+        check: CertificateCheck,
+        /// rustls' error.
+        error: rustls::CertificateError,
+    },
+    /// `wss://`: TLS failed otherwise (no protocol version or cipher suite in common, an
+    /// alert from the server, a bad option).
+    #[cfg(feature = "tls")]
+    Tls(rustls::Error),
     /// A subprotocol or header in the options cannot be sent.
     InvalidOption(HeaderError),
     /// The URL's host name did not resolve to an address.
@@ -247,9 +335,16 @@ impl fmt::Display for ClientError {
         match self {
             ClientError::Url(e) => write!(f, "invalid WebSocket URL: {e}"),
             ClientError::TlsNotSupported => f.write_str(
-                "wss:// (WebSocket over TLS) is not supported by this client yet; use ws://, \
-                 or put a TLS-terminating proxy such as stunnel in front",
+                "wss:// (WebSocket over TLS) needs the `tls` feature, which this build does not \
+                 have; rebuild with it, or use ws://",
             ),
+            #[cfg(feature = "tls")]
+            ClientError::Certificate { host, check, error } => write!(
+                f,
+                "the server's TLS certificate for {host} did not verify: {check} ({error})"
+            ),
+            #[cfg(feature = "tls")]
+            ClientError::Tls(e) => write!(f, "TLS failed: {e}"),
             ClientError::InvalidOption(e) => write!(f, "invalid connect option: {e}"),
             ClientError::Resolve { host, source } => write!(
                 f,
@@ -314,6 +409,8 @@ impl std::error::Error for ClientError {
             #[cfg(feature = "deflate")]
             ClientError::Deflate(e) => Some(e),
             ClientError::Protocol(e) => Some(e),
+            #[cfg(feature = "tls")]
+            ClientError::Tls(e) => Some(e),
             ClientError::ConnectionLost(Some(e)) | ClientError::Io(e) => Some(e),
             _ => None,
         }
@@ -342,7 +439,7 @@ fn is_timeout(kind: ErrorKind) -> bool {
 /// reported by [`recv`](Self::recv). Dropping a client without [`close`](Self::close) just
 /// closes TCP; the server sees 1006.
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     conn: Connection,
     buf: Vec<u8>,
     /// `buf[start..end]` is read but not parsed yet.
@@ -358,7 +455,7 @@ pub struct Client {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("peer", &self.stream.peer_addr().ok())
+            .field("peer", &self.stream.tcp().peer_addr().ok())
             .field("conn", &self.conn)
             .field("protocol", &self.protocol())
             .finish_non_exhaustive()
@@ -371,10 +468,11 @@ impl Client {
         Client::connect_with(url, &ConnectOptions::default())
     }
 
-    /// Connects to a `ws://` URL: TCP connect, opening handshake (random key), then the
-    /// connection is open.
+    /// Connects to a `ws://` or `wss://` URL: TCP connect, TLS handshake for `wss://`, opening
+    /// handshake (random key), then the connection is open.
     pub fn connect_with(url: &str, options: &ConnectOptions) -> Result<Client, ClientError> {
         let url = Url::parse(url).map_err(ClientError::Url)?;
+        #[cfg(not(feature = "tls"))]
         if url.is_secure() {
             return Err(ClientError::TlsNotSupported);
         }
@@ -387,9 +485,17 @@ impl Client {
         let handshake_options = session.offer(&options.handshake);
         let handshake = ClientHandshake::new(&url, &handshake_options, &mut RandomKeys)
             .map_err(ClientError::InvalidOption)?;
-        let mut stream = tcp_connect(&url, options.connect_timeout)?;
+        let tcp = tcp_connect(&url, options.connect_timeout)?;
         // Small frames (pings, short messages) should not wait for Nagle.
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        #[cfg(feature = "tls")]
+        let mut stream = if url.is_secure() {
+            tls::connect(&url, tcp, options)?
+        } else {
+            Stream::Plain(tcp)
+        };
+        #[cfg(not(feature = "tls"))]
+        let mut stream = Stream::Plain(tcp);
         let (response, buf, start, end) =
             opening_handshake(&mut stream, &handshake, options.connect_timeout)?;
         stream
@@ -404,7 +510,7 @@ impl Client {
                 #[cfg(feature = "deflate")]
                 Err(SessionError::Deflate(e)) => {
                     // RFC 7692 §5: fail the WebSocket connection, i.e. close TCP, send nothing.
-                    let _ = stream.shutdown(Shutdown::Both);
+                    stream.shutdown();
                     return Err(ClientError::Deflate(e));
                 }
                 #[cfg(not(feature = "deflate"))]
@@ -451,10 +557,15 @@ impl Client {
         self.peer_close.as_ref()
     }
 
-    /// The TCP stream (e.g. for its addresses). Reading or writing it directly breaks the
-    /// connection.
+    /// The TCP stream (e.g. for its addresses); under TLS for `wss://`. Reading or writing
+    /// it directly breaks the connection.
     pub fn get_ref(&self) -> &TcpStream {
-        &self.stream
+        self.stream.tcp()
+    }
+
+    /// Whether the connection runs over TLS (`wss://`).
+    pub fn is_tls(&self) -> bool {
+        !matches!(self.stream, Stream::Plain(_))
     }
 
     /// Changes how long [`recv`](Self::recv) waits for data (`None`: forever).
@@ -643,7 +754,7 @@ impl Client {
         }
         self.start = 0;
         self.end = 0;
-        let _ = self.stream.shutdown(Shutdown::Both);
+        self.stream.shutdown();
     }
 
     /// Closes the connection: sends a close frame with `code` and `reason` (cut to 123
@@ -691,7 +802,7 @@ impl Client {
         });
         if result.is_err() {
             let _ = self.conn.fail(CloseCode::NORMAL, "");
-            let _ = self.stream.shutdown(Shutdown::Both);
+            self.stream.shutdown();
         }
         // Restore the caller's timeout, should the socket be used again (it is not).
         let _ = self.stream.set_read_timeout(self.read_timeout);
@@ -708,7 +819,7 @@ fn time_left(deadline: Option<Instant>) -> Option<Duration> {
 /// Sends the request and reads the response. Returns it, the read buffer, and where in the
 /// buffer the frames the server sent right behind its response start and end.
 fn opening_handshake(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     handshake: &ClientHandshake,
     timeout: Option<Duration>,
 ) -> Result<(Response, Vec<u8>, usize, usize), ClientError> {

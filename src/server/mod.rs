@@ -79,6 +79,7 @@
 
 mod event_loop;
 mod topics;
+mod transport;
 
 pub use topics::{TopicError, MAX_TOPIC_LEN};
 
@@ -87,7 +88,7 @@ use crate::proto::{
     Rejection, Request,
 };
 use crate::proto::{HttpRequest, HttpResponse, SharedFrame};
-use event_loop::{Command, DeflateOption, EventLoop, Local, Publication, Shared};
+use event_loop::{Command, DeflateOption, EventLoop, Local, Publication, Shared, TlsOption};
 use std::any::Any;
 use std::fmt;
 use std::io;
@@ -247,7 +248,8 @@ pub struct Context<'a> {
     overflow: &'a mut bool,
     /// The socket, when a large message may be written to it at once (nothing of the HTTP
     /// response is still waiting, and the handler was called from reading).
-    direct: Option<&'a mut mio::net::TcpStream>,
+    /// With TLS, the transport encrypts it into rustls' buffer instead.
+    direct: Option<&'a mut transport::Transport>,
     /// The loop's topics, per-connection states and publishes to deliver.
     local: &'a mut Local,
 }
@@ -276,9 +278,9 @@ impl Context<'_> {
         // one (straight from the read buffer) goes to the socket now, with whatever is queued
         // ahead of it, and only what the socket does not take is copied.
         match self.direct.as_deref_mut() {
-            Some(stream) => self
-                .conn
-                .send_through(message, |pieces| io::Write::write_vectored(stream, pieces)),
+            Some(transport) => self.conn.send_through(message, |pieces| {
+                io::Write::write_vectored(transport, pieces)
+            }),
             None => self.conn.send_owned(message),
         }
     }
@@ -798,6 +800,8 @@ impl Default for Limits {
 #[derive(Clone, Debug)]
 pub struct Builder {
     addrs: Vec<String>,
+    tls_addrs: Vec<String>,
+    tls: TlsOption,
     config: Config,
     threads: usize,
     timeouts: Timeouts,
@@ -820,6 +824,8 @@ impl Builder {
     pub fn new() -> Builder {
         Builder {
             addrs: Vec::new(),
+            tls_addrs: Vec::new(),
+            tls: TlsOption::default(),
             config: Config::default(),
             threads: 0,
             timeouts: Timeouts::default(),
@@ -834,6 +840,29 @@ impl Builder {
     /// see [`Server::local_addrs`]). Call it once per address.
     pub fn listen(mut self, addr: impl Into<String>) -> Builder {
         self.addrs.push(addr.into());
+        self
+    }
+
+    /// Adds an address to listen on with TLS (`wss://`, and `https://` for
+    /// [`Handler::http`]); it needs [`tls`](Self::tls). Plain and TLS addresses can be
+    /// mixed: handlers and topics see no difference (one topic reaches subscribers of both).
+    #[cfg(feature = "tls")]
+    pub fn listen_tls(mut self, addr: impl Into<String>) -> Builder {
+        self.tls_addrs.push(addr.into());
+        self
+    }
+
+    /// The certificate and TLS settings of the [`listen_tls`](Self::listen_tls) addresses:
+    /// usually [`TlsConfig::from_pem_files`](crate::tls::TlsConfig::from_pem_files). The
+    /// TLS handshake runs in the loop, sans-IO (rustls reads and writes through the same
+    /// non-blocking socket), within [`Timeouts::handshake`] together with the HTTP upgrade.
+    /// With signals on ([`shutdown_on_signals`](Self::shutdown_on_signals)), SIGHUP reloads
+    /// the certificate and key files ([`TlsConfig::reload`](crate::tls::TlsConfig::reload)):
+    /// open connections are kept; a bad new pair is refused with a line on stderr and the
+    /// old one stays.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: crate::tls::TlsConfig) -> Builder {
+        self.tls = Some(config);
         self
     }
 
@@ -940,10 +969,18 @@ impl Builder {
     /// fails (in use, even by another server that also sets `SO_REUSEPORT`; no permission;
     /// not an address of this machine).
     pub fn bind<H: Handler + Clone>(self, handler: H) -> io::Result<Server<H>> {
-        if self.addrs.is_empty() {
+        if self.addrs.is_empty() && self.tls_addrs.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "no listen address: call Builder::listen(\"127.0.0.1:9001\") first",
+            ));
+        }
+        #[cfg(feature = "tls")]
+        if !self.tls_addrs.is_empty() && self.tls.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "TLS listen address without a certificate: call Builder::tls(TlsConfig::\
+                 from_pem_files(cert, key)?) too",
             ));
         }
         let threads = if self.threads == 0 {
@@ -952,29 +989,35 @@ impl Builder {
             self.threads
         };
         let mut resolved = Vec::new();
-        for addr in &self.addrs {
+        let secure = self.addrs.iter().map(|a| (a, false));
+        for (addr, secure) in secure.chain(self.tls_addrs.iter().map(|a| (a, true))) {
             let found = addr.to_socket_addrs().map_err(|e| {
                 io::Error::new(
                     e.kind(),
                     format!("cannot resolve listen address {addr}: {e}"),
                 )
             })?;
-            resolved.extend(found);
+            resolved.extend(found.map(|a| (a, secure)));
         }
         // listeners[thread][address]
-        let mut listeners: Vec<Vec<StdListener>> = (0..threads).map(|_| Vec::new()).collect();
+        let mut listeners: Vec<Vec<(StdListener, bool)>> =
+            (0..threads).map(|_| Vec::new()).collect();
         let mut local_addrs = Vec::new();
-        for addr in resolved {
+        let mut tls_addrs = Vec::new();
+        for (addr, secure) in resolved {
             let congestion = self.congestion.as_deref();
             #[cfg(unix)]
             check_port_free(addr)?;
             let first = bind_listener(addr, congestion)?;
             let actual = first.local_addr()?;
             local_addrs.push(actual);
-            for per_thread in listeners.iter_mut().skip(1) {
-                per_thread.push(another_listener(&first, actual, congestion)?);
+            if secure {
+                tls_addrs.push(actual);
             }
-            listeners[0].push(first);
+            for per_thread in listeners.iter_mut().skip(1) {
+                per_thread.push((another_listener(&first, actual, congestion)?, secure));
+            }
+            listeners[0].push((first, secure));
         }
         let mut loops = Vec::with_capacity(threads);
         let mut mailboxes = Vec::with_capacity(threads);
@@ -994,6 +1037,7 @@ impl Builder {
                 poll,
                 rx,
                 listeners,
+                self.tls.clone(),
                 handler.clone(),
                 handle.clone(),
                 self.config.clone(),
@@ -1006,6 +1050,8 @@ impl Builder {
             loops,
             handle,
             local_addrs,
+            tls_addrs,
+            tls: self.tls,
             signals: self.signals,
         })
     }
@@ -1109,6 +1155,9 @@ pub struct Server<H: Handler> {
     loops: Vec<EventLoop<H>>,
     handle: Handle,
     local_addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    tls: TlsOption,
     signals: bool,
 }
 
@@ -1132,9 +1181,15 @@ impl Handler for NoHandler {
 }
 
 impl<H: Handler> Server<H> {
-    /// The addresses bound, with the ports the system picked for port 0.
+    /// The addresses bound, with the ports the system picked for port 0: the plain ones
+    /// ([`Builder::listen`]) in order, then the TLS ones.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The TLS addresses among [`local_addrs`](Self::local_addrs).
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     /// The number of event loop threads.
@@ -1152,7 +1207,11 @@ impl<H: Handler> Server<H> {
     /// hits an error polling.
     pub fn run(self) -> io::Result<()> {
         let signals = if self.signals {
-            Some(signals::watch(self.handle.clone())?)
+            #[cfg(feature = "tls")]
+            let tls = self.tls.clone();
+            #[cfg(not(feature = "tls"))]
+            let tls = ();
+            Some(signals::watch(self.handle.clone(), tls)?)
         } else {
             None
         };
@@ -1191,21 +1250,36 @@ impl<H: Handler> Server<H> {
 }
 
 mod signals {
-    use super::Handle;
-    use signal_hook::consts::{SIGINT, SIGTERM};
+    use super::{Handle, TlsOption};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     use signal_hook::iterator::{Handle as SignalsHandle, Signals};
     use std::io;
 
     /// Watches SIGINT/SIGTERM on a thread: the first starts a graceful shutdown, a second
-    /// exits at once.
-    pub(super) fn watch(handle: Handle) -> io::Result<SignalsHandle> {
+    /// exits at once. With TLS, SIGHUP reloads the certificate and key.
+    #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+    pub(super) fn watch(handle: Handle, tls: TlsOption) -> io::Result<SignalsHandle> {
+        #[cfg(feature = "tls")]
+        let mut signals = if tls.is_some() {
+            Signals::new([SIGINT, SIGTERM, SIGHUP])?
+        } else {
+            Signals::new([SIGINT, SIGTERM])?
+        };
+        #[cfg(not(feature = "tls"))]
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         let control = signals.handle();
         std::thread::Builder::new()
             .name("rfc6455-signals".into())
             .spawn(move || {
                 let mut seen = 0;
-                for _ in signals.forever() {
+                for signal in signals.forever() {
+                    if signal == SIGHUP {
+                        #[cfg(feature = "tls")]
+                        if let Some(tls) = &tls {
+                            reload(tls);
+                        }
+                        continue;
+                    }
                     seen += 1;
                     if seen > 1 {
                         std::process::exit(130);
@@ -1214,6 +1288,27 @@ mod signals {
                 }
             })?;
         Ok(control)
+    }
+
+    /// SIGHUP: the new certificate and key for new handshakes, or a line saying why not.
+    #[cfg(feature = "tls")]
+    fn reload(tls: &crate::tls::TlsConfig) {
+        match tls.reload() {
+            Ok(Some((cert, key))) => eprintln!(
+                "rfc6455: SIGHUP: reloaded the TLS certificate {} and key {}; new \
+                 connections use them, open ones are kept",
+                cert.display(),
+                key.display()
+            ),
+            Ok(None) => eprintln!(
+                "rfc6455: SIGHUP: this TLS configuration was not made from files; nothing to \
+                 reload"
+            ),
+            Err(e) => eprintln!(
+                "rfc6455: SIGHUP: kept the old TLS certificate and key, the new ones are \
+                 refused: {e}"
+            ),
+        }
     }
 }
 

@@ -30,8 +30,17 @@ const TICK: Duration = Duration::from_millis(50);
 Exit status: 0 after a normal close (1000, 1001 or no code), 1 for any other ending or an
 error, 2 for bad arguments (including a URL or header that cannot be used).")]
 pub struct Args {
-    /// The server's URL, e.g. ws://127.0.0.1:9001/chat (wss:// is not supported yet).
+    /// The server's URL, e.g. ws://127.0.0.1:9001/chat or wss://example.com/chat.
     url: String,
+    /// wss://: trust only the CA certificates in this PEM file (a private or test CA)
+    /// instead of the Mozilla roots built in.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
+    /// wss://: DANGER, accept any certificate for any name: no authentication, anyone on
+    /// the path can read and change the traffic. For a local server with a throwaway
+    /// certificate only.
+    #[arg(long = "insecure-accept-any-certificate", visible_alias = "insecure")]
+    insecure: bool,
     /// Send each line as a binary message instead of text.
     #[arg(long)]
     binary: bool,
@@ -94,6 +103,24 @@ pub fn run(args: Args) -> ExitCode {
         }
         for p in &args.subprotocols {
             options = options.protocol(p.clone());
+        }
+        #[cfg(feature = "tls")]
+        {
+            if let Some(path) = &args.ca {
+                let certs = rfc6455::tls::load_certs(path).map_err(|e| format!("--ca: {e}"))?;
+                options = options.ca(certs);
+            }
+            if args.insecure {
+                eprintln!(
+                    "rfc6455 client: WARNING: --insecure: the server's certificate is not \
+                     checked; this connection is not authenticated"
+                );
+                options = options.danger_accept_invalid_certs(true);
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        if args.ca.is_some() || args.insecure {
+            return Err("--ca/--insecure: this build has no tls feature; rebuild with it".into());
         }
         for h in &args.headers {
             let Some((name, value)) = h.split_once(':') else {

@@ -13,9 +13,21 @@ use std::time::Duration;
 pub struct Args {
     /// Address to listen on: HOST:PORT (127.0.0.1:9001, 0.0.0.0:9001, [::1]:9001,
     /// localhost:9001) or a port alone (9001 or :9001 mean 127.0.0.1:9001); port 0 picks a
-    /// free one. Repeat for several.
-    #[arg(long, default_value = "127.0.0.1:9001", value_parser = listen_address)]
+    /// free one. Repeat for several. Default 127.0.0.1:9001, unless only --listen-tls is
+    /// given. With --tls-cert and no --listen-tls, these speak TLS (wss://).
+    #[arg(long, value_parser = listen_address)]
     listen: Vec<String>,
+    /// Address to listen on with TLS (wss://), beside the plain --listen ones; repeat for
+    /// several. Needs --tls-cert and --tls-key.
+    #[arg(long, value_name = "ADDR", requires = "tls_cert")]
+    listen_tls: Vec<String>,
+    /// Certificate chain for TLS (PEM, leaf first). SIGHUP reloads it and the key; open
+    /// connections are kept, and a bad new pair is refused (the old one stays).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Private key for TLS (PEM: RSA, ECDSA or Ed25519; PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Event loop threads (0 or not given: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -84,7 +96,20 @@ fn at_least_one(value: &str) -> Result<usize, String> {
 }
 
 impl Args {
-    fn builder(&self) -> rfc6455::server::Builder {
+    /// The plain addresses and the TLS ones.
+    fn addresses(&self) -> (Vec<String>, Vec<String>) {
+        let mut plain = self.listen.clone();
+        let mut tls = self.listen_tls.clone();
+        if plain.is_empty() && tls.is_empty() {
+            plain.push("127.0.0.1:9001".into());
+        }
+        if self.tls_cert.is_some() && tls.is_empty() {
+            tls = std::mem::take(&mut plain);
+        }
+        (plain, tls)
+    }
+
+    fn builder(&self) -> Result<rfc6455::server::Builder, String> {
         let mut config = Config::default();
         config.max_message_size = self.max_message_size;
         config.max_frame_size = self.max_message_size;
@@ -113,10 +138,27 @@ impl Args {
         if let Some(name) = &self.tcp_congestion {
             builder = builder.tcp_congestion(name.clone());
         }
-        for addr in &self.listen {
-            builder = builder.listen(addr.clone());
+        let (plain, tls) = self.addresses();
+        for addr in plain {
+            builder = builder.listen(addr);
         }
-        builder
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            #[cfg(feature = "tls")]
+            {
+                let config = rfc6455::tls::TlsConfig::from_pem_files(cert, key)
+                    .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+                builder = builder.tls(config);
+                for addr in tls {
+                    builder = builder.listen_tls(addr);
+                }
+            }
+            #[cfg(not(feature = "tls"))]
+            {
+                let _ = (cert, key, tls);
+                return Err("--tls-cert: this build has no tls feature; rebuild with it".into());
+            }
+        }
+        Ok(builder)
     }
 }
 
@@ -178,7 +220,14 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("rfc6455 echo: --deflate: this build has no deflate feature; rebuild with it");
         return ExitCode::from(2);
     }
-    let server = match args.builder().bind(Echo {
+    let builder = match args.builder() {
+        Ok(builder) => builder,
+        Err(e) => {
+            eprintln!("rfc6455 echo: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let server = match builder.bind(Echo {
         verbose: args.verbose,
         broadcast: args.broadcast,
     }) {
@@ -191,7 +240,14 @@ pub fn run(args: Args) -> ExitCode {
     let addrs: Vec<String> = server
         .local_addrs()
         .iter()
-        .map(|a| format!("ws://{a}"))
+        .map(|a| {
+            let scheme = if server.tls_addrs().contains(a) {
+                "wss"
+            } else {
+                "ws"
+            };
+            format!("{scheme}://{a}")
+        })
         .collect();
     println!(
         "rfc6455 echo: listening on {} ({} threads){}",

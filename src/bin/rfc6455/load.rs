@@ -37,6 +37,7 @@ macro_rules! println {
 mod broadcast;
 mod histogram;
 mod serve;
+mod tls;
 mod worker;
 
 use broadcast::Broadcast;
@@ -84,8 +85,15 @@ connection, 100 connections per IP): for a benchmark start it with
 Exit status: 0 if the run had no error, 1 if it had any or could not start, 2 for bad
 arguments, 141 once its output is closed (e.g. by `| head`).")]
 pub struct Args {
-    /// The server's URL (ws:// only; the server must echo every message back).
+    /// The server's URL, ws:// or wss:// (the server must echo every message back).
     url: String,
+    /// wss://: trust only the CA certificates in this PEM file instead of the Mozilla roots.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
+    /// wss://: DANGER, accept any certificate for any name (a local server with a throwaway
+    /// certificate only).
+    #[arg(long = "insecure-accept-any-certificate", visible_alias = "insecure")]
+    insecure: bool,
     /// Connections to open, 1 to 1000000 (one address reaches a server through at most
     /// about 64k local ports anyway).
     #[arg(short = 'c', long = "connections", default_value_t = 100,
@@ -243,11 +251,6 @@ fn check_congestion(name: &str) -> Result<(), String> {
 /// What clap cannot check: the URL, and that the kernel takes --tcp-congestion.
 fn check_arguments(args: &Args) -> Result<Url, String> {
     let url = Url::parse(&args.url).map_err(|e| format!("{}: {e}", args.url))?;
-    if url.is_secure() {
-        return Err(format!(
-            "{url}: wss:// is not supported by the load tool yet; use ws:// (e.g. behind the TLS terminator)"
-        ));
-    }
     if args.broadcast {
         if args.publishers > args.connections {
             return Err(format!(
@@ -305,6 +308,22 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
                 .collect(),
         )
     };
+    let tls = if url.is_secure() {
+        let mut options = rfc6455::client::ConnectOptions::default();
+        if let Some(path) = &args.ca {
+            options = options.ca(rfc6455::tls::load_certs(path).map_err(|e| format!("--ca: {e}"))?);
+        }
+        options = options.danger_accept_invalid_certs(args.insecure);
+        let options = options.with_shared_tls().map_err(|e| e.to_string())?;
+        let name = rfc6455::tls::rustls::pki_types::ServerName::try_from(url.host().to_string())
+            .map_err(|e| format!("{}: {e}", url.host()))?;
+        Some(tls::TlsPlan {
+            config: options.tls_config.expect("with_shared_tls sets it"),
+            name,
+        })
+    } else {
+        None
+    };
     let server_rss_before = args.server_pid.map(rss_kib).transpose()?;
     let t0 = Instant::now();
     let window = (
@@ -324,6 +343,7 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
         close_timeout: Duration::from_secs(3),
         max_pending: 256,
         congestion: args.tcp_congestion.clone(),
+        tls,
         broadcast: args.broadcast.then(|| {
             Arc::new(Broadcast::new(
                 args.publishers,

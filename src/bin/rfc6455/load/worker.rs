@@ -10,7 +10,7 @@
 use super::broadcast::{self, Broadcast};
 use super::histogram::Histogram;
 use super::serve::{self, Serve};
-use mio::net::TcpStream;
+use super::tls::{Sock as TcpStream, TlsPlan};
 use mio::{Events, Interest, Poll, Token};
 use rfc6455::proto::{
     ClientHandshake, ClientHandshakeError, ClientOptions, RandomKeys, Status, Url,
@@ -49,6 +49,8 @@ pub struct Plan {
     pub broadcast: Option<Arc<Broadcast>>,
     /// `--broadcast --serve ROOM`: the broadcast in `rfc6455 serve`'s JSON protocol.
     pub serve: Option<Serve>,
+    /// `wss://`: every connection speaks TLS.
+    pub tls: Option<TlsPlan>,
 }
 
 /// Sets `TCP_CONGESTION`, saying where the choices are listed if the kernel refuses.
@@ -584,7 +586,8 @@ impl<'a> Worker<'a> {
         while self.pending < self.plan.max_pending && self.next_start < self.conns.len() {
             let i = self.next_start;
             self.next_start += 1;
-            let sock = TcpStream::connect(self.plan.addr).and_then(|mut sock| {
+            let tls = self.plan.tls.as_ref();
+            let sock = TcpStream::connect(self.plan.addr, tls).and_then(|mut sock| {
                 if let Some(name) = &self.plan.congestion {
                     set_congestion(&socket2::SockRef::from(&sock), name)
                         .map_err(io::Error::other)?;
@@ -898,7 +901,15 @@ impl<'a> Worker<'a> {
                     // `read` per message on learning `WouldBlock`. Safe with edge-triggered
                     // epoll and kqueue: bytes arriving after this read raise a new event. Not
                     // so an end of stream that came with this event: then read on to see it.
-                    if n < buf.len() && !drain && matches!(self.conns[i].phase, Phase::Open) {
+                    let drains = self.conns[i]
+                        .sock
+                        .as_ref()
+                        .is_some_and(|s| s.short_read_drains());
+                    if n < buf.len()
+                        && !drain
+                        && drains
+                        && matches!(self.conns[i].phase, Phase::Open)
+                    {
                         self.flush(i);
                         break;
                     }
@@ -1138,7 +1149,16 @@ impl<'a> Worker<'a> {
                 None => ws.poll_transmit(),
             };
             if out.is_empty() {
-                let Some(next) = due else { return };
+                let Some(next) = due else {
+                    // TLS records still waiting for the socket (nothing to do for TCP).
+                    match sock.flush() {
+                        Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
+                            self.fail(i, Kind::Io, || format!("writing: {e}"));
+                        }
+                        _ => {}
+                    }
+                    return;
+                };
                 next.due = false;
                 let _ = next.frame.send(message.clone());
                 continue;

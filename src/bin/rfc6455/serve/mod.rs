@@ -37,6 +37,13 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
+    /// Serve over TLS (https:// and wss://) with this certificate chain (PEM); SIGHUP
+    /// reloads it and the key, keeping open connections.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key for --tls-cert (PEM: RSA, ECDSA or Ed25519).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Event loop threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -831,8 +838,25 @@ pub fn run(args: Args) -> ExitCode {
             Duration::from_secs(args.ping_timeout.max(1)),
         )
     });
-    let mut builder = Builder::new()
-        .listen(args.listen.clone())
+    let mut builder = Builder::new();
+    let secure = args.tls_cert.is_some();
+    match (&args.tls_cert, &args.tls_key) {
+        #[cfg(feature = "tls")]
+        (Some(cert), Some(key)) => match rfc6455::tls::TlsConfig::from_pem_files(cert, key) {
+            Ok(tls) => builder = builder.tls(tls).listen_tls(args.listen.clone()),
+            Err(e) => {
+                eprintln!("rfc6455 serve: --tls-cert/--tls-key: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        #[cfg(not(feature = "tls"))]
+        (Some(_), _) => {
+            eprintln!("rfc6455 serve: --tls-cert: this build has no tls feature; rebuild with it");
+            return ExitCode::from(2);
+        }
+        _ => builder = builder.listen(args.listen.clone()),
+    }
+    builder = builder
         .threads(args.threads)
         .config(config)
         .limits(limits)
@@ -848,8 +872,13 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     let addr: SocketAddr = server.local_addrs()[0];
+    let (http, ws) = if secure {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
     println!(
-        "rfc6455 serve: listening on http://{addr}/ (WebSocket at ws://{addr}/ws, {} threads)",
+        "rfc6455 serve: listening on {http}://{addr}/ (WebSocket at {ws}://{addr}/ws, {} threads)",
         server.threads()
     );
     match server.run() {

@@ -1,0 +1,148 @@
+//! `wss://` for the load tool: a non-blocking socket that is plain TCP or a rustls
+//! `ClientConnection` driven sans-IO over it, with the socket's own interface (read, write,
+//! register), so the worker's loop does not change. Like a socket, `write` takes plaintext
+//! only once the records of the last write have gone (`WouldBlock` until then); `flush`
+//! pushes records still waiting, and `read` does too, first (TLS answers reads with writes:
+//! handshake messages, tickets, key updates).
+
+use mio::event::Source;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use rfc6455::tls::rustls;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+
+/// What every connection of a `wss://` run shares: one configuration (one root store, one
+/// session cache) and the name the server's certificate must have.
+#[derive(Clone)]
+pub struct TlsPlan {
+    pub config: Arc<rustls::ClientConfig>,
+    pub name: rustls::pki_types::ServerName<'static>,
+}
+
+pub struct Sock {
+    tcp: TcpStream,
+    tls: Option<Box<rustls::ClientConnection>>,
+}
+
+impl Sock {
+    pub fn connect(addr: SocketAddr, tls: Option<&TlsPlan>) -> io::Result<Sock> {
+        let tcp = TcpStream::connect(addr)?;
+        let tls = match tls {
+            Some(plan) => Some(Box::new(
+                rustls::ClientConnection::new(plan.config.clone(), plan.name.clone())
+                    .map_err(io::Error::other)?,
+            )),
+            None => None,
+        };
+        Ok(Sock { tcp, tls })
+    }
+
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.tcp.take_error()
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.peer_addr()
+    }
+
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.tcp.set_nodelay(on)
+    }
+
+    /// Whether a short read means the socket is empty: not with TLS, where a read hands out
+    /// the plaintext of some records only.
+    pub fn short_read_drains(&self) -> bool {
+        self.tls.is_none()
+    }
+
+    /// Writes waiting records: `WouldBlock` if some are left.
+    fn push_records(&mut self) -> io::Result<()> {
+        let Some(tls) = &mut self.tls else {
+            return Ok(());
+        };
+        while tls.wants_write() {
+            match tls.write_tls(&mut self.tcp) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Read for Sock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.tls.is_none() {
+            return self.tcp.read(buf);
+        }
+        match self.push_records() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+            _ => {}
+        }
+        loop {
+            let tls = self.tls.as_mut().expect("TLS");
+            match tls.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(e),
+            }
+            match tls.read_tls(&mut self.tcp) {
+                Ok(0) => return Ok(0),
+                Ok(_) => {
+                    tls.process_new_packets()
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    match self.push_records() {
+                        Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+                        _ => {}
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Write for Sock {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.tls.is_none() {
+            return self.tcp.write(buf);
+        }
+        self.push_records()?;
+        let tls = self.tls.as_mut().expect("TLS");
+        let n = tls.writer().write(buf)?;
+        match self.push_records() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(n),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.push_records()
+    }
+}
+
+impl Source for Sock {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        self.tcp.register(r, t, i)
+    }
+
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        self.tcp.reregister(r, t, i)
+    }
+
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        self.tcp.deregister(r)
+    }
+}
+
+impl AsFd for Sock {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.tcp.as_fd()
+    }
+}

@@ -1,0 +1,202 @@
+//! The seam between the loop and the bytes on the wire: plain TCP, or rustls driven sans-IO
+//! over the same non-blocking socket (feature `tls`). The loop reads and writes plaintext
+//! through a [`Transport`]; handlers and topics never see which it is.
+//!
+//! - **Plain**: reads and writes are the socket's; the zero-copy paths (`send_through`
+//!   writing from the read buffer) write to the socket itself.
+//! - **TLS**: `read` pulls records off the socket (`read_tls`), decrypts them
+//!   (`process_new_packets`) and hands out plaintext; `write` encrypts plaintext into
+//!   rustls' outgoing buffer (bounded by rustls' buffer limit, so it takes what fits and
+//!   says so, as a full socket would), and [`Transport::write_records`] moves those records
+//!   to the socket. No thread, no blocking: the loop's readiness drives both.
+
+use mio::net::TcpStream;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::Shutdown;
+
+/// A connection's transport. An idle plain one is the socket alone; a TLS one adds a boxed
+/// rustls connection (its buffers included, measured in benches/LOAD.md).
+pub(super) struct Transport {
+    pub(super) stream: TcpStream,
+    #[cfg(feature = "tls")]
+    tls: Option<Box<Tls>>,
+}
+
+#[cfg(feature = "tls")]
+struct Tls {
+    conn: rustls::ServerConnection,
+    /// Nothing has been read yet: the first bytes are checked for plain HTTP.
+    fresh: bool,
+}
+
+/// What [`Transport::read`] fails with when a peer speaks plain HTTP to a TLS port.
+pub(super) const PLAIN_HTTP_ON_TLS: &str = "plain HTTP on a TLS port";
+
+/// The answer to plain HTTP on a TLS port (as nginx gives one), then the connection closes.
+pub(super) const PLAIN_HTTP_RESPONSE: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 48\r\n\
+Connection: close\r\n\
+\r\n\
+This port speaks TLS: use https:// or wss://.\r\n\r\n";
+
+impl Transport {
+    pub(super) fn plain(stream: TcpStream) -> Transport {
+        Transport {
+            stream,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    pub(super) fn tls(
+        stream: TcpStream,
+        config: &std::sync::Arc<rustls::ServerConfig>,
+    ) -> io::Result<Transport> {
+        let conn = rustls::ServerConnection::new(config.clone()).map_err(io::Error::other)?;
+        Ok(Transport {
+            stream,
+            tls: Some(Box::new(Tls { conn, fresh: true })),
+        })
+    }
+
+    /// Whether this is TLS.
+    pub(super) fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// Whether the TLS handshake is still going: plaintext written now would only wait in
+    /// rustls' buffer, out of the loop's accounting. Never for plain TCP.
+    pub(super) fn is_handshaking(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.as_ref().is_some_and(|t| t.conn.is_handshaking());
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// Whether TLS records wait to be written to the socket.
+    pub(super) fn wants_write(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.as_ref().is_some_and(|t| t.conn.wants_write());
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// Whether a short read says the socket is empty (plain TCP, edge-triggered): with TLS
+    /// a read hands out the plaintext of some records, not all the socket has.
+    pub(super) fn short_read_drains(&self) -> bool {
+        !self.is_tls()
+    }
+
+    /// Reads plaintext, as a socket's `read`: `Ok(0)` at the end (TCP EOF, or the peer's TLS
+    /// close_notify), `WouldBlock` when nothing more has arrived. A TLS failure is an
+    /// `InvalidData` error (the alert is queued: [`write_records`](Self::write_records)
+    /// sends it); plain HTTP on a TLS port fails with [`PLAIN_HTTP_ON_TLS`].
+    pub(super) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            return tls_read(tls, &mut self.stream, buf);
+        }
+        self.stream.read(buf)
+    }
+
+    /// Writes TLS records waiting in rustls to the socket: `Ok(true)` when all went, `Ok(false)`
+    /// when the socket is full. Nothing to do for plain TCP.
+    pub(super) fn write_records(&mut self) -> io::Result<bool> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            while tls.conn.wants_write() {
+                match tls.conn.write_tls(&mut self.stream) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Ends our sending side: TLS close_notify (best effort), then TCP FIN.
+    pub(super) fn shutdown_write(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            tls.conn.send_close_notify();
+            let _ = self.write_records();
+        }
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+
+    /// One last try at `data` before the connection is dropped.
+    pub(super) fn write_last(&mut self, data: &[u8]) {
+        let _ = self.write(data);
+        let _ = self.write_records();
+    }
+}
+
+/// Plaintext is written to the socket (plain) or encrypted into rustls' buffer (TLS), taking
+/// what fits: as much as the socket, or rustls' buffer limit, takes.
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            return tls.conn.writer().write(buf);
+        }
+        self.stream.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            return tls.conn.writer().write_vectored(bufs);
+        }
+        self.stream.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(feature = "tls")]
+fn tls_read(tls: &mut Tls, stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    if tls.fresh {
+        // A TLS connection begins with a handshake record (0x16); an HTTP method begins with
+        // a capital letter. Answer that one in plain HTTP rather than with an alert that a
+        // browser or curl would show as garbage.
+        let mut first = [0u8; 1];
+        match stream.peek(&mut first) {
+            Ok(1) if first[0].is_ascii_uppercase() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    PLAIN_HTTP_ON_TLS,
+                ))
+            }
+            Ok(1) => tls.fresh = false,
+            Ok(_) => return Ok(0),
+            Err(e) => return Err(e),
+        }
+    }
+    loop {
+        match tls.conn.reader().read(buf) {
+            Ok(n) => return Ok(n), // 0: close_notify
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+            Err(e) => return Err(e),
+        }
+        match tls.conn.read_tls(stream) {
+            Ok(0) => return Ok(0),
+            Ok(_) => {
+                if let Err(e) = tls.conn.process_new_packets() {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

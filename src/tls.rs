@@ -1,0 +1,245 @@
+//! TLS (`wss://`) with [rustls](https://docs.rs/rustls) on its `ring` crypto provider
+//! (feature `tls`): the server's certificate and key ([`TlsConfig`]) and PEM loading shared by
+//! the server and the client.
+//!
+//! ```no_run
+//! use rfc6455::server::Builder;
+//! use rfc6455::tls::TlsConfig;
+//! # #[derive(Clone)] struct Echo;
+//! # impl rfc6455::server::Handler for Echo {
+//! #     fn message(&mut self, _: &mut rfc6455::server::Context<'_>, _: rfc6455::Message<'_>) {}
+//! # }
+//! let tls = TlsConfig::from_pem_files("cert.pem", "key.pem")?;
+//! let server = Builder::new().listen_tls("0.0.0.0:443").tls(tls).bind(Echo)?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Why `ring` and not `aws-lc-rs` (rustls' default): `ring` builds from crates.io with a C
+//! compiler alone, where aws-lc-rs needs cmake (and, for some targets, Go or NASM) on a fresh
+//! machine and takes several times longer to build; for what a WebSocket server does
+//! (ECDHE + AES-GCM / ChaCha20-Poly1305 on records) the two are within a few per cent of each
+//! other. The numbers are in the README.
+
+pub use rustls;
+use rustls::crypto::ring as provider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+/// The crypto provider every TLS configuration of this crate uses.
+pub(crate) fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(ring_provider())
+}
+
+/// rustls 0.23.48 marks ring's provider deprecated because ring has no post-quantum key
+/// exchange (X25519MLKEM768, which only aws-lc-rs offers in rustls); it is otherwise the
+/// supported provider, and the one chosen here for build time (see the module docs).
+#[allow(deprecated)]
+fn ring_provider() -> rustls::crypto::CryptoProvider {
+    provider::default_provider()
+}
+
+/// Reads every certificate of a PEM file (`-----BEGIN CERTIFICATE-----`), in order.
+/// Fails with a message naming the file if it cannot be read or holds none.
+pub fn load_certs(path: impl AsRef<Path>) -> io::Result<Vec<CertificateDer<'static>>> {
+    let path = path.as_ref();
+    let pem = std::fs::read(path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot read the certificate file {}: {e}", path.display()),
+        )
+    })?;
+    certs_from_pem(&pem).map_err(|e| with_path(e, path))
+}
+
+/// Every certificate of a PEM text.
+pub fn certs_from_pem(pem: &[u8]) -> io::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(format!("bad PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(invalid(
+            "no certificate in it (expected -----BEGIN CERTIFICATE-----)".into(),
+        ));
+    }
+    Ok(certs)
+}
+
+/// Reads the first private key of a PEM file: PKCS#8 (`BEGIN PRIVATE KEY`, any of RSA,
+/// ECDSA P-256/P-384, Ed25519), PKCS#1 (`BEGIN RSA PRIVATE KEY`) or SEC1
+/// (`BEGIN EC PRIVATE KEY`).
+pub fn load_private_key(path: impl AsRef<Path>) -> io::Result<PrivateKeyDer<'static>> {
+    let path = path.as_ref();
+    let pem = std::fs::read(path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot read the key file {}: {e}", path.display()),
+        )
+    })?;
+    private_key_from_pem(&pem).map_err(|e| with_path(e, path))
+}
+
+/// The first private key of a PEM text.
+pub fn private_key_from_pem(pem: &[u8]) -> io::Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
+        invalid(format!(
+            "no usable private key in it ({e}; expected BEGIN PRIVATE KEY, BEGIN RSA PRIVATE \
+             KEY or BEGIN EC PRIVATE KEY)"
+        ))
+    })
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+fn with_path(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// A certificate chain and its key, checked to belong together.
+fn certified_key(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> io::Result<CertifiedKey> {
+    CertifiedKey::from_der(certs, key, &ring_provider()).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => {
+            invalid("the private key does not belong to the certificate".into())
+        }
+        e => invalid(format!("unusable certificate or key: {e}")),
+    })
+}
+
+/// The server's certificate, swappable while the server runs: every new handshake asks it
+/// for the current pair, connections already open keep theirs.
+#[derive(Debug)]
+struct Certificate {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for Certificate {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+}
+
+/// The server side of TLS: a rustls [`ServerConfig`](rustls::ServerConfig) for
+/// [`Builder::tls`](crate::server::Builder::tls).
+///
+/// [`from_pem_files`](Self::from_pem_files) makes the usual one: TLS 1.3 and 1.2 (rustls'
+/// safe cipher suites only), ALPN `http/1.1`, session resumption by stateless tickets
+/// (shared by every loop thread, so a client resumes whichever thread it lands on) and a
+/// session cache for TLS 1.2 clients without tickets. Its certificate can be replaced
+/// without a restart: [`reload`](Self::reload) (the server calls it on SIGHUP) reads the
+/// files again and, if the new pair is good, new handshakes use it; connections already open
+/// are not touched. A bad new pair is refused and the old one kept.
+#[derive(Clone)]
+pub struct TlsConfig {
+    config: Arc<rustls::ServerConfig>,
+    /// Set when made from files (so it can reload).
+    reload: Option<Arc<Reload>>,
+}
+
+struct Reload {
+    cert: PathBuf,
+    key: PathBuf,
+    certificate: Arc<Certificate>,
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("TlsConfig");
+        if let Some(reload) = &self.reload {
+            d.field("cert", &reload.cert).field("key", &reload.key);
+        }
+        d.finish_non_exhaustive()
+    }
+}
+
+impl TlsConfig {
+    /// Reads a certificate chain (PEM, leaf first) and its private key (PEM: RSA, ECDSA or
+    /// Ed25519) and makes the server configuration. Fails with a message naming the file
+    /// and what is wrong with it: unreadable, no certificate, no key, or a key that does
+    /// not belong to the certificate.
+    pub fn from_pem_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> io::Result<TlsConfig> {
+        let (cert, key) = (cert.as_ref().to_path_buf(), key.as_ref().to_path_buf());
+        let pair = certified_key(load_certs(&cert)?, load_private_key(&key)?)?;
+        let certificate = Arc::new(Certificate {
+            current: RwLock::new(Arc::new(pair)),
+        });
+        let config = server_config(certificate.clone())?;
+        Ok(TlsConfig {
+            config,
+            reload: Some(Arc::new(Reload {
+                cert,
+                key,
+                certificate,
+            })),
+        })
+    }
+
+    /// The same from PEM text in memory (no reload).
+    pub fn from_pem(cert: &[u8], key: &[u8]) -> io::Result<TlsConfig> {
+        let pair = certified_key(certs_from_pem(cert)?, private_key_from_pem(key)?)?;
+        let certificate = Arc::new(Certificate {
+            current: RwLock::new(Arc::new(pair)),
+        });
+        Ok(TlsConfig {
+            config: server_config(certificate)?,
+            reload: None,
+        })
+    }
+
+    /// A rustls configuration of your own (client certificates, other ALPN, another
+    /// provider). [`reload`](Self::reload) does nothing with it.
+    pub fn from_rustls(config: Arc<rustls::ServerConfig>) -> TlsConfig {
+        TlsConfig {
+            config,
+            reload: None,
+        }
+    }
+
+    /// The rustls configuration.
+    pub fn rustls(&self) -> &Arc<rustls::ServerConfig> {
+        &self.config
+    }
+
+    /// Reads the certificate and key files again; if they make a good pair, new handshakes
+    /// use it from now on. On any error the current pair stays. Returns the files read, for
+    /// a log line; `Ok(None)` when this configuration was not made from files.
+    pub fn reload(&self) -> io::Result<Option<(&Path, &Path)>> {
+        let Some(reload) = &self.reload else {
+            return Ok(None);
+        };
+        let pair = certified_key(load_certs(&reload.cert)?, load_private_key(&reload.key)?)?;
+        *reload
+            .certificate
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(pair);
+        Ok(Some((&reload.cert, &reload.key)))
+    }
+}
+
+fn server_config(certificate: Arc<Certificate>) -> io::Result<Arc<rustls::ServerConfig>> {
+    let mut config = rustls::ServerConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| invalid(format!("TLS configuration: {e}")))?
+        .with_no_client_auth()
+        .with_cert_resolver(certificate);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.ticketer =
+        provider::Ticketer::new().map_err(|e| invalid(format!("TLS session tickets: {e}")))?;
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+    Ok(Arc::new(config))
+}
