@@ -142,6 +142,21 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds(false),
           allow_negative_numbers = true)]
     handshake_timeout: Duration,
+    /// With --broadcast: drive `rfc6455 serve` instead: each connection joins ROOM (and
+    /// counts as joined at its `joined` reply), publishers send
+    /// `{"type":"message","room":ROOM,"text":PAYLOAD}`, and the text of each room message
+    /// is checked as a broadcast payload. Put the nick in the URL: ws://HOST:PORT/ws?nick=N.
+    #[arg(
+        long,
+        value_name = "ROOM",
+        requires = "broadcast",
+        conflicts_with = "binary"
+    )]
+    room: Option<String>,
+    /// More servers (repeat): the connections are spread over the URL and these, round
+    /// robin (connection i to the (i mod n)-th), e.g. the nodes of one `serve --redis`.
+    #[arg(long, value_name = "URL", requires = "broadcast")]
+    also: Vec<String>,
 }
 
 /// The most connections `-c` takes: far beyond what one address can open to one server.
@@ -251,12 +266,22 @@ fn check_arguments(args: &Args) -> Result<Url, String> {
     Ok(url)
 }
 
-fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
-    let addr = (url.host(), url.port())
+fn resolve(url: &Url) -> Result<std::net::SocketAddr, String> {
+    (url.host(), url.port())
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {}: {e}", url.host()))?
         .next()
-        .ok_or_else(|| format!("{} resolves to no address", url.host()))?;
+        .ok_or_else(|| format!("{} resolves to no address", url.host()))
+}
+
+fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
+    let addr = resolve(&url)?;
+    let mut targets = vec![(url.clone(), addr)];
+    for also in &args.also {
+        let u = Url::parse(also).map_err(|e| format!("--also {also}: {e}"))?;
+        let a = resolve(&u)?;
+        targets.push((u, a));
+    }
     let (duration, warmup, handshake_timeout) =
         (args.duration, args.warmup, args.handshake_timeout);
     check_fd_limit(args.connections)?;
@@ -280,8 +305,8 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
         (warmup + duration).as_nanos() as u64,
     );
     let plan = Arc::new(Plan {
-        url: url.clone(),
-        addr,
+        targets,
+        room: args.room.clone(),
         payload,
         depth: args.depth as usize,
         idle: args.idle,

@@ -22,8 +22,11 @@ use std::time::{Duration, Instant};
 
 /// What every thread runs, decided once by the command.
 pub struct Plan {
-    pub url: Url,
-    pub addr: SocketAddr,
+    /// The servers, and their addresses: connection `g` (numbered across all threads)
+    /// goes to `targets[g % targets.len()]`.
+    pub targets: Vec<(Url, SocketAddr)>,
+    /// `--room`: drive `rfc6455 serve` (join the room, send and read its JSON messages).
+    pub room: Option<String>,
     /// The payload of every message, prepared once.
     pub payload: Payload,
     pub depth: usize,
@@ -541,11 +544,18 @@ impl<'a> Worker<'a> {
     }
 
     /// Opens connections while fewer than `max_pending` are on their way.
+    /// The server of connection `i` of this thread.
+    fn target(&self, i: usize) -> &(Url, SocketAddr) {
+        let targets = &self.plan.targets;
+        &targets[(self.thread + i * self.threads) % targets.len()]
+    }
+
     fn start_connections(&mut self, now: u64) {
         while self.pending < self.plan.max_pending && self.next_start < self.conns.len() {
             let i = self.next_start;
             self.next_start += 1;
-            let sock = TcpStream::connect(self.plan.addr).and_then(|mut sock| {
+            let addr = self.target(i).1;
+            let sock = TcpStream::connect(addr).and_then(|mut sock| {
                 if let Some(name) = &self.plan.congestion {
                     set_congestion(&socket2::SockRef::from(&sock), name)
                         .map_err(io::Error::other)?;
@@ -566,7 +576,6 @@ impl<'a> Worker<'a> {
                     self.pending += 1;
                 }
                 Err(e) => {
-                    let addr = self.plan.addr;
                     self.conns[i].phase = Phase::Done;
                     self.report.errors.add(Kind::Connect, || {
                         format!("connecting to {addr}: {e} (is the server running? is the file descriptor limit high enough?)")
@@ -665,7 +674,7 @@ impl<'a> Worker<'a> {
         let Some(sock) = self.conns[i].sock.as_ref() else {
             return false;
         };
-        let addr = self.plan.addr;
+        let (url, addr) = self.target(i).clone();
         match sock.take_error() {
             Ok(None) => {}
             Ok(Some(e)) | Err(e) => {
@@ -684,7 +693,7 @@ impl<'a> Worker<'a> {
             }
         }
         let _ = sock.set_nodelay(true);
-        let client = match ClientHandshake::new(&self.plan.url, &self.options, &mut RandomKeys) {
+        let client = match ClientHandshake::new(&url, &self.options, &mut RandomKeys) {
             Ok(client) => client,
             Err(e) => {
                 self.fail(i, Kind::Handshake, || {
@@ -715,7 +724,16 @@ impl<'a> Worker<'a> {
         let broadcast = self.plan.broadcast.as_deref();
         if let Some(b) = broadcast {
             conn.expected = vec![0; b.publishers].into_boxed_slice();
-            b.join(now);
+            match &self.plan.room {
+                // Joined at its `joined` reply.
+                Some(room) => {
+                    let join = serde_json::json!({"type": "join", "room": room}).to_string();
+                    if let Some(ws) = conn.ws.as_mut() {
+                        let _ = ws.send(Message::text(join));
+                    }
+                }
+                None => b.join(now),
+            }
         } else {
             conn.sent = VecDeque::with_capacity(self.plan.depth);
         }
@@ -782,7 +800,7 @@ impl<'a> Worker<'a> {
                         Err(e) => {
                             return Handshaking::Failed(
                                 Kind::Handshake,
-                                format!("{}: {e}", self.plan.url),
+                                format!("{}: {e}", self.target(i).0),
                             )
                         }
                     }
@@ -883,6 +901,28 @@ impl<'a> Worker<'a> {
                     let plan = self.plan;
                     let Some(b) = plan.broadcast.as_deref() else {
                         continue;
+                    };
+                    let text;
+                    let m = match &plan.room {
+                        None => m,
+                        Some(_) => {
+                            let v: serde_json::Value =
+                                serde_json::from_slice(m.as_bytes()).unwrap_or_default();
+                            match v["type"].as_str() {
+                                Some("joined") => {
+                                    b.join(now);
+                                    continue;
+                                }
+                                Some("message") => {
+                                    text = v["text"].as_str().unwrap_or_default().to_owned();
+                                    Message::text(&*text)
+                                }
+                                _ => {
+                                    self.report.ignored += 1;
+                                    continue;
+                                }
+                            }
+                        }
                     };
                     if self.started.is_none() && b.started().is_none() {
                         // Not one of ours: ours are published once all have joined.
@@ -1189,7 +1229,14 @@ impl<'a> Worker<'a> {
                 }
             }
         }
-        if ws.send(self.scratch.message()).is_err() {
+        let sent = match (&self.plan.room, &self.scratch) {
+            (Some(room), Payload::Text(text)) => {
+                let m = serde_json::json!({"type": "message", "room": room, "text": text});
+                ws.send(Message::text(m.to_string()))
+            }
+            _ => ws.send(self.scratch.message()),
+        };
+        if sent.is_err() {
             return false;
         }
         p.seq += 1;
