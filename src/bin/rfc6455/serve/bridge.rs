@@ -369,10 +369,8 @@ impl Bridge {
     }
 
     /// A join: through the subscriber (after the room's channel is subscribed), then run.
+    /// (The caller checked [`up`](Self::up); if Redis goes meanwhile, the reply says so.)
     pub fn join(&self, job: Job) -> Result<(), &'static str> {
-        if !self.up() {
-            return Err("the server cannot reach Redis; try again shortly");
-        }
         let Job::Join { room, .. } = &job else {
             return Err("not a join");
         };
@@ -387,6 +385,11 @@ impl Bridge {
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         lock(&self.except).insert(token, conn);
         token
+    }
+
+    /// A token whose join did not happen.
+    pub fn forget_token(&self, token: u64) {
+        lock(&self.except).remove(&token);
     }
 
     fn set_up(&self, flag: &AtomicBool, up: bool, why: &dyn std::fmt::Display) {

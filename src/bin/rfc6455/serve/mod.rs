@@ -890,6 +890,7 @@ impl Chat {
             if !member {
                 let replay = hub.join(room, &nick, None, Instant::now()).map_err(
                     |RoomError::TooManyRooms| {
+                        bridge.forget_token(token);
                         fail(
                             "unavailable",
                             "the server has too many rooms; try again later",
