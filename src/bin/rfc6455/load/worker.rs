@@ -584,10 +584,19 @@ impl<'a> Worker<'a> {
                 }
                 break;
             }
-            for event in events.iter() {
-                let i = event.token().0;
-                if i < self.conns.len() {
-                    self.on_event(i, event.is_read_closed() || event.is_error());
+            // Publishers first (`--broadcast`; they are the first connections): with one
+            // message in flight, a publisher sends its next as soon as it reads its own copy,
+            // not after this thread has read every other receiver's.
+            let publishers = self.publishers.len();
+            for first in [true, false] {
+                if first && publishers == 0 {
+                    continue;
+                }
+                for event in events.iter() {
+                    let i = event.token().0;
+                    if i < self.conns.len() && (i < publishers) == first {
+                        self.on_event(i, event.is_read_closed() || event.is_error());
+                    }
                 }
             }
         }
