@@ -62,6 +62,7 @@
 //! | `server` | yes | `rfc6455::server`: the mio event-loop server with topics | `mio`, `slab`, `socket2`, `signal-hook` |
 //! | `client` | yes | `rfc6455::client`: the blocking `Client` and `Reconnect` | `rand` (masks and handshake keys) |
 //! | `deflate` | yes | permessage-deflate (RFC 7692) in the core, the server and the client | `flate2` (pure-Rust `zlib-rs` backend) |
+//! | `tokio` | no | [`tokio`](crate::tokio): the core on tokio over any `AsyncRead + AsyncWrite`, server ([`tokio::accept`]) and client ([`tokio::connect`]) roles, `Stream`/`Sink`, split | `tokio` (`net`, `io-util`, `time`, `rt`), `futures-core`, `futures-sink`, `rand` |
 //! | `cli` | yes | only what the `rfc6455` command needs (the library never uses it) | `clap`, `serde_json`, `hmac`, `sha2`, `prometheus-client`, `log`, `env_logger` |
 //!
 //! [`proto`], the sans-IO core, is always there and needs only `httparse`, `sha1` and `base64`
@@ -85,6 +86,9 @@ pub mod client;
 
 #[cfg(feature = "tls")]
 pub mod tls;
+
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 // Property checks for the fuzz targets and tests/fuzz_regressions.rs only: never in a
 // normal build (cargo-fuzz sets `cfg(fuzzing)`; the crate's own tests enable `__fuzz`).
