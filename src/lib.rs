@@ -98,5 +98,6 @@ pub mod __fuzz;
 
 pub use proto::root::{
     CloseCode, CloseFrame, Config, Connection, Error, Event, MaskSource, Message, Part,
-    ProtocolError, Role, SharedFrame, State, UsageError, MAX_CLOSE_REASON, OWNED_SEND_MIN,
+    ProtocolError, Role, SharedFrame, State, TimeoutKind, UsageError, MAX_CLOSE_REASON,
+    OWNED_SEND_MIN,
 };

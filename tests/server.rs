@@ -6,7 +6,8 @@
 mod common;
 
 use common::{raw, read_to_end, request_bytes, Client, Running, Seen};
-use rfc6455::server::{CloseReason, ConnId, Heartbeat, Limits, TimeoutKind, Timeouts};
+use rfc6455::server::{CloseReason, ConnId, Heartbeat, Limits, Timeouts};
+use rfc6455::TimeoutKind;
 use rfc6455::{CloseCode, Config, Connection, Event, Message};
 use std::io::Write;
 use std::time::Duration;

@@ -390,3 +390,147 @@ async fn sink_backpressure_bounds_the_queue() {
         "{queued} bytes queued"
     );
 }
+
+fn timer_config() -> rfc6455::Config {
+    let mut config = rfc6455::Config::default();
+    config.ping_interval = Some(Duration::from_millis(100));
+    config.ping_timeout = Duration::from_millis(200);
+    config.close_timeout = Duration::from_millis(300);
+    config
+}
+
+/// A raw TCP peer that completes the handshake as a client, then reads and never answers.
+async fn mute_client(url: &str) -> TcpStream {
+    let mut tcp = TcpStream::connect(url.trim_start_matches("ws://").trim_end_matches('/'))
+        .await
+        .unwrap();
+    tcp.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    tcp
+}
+
+#[tokio::test]
+async fn heartbeat_fails_a_silent_peer_and_keeps_an_answering_one() {
+    let (listener, url) = listener().await;
+    let server = tokio::spawn(async move {
+        let options = AcceptOptions::default().config(timer_config());
+        let mut results = Vec::new();
+        for _ in 0..2 {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = accept_with(tcp, |r: &Request| Ok(r.accept()), &options)
+                .await
+                .unwrap();
+            let started = std::time::Instant::now();
+            let mut last = None;
+            while let Some(m) = ws.recv().await {
+                match m {
+                    Ok(m) => ws.send(m).await.unwrap(),
+                    Err(e) => {
+                        last = Some(e);
+                        break;
+                    }
+                }
+            }
+            results.push((last.map(|e| e.to_string()), started.elapsed()));
+        }
+        results
+    });
+    // A peer that never answers: failed after about ping_interval + ping_timeout.
+    let silent = mute_client(&url).await;
+    // An answering peer (our client answers pings while it receives) lives past many
+    // intervals and closes cleanly.
+    let (mut ws, _) = connect(&url).await.unwrap();
+    let alive = tokio::time::timeout(Duration::from_millis(800), ws.recv()).await;
+    assert!(
+        alive.is_err(),
+        "the answering client's connection ended: {alive:?}"
+    );
+    ws.close(CloseCode::NORMAL, "").await.unwrap();
+    drop(silent);
+    let results = tokio::time::timeout(LIMIT, server).await.unwrap().unwrap();
+    let (error, elapsed) = &results[0];
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains("heartbeat")),
+        "{error:?}"
+    );
+    assert!(*elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert_eq!(
+        results[1].0, None,
+        "the answering client's connection failed"
+    );
+}
+
+#[tokio::test]
+async fn idle_timeout_closes_with_1001() {
+    let (listener, url) = listener().await;
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut config = rfc6455::Config::default();
+        config.idle_timeout = Some(Duration::from_millis(200));
+        let options = AcceptOptions::default().config(config);
+        let mut ws = accept_with(tcp, |r: &Request| Ok(r.accept()), &options)
+            .await
+            .unwrap();
+        while let Some(Ok(m)) = ws.recv().await {
+            ws.send(m).await.unwrap();
+        }
+    });
+    let (mut ws, _) = connect(&url).await.unwrap();
+    let end = tokio::time::timeout(LIMIT, ws.recv()).await.unwrap();
+    assert!(end.is_none(), "{end:?}");
+    assert_eq!(ws.peer_close().map(|f| f.code), Some(CloseCode::GOING_AWAY));
+}
+
+/// A server that answers the close but never closes TCP: the client's wait is bounded by
+/// close_timeout (RFC 6455 §7.1.1).
+#[tokio::test]
+async fn a_client_waits_for_the_servers_eof_a_bounded_time() {
+    let (listener, url) = listener().await;
+    let server = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            tcp.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap();
+        let response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n\r\n",
+            rfc6455::proto::accept_key(key.as_bytes())
+        );
+        tcp.write_all(response.as_bytes()).await.unwrap();
+        // The client's masked close (2 + 4 + 2 bytes), answered; TCP stays open.
+        let mut close = [0u8; 8];
+        tcp.read_exact(&mut close).await.unwrap();
+        assert_eq!(close[0], 0x88);
+        tcp.write_all(&[0x88, 0x02, 0x03, 0xe8]).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    });
+    let mut config = rfc6455::Config::default();
+    config.close_timeout = Duration::from_millis(300);
+    let options = ConnectOptions::default().config(config);
+    let (mut ws, _) = rfc6455::tokio::connect_with(&url, &options).await.unwrap();
+    let started = std::time::Instant::now();
+    let reply = tokio::time::timeout(LIMIT, ws.close(CloseCode::NORMAL, ""))
+        .await
+        .unwrap();
+    assert_eq!(reply.unwrap().map(|f| f.code), Some(CloseCode::NORMAL));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250),
+        "did not wait: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+    server.abort();
+}

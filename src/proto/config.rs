@@ -1,5 +1,7 @@
 //! Limits and options for a [`Connection`](crate::Connection).
 
+use std::time::Duration;
+
 /// Limits and options for one connection. Start from [`Config::default`] and change fields.
 ///
 /// ```
@@ -32,6 +34,19 @@ pub struct Config {
     /// in parts still count against [`max_message_size`](Self::max_message_size). Default
     /// `None`: every message is collected.
     pub stream_binary_from: Option<usize>,
+    /// Timers (they run only when the driver passes the time in: see
+    /// [`Connection::handle_timeout`](crate::Connection::handle_timeout)). Send a ping after
+    /// this long without a byte from the peer. Default `None`: no heartbeat.
+    pub ping_interval: Option<Duration>,
+    /// Fail the connection (1001) when nothing at all arrives this long after a heartbeat
+    /// ping. Default 10 s.
+    pub ping_timeout: Duration,
+    /// Start a close (1001, "idle timeout") when no data message arrived for this long.
+    /// Default `None`.
+    pub idle_timeout: Option<Duration>,
+    /// How long to wait for the peer's close frame after sending one; and how long a client
+    /// waits for the server to close TCP after the close handshake. Default 5 s.
+    pub close_timeout: Duration,
 }
 
 impl Default for Config {
@@ -42,6 +57,10 @@ impl Default for Config {
             max_send_frame_size: 1 << 20,
             auto_pong: true,
             stream_binary_from: None,
+            ping_interval: None,
+            ping_timeout: Duration::from_secs(10),
+            idle_timeout: None,
+            close_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -27,10 +27,13 @@ use super::frame::{FrameHeader, OpCode, Status, MAX_CONTROL_PAYLOAD, MAX_HEADER_
 use super::mask::{apply_mask, extend_masked};
 use super::shared::SharedFrame;
 use super::utf8::Utf8Validator;
+
+mod timers;
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
+pub use timers::TimeoutKind;
 
 /// Which end of the connection this is. It decides who masks (RFC 6455 §5.1).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -254,6 +257,8 @@ struct Rare {
     /// permessage-deflate, once negotiated (see [`Connection::set_deflate`]).
     #[cfg(feature = "deflate")]
     deflate: Option<Box<Codec>>,
+    /// The timers' times, once the driver has passed the time in (see `timers.rs`).
+    clock: Option<Box<timers::Clock>>,
 }
 
 impl Rare {
@@ -263,6 +268,7 @@ impl Rare {
             return false;
         }
         self.masks.is_none()
+            && self.clock.is_none()
             && self.queued.is_none()
             && self.segments.is_empty()
             && self.held.is_empty()
@@ -549,6 +555,9 @@ impl Connection {
     /// }
     /// ```
     pub fn read<'a>(&mut self, input: &mut &'a mut [u8]) -> Result<Option<Event<'a>>, Error> {
+        if !input.is_empty() {
+            self.note_heard();
+        }
         if let Some(e) = &self.error {
             return Err(Error::Protocol(ProtocolError::clone(e)));
         }
@@ -861,6 +870,7 @@ impl Connection {
     /// closed first) and moves to [`State::Closed`].
     fn on_event(&mut self, event: &Event<'_>) {
         match event {
+            Event::Message(_) | Event::Part(_) => self.note_message(),
             Event::Ping(payload) if self.config.auto_pong && self.state == State::Open => {
                 self.write_frame(OpCode::Pong, true, payload);
             }
@@ -953,6 +963,9 @@ impl Connection {
     /// last of them and returns `None`, and every later call returns the error. Nothing
     /// after the error is parsed.
     pub fn handle_bytes(&mut self, data: &[u8]) -> Result<(), Error> {
+        if !data.is_empty() {
+            self.note_heard();
+        }
         if let Some(e) = &self.error {
             return Err(Error::Protocol(ProtocolError::clone(e)));
         }
@@ -1568,11 +1581,13 @@ impl Connection {
 
     /// Whether the caller should close the transport now: the connection is
     /// [`State::Closed`], everything queued has been written, and this side is the one that
-    /// closes first (the server, or either side after a failure).
+    /// closes first (the server, or either side after a failure or a timeout), or, for a
+    /// client whose driver runs the timers, it has waited
+    /// [`Config::close_timeout`] for the server to (RFC 6455 §7.1.1).
     pub fn should_close_transport(&self) -> bool {
         self.state == State::Closed
             && self.poll_transmit().is_empty()
-            && (self.role == Role::Server || self.error.is_some())
+            && (self.role == Role::Server || self.error.is_some() || self.gave_up_waiting())
     }
 
     /// Frees buffers that hold no data, so an idle connection costs only its fixed state.

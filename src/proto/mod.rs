@@ -45,7 +45,7 @@ pub(crate) mod root {
     pub use super::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
     pub use super::config::Config;
     pub use super::connection::{
-        Connection, Event, MaskSource, Message, Part, Role, State, OWNED_SEND_MIN,
+        Connection, Event, MaskSource, Message, Part, Role, State, TimeoutKind, OWNED_SEND_MIN,
     };
     pub use super::error::{Error, ProtocolError, UsageError};
     pub use super::shared::SharedFrame;

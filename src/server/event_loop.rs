@@ -4,13 +4,13 @@
 use super::topics::Topics;
 use super::transport::{Transport, PLAIN_HTTP_ON_TLS, PLAIN_HTTP_RESPONSE};
 use super::{
-    CloseReason, ConnId, Context, Handle, Handler, HttpContext, Limits, SlowSubscriber,
-    TimeoutKind, Timeouts,
+    CloseReason, ConnId, Context, Handle, Handler, HttpContext, Limits, SlowSubscriber, Timeouts,
 };
 use crate::proto::{
     CloseCode, Config, Connection, Error, Event, HandshakeError, HttpRequest, HttpResponse,
     Message, Rejection, Request, SharedFrame, State, Status,
 };
+use crate::TimeoutKind;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;

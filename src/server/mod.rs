@@ -88,6 +88,7 @@ use crate::proto::{
     Rejection, Request,
 };
 use crate::proto::{HttpRequest, HttpResponse, SharedFrame};
+use crate::TimeoutKind;
 use event_loop::{Command, DeflateOption, EventLoop, Local, Publication, Shared, TlsOption};
 use std::any::Any;
 use std::fmt;
@@ -224,18 +225,6 @@ impl fmt::Display for CloseReason<'_> {
             ),
         }
     }
-}
-
-/// Which timer ended a connection.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TimeoutKind {
-    /// No data message arrived for [`Timeouts::idle`].
-    Idle,
-    /// A heartbeat ping got no answer (no bytes at all) within [`Heartbeat::timeout`].
-    Heartbeat,
-    /// The peer did not answer this side's close frame within [`Timeouts::close`].
-    Close,
 }
 
 /// The connection a [`Handler`] callback is about.

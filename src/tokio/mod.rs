@@ -49,8 +49,8 @@
 mod socket;
 mod timers;
 
+pub use crate::TimeoutKind;
 pub use socket::{WebSocket, WsReader, WsWriter};
-pub use timers::TimeoutKind;
 
 #[cfg(feature = "deflate")]
 use crate::proto::deflate::DeflateConfig;
@@ -232,7 +232,15 @@ impl fmt::Display for Error {
             ),
             Error::InvalidOption(e) => write!(f, "invalid connect option: {e}"),
             Error::HandshakeTimeout => f.write_str("the opening handshake timed out"),
-            Error::Timeout(kind) => write!(f, "timed out: {kind}"),
+            Error::Timeout(TimeoutKind::Heartbeat) => {
+                f.write_str("the peer did not answer a heartbeat ping in time (ping_timeout)")
+            }
+            Error::Timeout(TimeoutKind::Idle) => {
+                f.write_str("no message arrived within idle_timeout")
+            }
+            Error::Timeout(TimeoutKind::Close) => {
+                f.write_str("the peer did not answer the close in time (close_timeout)")
+            }
         }
     }
 }

@@ -107,6 +107,8 @@ pub(super) struct Inner<S> {
     /// The transport was shut down.
     shut: bool,
     wakers: Option<(Arc<WriteWakers>, Waker)>,
+    /// After a split: the reader's waker while it waits to read.
+    reader_waker: Option<Waker>,
     timers: super::timers::Timers,
 }
 
@@ -129,6 +131,7 @@ where
             unflushed: false,
             shut: false,
             wakers: None,
+            reader_waker: None,
             timers: super::timers::Timers::default(),
         }
     }
@@ -286,14 +289,14 @@ where
                 Poll::Ready(Err(e)) => return self.fail_io(e),
                 Poll::Pending => self.conn.transmit_len() >= self.high_water,
             };
-            match self.timers.poll(&mut self.conn, cx) {
-                Poll::Ready(Some(kind)) => {
-                    self.end_result = Some(Error::Timeout(kind));
+            if self.timers.poll(&mut self.conn, cx).is_ready() {
+                // A heartbeat ping or an idle close may be queued: write it. A timer that
+                // ended the connection (no pong, no close reply) ends `recv` with its kind.
+                if self.conn.state() == State::Closed {
+                    self.end_result = self.conn.timed_out().map(Error::Timeout);
                     self.phase = Phase::Ending;
-                    continue;
                 }
-                Poll::Ready(None) => continue, // a timer queued something (a ping): write it
-                Poll::Pending => {}
+                continue;
             }
             if blocked {
                 // Over the high-water mark: stop reading until the peer reads.
@@ -308,6 +311,10 @@ where
                     self.release_read_buf();
                     if self.conn.transmit_len() == 0 {
                         self.go_idle();
+                    }
+                    if self.wakers.is_some() {
+                        // After a split, the writer's close wakes the reader to run the timer.
+                        self.reader_waker = Some(cx.waker().clone());
                     }
                     return Poll::Pending;
                 }
@@ -353,11 +360,14 @@ where
                     return Poll::Ready(());
                 }
                 Poll::Pending => {
-                    // A peer that never reads is bounded by the core's close timer.
-                    if let Poll::Ready(Some(kind)) = self.timers.poll(&mut self.conn, cx) {
-                        self.end_result.get_or_insert(Error::Timeout(kind));
-                        self.shut = true;
-                        return Poll::Ready(());
+                    // A peer that never reads: bounded by the core's close timer.
+                    if self.timers.poll(&mut self.conn, cx).is_ready() {
+                        if let Some(kind) = self.conn.timed_out() {
+                            self.end_result.get_or_insert(Error::Timeout(kind));
+                            self.shut = true;
+                            return Poll::Ready(());
+                        }
+                        continue;
                     }
                     return Poll::Pending;
                 }
@@ -432,6 +442,9 @@ where
     ) -> Poll<Result<(), Error>> {
         if self.conn.state() == State::Open {
             self.conn.close(code, reason).map_err(Error::WebSocket)?;
+            if let Some(reader) = self.reader_waker.take() {
+                reader.wake();
+            }
         }
         self.poll_flush(cx, side)
     }

@@ -147,6 +147,11 @@ pub struct Args {
         conflicts_with = "binary"
     )]
     serve: Option<String>,
+    /// More servers (repeat): the connections are spread over the URL and these, round
+    /// robin (connection N to the (N mod count)-th), e.g. the nodes of one `rfc6455 serve
+    /// --redis`. Same scheme as the URL.
+    #[arg(long, value_name = "URL", requires = "broadcast")]
+    also: Vec<String>,
     /// With --broadcast: messages per second per publisher (default: as fast as --depth in
     /// flight per publisher allows).
     #[arg(long, value_name = "R", requires = "broadcast", value_parser = rate,
@@ -330,9 +335,26 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
         warmup.as_nanos() as u64,
         (warmup + duration).as_nanos() as u64,
     );
+    let mut also = Vec::new();
+    for other in &args.also {
+        let other_url = Url::parse(other).map_err(|e| format!("--also {other}: {e}"))?;
+        if other_url.scheme() != url.scheme() {
+            return Err(format!(
+                "--also {other}: use the URL's scheme, {}",
+                url.scheme()
+            ));
+        }
+        let other_addr = (other_url.host(), other_url.port())
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {}: {e}", other_url.host()))?
+            .next()
+            .ok_or_else(|| format!("{} resolves to no address", other_url.host()))?;
+        also.push((other_url, other_addr));
+    }
     let plan = Arc::new(Plan {
         url: url.clone(),
         addr,
+        also,
         payload,
         depth: args.depth as usize,
         idle: args.idle,
@@ -352,10 +374,7 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
                 BROADCAST_GRACE,
             ))
         }),
-        serve: args
-            .serve
-            .as_deref()
-            .map(|room| serve::Serve::new(&url, room)),
+        serve: args.serve.as_deref().map(serve::Serve::new),
     });
 
     let kind = if args.binary { "binary" } else { "text" };

@@ -19,32 +19,30 @@ pub struct Serve {
     pub room: String,
     /// `{"type":"join","room":ROOM}`.
     pub join: String,
-    /// The URL up to where `loadN` goes: `ws://host:port/path?query&nick=`.
-    base: String,
 }
 
 impl Serve {
     /// `room` must be a valid room name (see [`valid_room`]): it goes into JSON unescaped.
-    pub fn new(url: &Url, room: &str) -> Serve {
+    pub fn new(room: &str) -> Serve {
+        Serve {
+            room: room.to_owned(),
+            join: format!(r#"{{"type":"join","room":"{room}"}}"#),
+        }
+    }
+
+    /// The URL connection `n` (the run's index) connects to: `url` with `nick=loadN` added
+    /// to its query.
+    pub fn url(&self, url: &Url, n: usize) -> Result<Url, String> {
         let query = match url.query() {
             Some(q) if !q.is_empty() => format!("{q}&"),
             _ => String::new(),
         };
-        Serve {
-            room: room.to_owned(),
-            join: format!(r#"{{"type":"join","room":"{room}"}}"#),
-            base: format!(
-                "{}://{}{}?{query}nick=",
-                url.scheme(),
-                url.host_header(),
-                url.path()
-            ),
-        }
-    }
-
-    /// The URL connection `n` (the run's index) connects to.
-    pub fn url(&self, n: usize) -> Result<Url, String> {
-        let url = format!("{}load{n}", self.base);
+        let url = format!(
+            "{}://{}{}?{query}nick=load{n}",
+            url.scheme(),
+            url.host_header(),
+            url.path()
+        );
         Url::parse(&url).map_err(|e| format!("{url}: {e}"))
     }
 
@@ -248,10 +246,13 @@ mod tests {
     #[test]
     fn urls_and_messages() {
         let url = Url::parse("ws://127.0.0.1:8080/ws").unwrap();
-        let serve = Serve::new(&url, "lobby");
-        assert_eq!(serve.url(7).unwrap().request_target(), "/ws?nick=load7");
+        let serve = Serve::new("lobby");
+        assert_eq!(
+            serve.url(&url, 7).unwrap().request_target(),
+            "/ws?nick=load7"
+        );
         let url = Url::parse("ws://Example.com/ws?token=x").unwrap();
-        let u = Serve::new(&url, "lobby").url(0).unwrap();
+        let u = serve.url(&url, 0).unwrap();
         assert_eq!(
             (u.host_header(), u.request_target()),
             ("example.com".into(), "/ws?token=x&nick=load0")

@@ -23,10 +23,22 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+impl Plan {
+    /// The server connection `n` (the run's index) goes to.
+    fn target(&self, n: usize) -> (&Url, SocketAddr) {
+        match n % (self.also.len() + 1) {
+            0 => (&self.url, self.addr),
+            k => (&self.also[k - 1].0, self.also[k - 1].1),
+        }
+    }
+}
+
 /// What every thread runs, decided once by the command.
 pub struct Plan {
     pub url: Url,
     pub addr: SocketAddr,
+    /// `--also`: more servers; connection N goes to the (N mod count)-th of `url` and these.
+    pub also: Vec<(Url, SocketAddr)>,
     /// The payload of every message, prepared once.
     pub payload: Payload,
     pub depth: usize,
@@ -587,7 +599,8 @@ impl<'a> Worker<'a> {
             let i = self.next_start;
             self.next_start += 1;
             let tls = self.plan.tls.as_ref();
-            let sock = TcpStream::connect(self.plan.addr, tls).and_then(|mut sock| {
+            let addr = self.plan.target(self.thread + i * self.threads).1;
+            let sock = TcpStream::connect(addr, tls).and_then(|mut sock| {
                 if let Some(name) = &self.plan.congestion {
                     set_congestion(&socket2::SockRef::from(&sock), name)
                         .map_err(io::Error::other)?;
@@ -608,7 +621,6 @@ impl<'a> Worker<'a> {
                     self.pending += 1;
                 }
                 Err(e) => {
-                    let addr = self.plan.addr;
                     self.conns[i].phase = Phase::Done;
                     self.report.errors.add(Kind::Connect, || {
                         format!("connecting to {addr}: {e} (is the server running? is the file descriptor limit high enough?)")
@@ -707,7 +719,8 @@ impl<'a> Worker<'a> {
         let Some(sock) = self.conns[i].sock.as_ref() else {
             return false;
         };
-        let addr = self.plan.addr;
+        let n = self.thread + i * self.threads;
+        let (target, addr) = self.plan.target(n);
         match sock.take_error() {
             Ok(None) => {}
             Ok(Some(e)) | Err(e) => {
@@ -728,14 +741,14 @@ impl<'a> Worker<'a> {
         let _ = sock.set_nodelay(true);
         let url = match &self.plan.serve {
             // `?nick=loadN`, N the run's index of this connection.
-            Some(serve) => match serve.url(self.thread + i * self.threads) {
+            Some(serve) => match serve.url(target, n) {
                 Ok(url) => std::borrow::Cow::Owned(url),
                 Err(e) => {
                     self.fail(i, Kind::Handshake, || format!("cannot build the URL: {e}"));
                     return false;
                 }
             },
-            None => std::borrow::Cow::Borrowed(&self.plan.url),
+            None => std::borrow::Cow::Borrowed(target),
         };
         let client = match ClientHandshake::new(&url, &self.options, &mut RandomKeys) {
             Ok(client) => client,

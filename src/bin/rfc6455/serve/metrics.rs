@@ -35,10 +35,18 @@ pub struct Metrics {
     pub errors: Family<CodeLabel, Counter>,
     pub rate_limited: Counter,
     pub api_publishes: Counter,
+    /// With `--redis`: 1 while the bridge reaches Redis (commands and subscriptions).
+    pub redis_up: Gauge,
+    /// With `--redis`: times Redis became unreachable.
+    pub redis_outages: Counter,
+    /// With `--redis`: messages received from Redis pub/sub (each handed to every loop once).
+    pub redis_received: Counter,
+    /// With `--redis`: messages recovered from a room's stream after a gap in pub/sub.
+    pub redis_gap_filled: Counter,
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub fn new(redis: bool) -> Metrics {
         let mut registry = Registry::with_prefix("rfc6455_serve");
         let m = Metrics {
             registry: Registry::default(),
@@ -59,6 +67,10 @@ impl Metrics {
             errors: Family::default(),
             rate_limited: Counter::default(),
             api_publishes: Counter::default(),
+            redis_up: Gauge::default(),
+            redis_outages: Counter::default(),
+            redis_received: Counter::default(),
+            redis_gap_filled: Counter::default(),
         };
         let r = &mut registry;
         r.register(
@@ -133,6 +145,28 @@ impl Metrics {
             "Messages published through POST /api/publish",
             m.api_publishes.clone(),
         );
+        if redis {
+            r.register(
+                "redis_up",
+                "1 while Redis is reachable (commands and subscriptions), else 0",
+                m.redis_up.clone(),
+            );
+            r.register(
+                "redis_outages",
+                "Times Redis became unreachable",
+                m.redis_outages.clone(),
+            );
+            r.register(
+                "redis_received",
+                "Messages received from Redis pub/sub",
+                m.redis_received.clone(),
+            );
+            r.register(
+                "redis_gap_filled",
+                "Room messages read back from Redis history after a gap in pub/sub",
+                m.redis_gap_filled.clone(),
+            );
+        }
         Metrics { registry, ..m }
     }
 

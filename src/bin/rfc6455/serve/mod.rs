@@ -9,10 +9,12 @@
 //! every loop, gets a room's messages in seq order.
 
 mod auth;
+mod bridge;
 mod hub;
 mod metrics;
 
 use auth::Jwt;
+use bridge::{nick_channel, room_channel, Bridge, Job, Origin};
 use hub::{Hub, RoomError};
 use metrics::Metrics;
 use rfc6455::proto::{Accept, HttpRequest, HttpResponse, Rejection, Request};
@@ -105,6 +107,16 @@ pub struct Args {
     /// for every member. Costs about 47 KiB per idle connection.
     #[arg(long)]
     deflate: bool,
+    /// Share rooms, presence, private messages and history with every node using the same
+    /// Redis (redis://HOST:PORT[/DB], optionally redis://:PASSWORD@…): run N nodes behind a
+    /// load balancer as one server.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// With --redis: seconds a node's presence entries live without a refresh (refreshed
+    /// every third of it): a node that dies leaves its members' presence for at most this
+    /// long plus a refresh period.
+    #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    presence_ttl: u64,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -201,6 +213,8 @@ struct Chat {
     settings: Arc<Settings>,
     hub: Arc<Mutex<Hub>>,
     metrics: Arc<Metrics>,
+    /// With `--redis`: room state lives in Redis, and `hub` holds only this node's members.
+    bridge: Option<Arc<Bridge>>,
 }
 
 /// A token bucket: `rate` per second, `burst` at most.
@@ -355,6 +369,16 @@ impl Chat {
                 self.check_text(text)?;
                 self.private(ctx, to, text, &reference)
             }
+            "rooms" if self.bridge.is_some() => {
+                let origin = Origin {
+                    conn: ctx.id(),
+                    reference,
+                };
+                let bridge = self.bridge.as_ref().expect("checked");
+                bridge
+                    .submit(Job::Rooms { origin })
+                    .map_err(|why| fail("unavailable", why))
+            }
             "rooms" => {
                 let rooms: Vec<Value> = {
                     let mut hub = self.hub();
@@ -414,6 +438,9 @@ impl Chat {
             }
             (session.nick.clone(), member)
         };
+        if let Some(bridge) = &self.bridge {
+            return self.join_redis(bridge, ctx, room, since, reference, nick, member);
+        }
         let now = Instant::now();
         let topic = room_topic(room);
         let mut hub = self.hub();
@@ -477,6 +504,10 @@ impl Chat {
         let nick = session.nick.clone();
         let topic = room_topic(room);
         ctx.unsubscribe(&topic);
+        if let Some(bridge) = &self.bridge {
+            self.leave_redis(bridge, room, &nick);
+            return Ok(());
+        }
         let mut hub = self.hub();
         if hub.leave(room, &nick, Instant::now()) {
             let presence =
@@ -497,6 +528,18 @@ impl Chat {
             ));
         }
         let nick = session.nick.clone();
+        if let Some(bridge) = &self.bridge {
+            let job = Job::Message {
+                room: room.to_owned(),
+                from: nick,
+                text: text.to_owned(),
+                origin: Some(Origin {
+                    conn: ctx.id(),
+                    reference: None,
+                }),
+            };
+            return bridge.submit(job).map_err(|why| fail("unavailable", why));
+        }
         self.publish_to_room(ctx.handle(), room, &nick, text)
             .map(|_| ())
     }
@@ -534,6 +577,18 @@ impl Chat {
         reference: &Option<Value>,
     ) -> Result<(), Failure> {
         let from = session(ctx)?.nick.clone();
+        if let Some(bridge) = &self.bridge {
+            let job = Job::Private {
+                from,
+                to: to.to_owned(),
+                text: text.to_owned(),
+                origin: Origin {
+                    conn: ctx.id(),
+                    reference: reference.clone(),
+                },
+            };
+            return bridge.submit(job).map_err(|why| fail("unavailable", why));
+        }
         if !self.hub().is_online(to) {
             return Err(fail(
                 "no_such_user",
@@ -586,6 +641,21 @@ impl Chat {
                 None => return bad("\"from\" must be a nick of 1 to 32 printable characters"),
             },
         };
+        if let Some(bridge) = &self.bridge {
+            let job = Job::Message {
+                room: room.to_owned(),
+                from,
+                text: text.to_owned(),
+                origin: None,
+            };
+            return match bridge.submit(job) {
+                Ok(()) => {
+                    self.metrics.api_publishes.inc();
+                    HttpResponse::new(202).json(json!({"queued": true}).to_string())
+                }
+                Err(why) => HttpResponse::new(503).json(json!({"error": why}).to_string()),
+            };
+        }
         match self.publish_to_room(ctx.handle(), room, &from, text) {
             Ok(seq) => {
                 self.metrics.api_publishes.inc();
@@ -637,7 +707,10 @@ impl Handler for Chat {
             ("/", true) => page("text/html; charset=utf-8", PAGE),
             ("/app.js", true) => page("text/javascript; charset=utf-8", SCRIPT),
             ("/style.css", true) => page("text/css; charset=utf-8", STYLE),
-            ("/healthz", true) => HttpResponse::new(200).text("ok\n"),
+            ("/healthz", true) => match &self.bridge {
+                Some(bridge) if !bridge.up() => HttpResponse::new(503).text("redis unreachable\n"),
+                _ => HttpResponse::new(200).text("ok\n"),
+            },
             ("/metrics", true) => {
                 self.update_gauges();
                 let text = self.metrics.render(ctx.handle().topic_stats());
@@ -669,7 +742,13 @@ impl Handler for Chat {
         }
         let (nick, allowed) = self.identify(request)?;
         let now = Instant::now();
-        self.hub().online(&nick);
+        {
+            let mut hub = self.hub();
+            if let Some(bridge) = self.bridge.as_ref().filter(|_| !hub.is_online(&nick)) {
+                bridge.subscribe(nick_channel(&nick));
+            }
+            hub.online(&nick);
+        }
         let _ = ctx.subscribe(nick_topic(&nick));
         log::info!("open {} nick={nick:?}", ctx.peer_addr());
         self.metrics.opened.inc();
@@ -748,7 +827,16 @@ impl Handler for Chat {
             return;
         };
         let now = Instant::now();
-        {
+        if let Some(bridge) = &self.bridge {
+            for room in &session.rooms {
+                self.leave_redis(bridge, room, &session.nick);
+            }
+            let mut hub = self.hub();
+            hub.offline(&session.nick);
+            if !hub.is_online(&session.nick) {
+                bridge.unsubscribe(nick_channel(&session.nick));
+            }
+        } else {
             let mut hub = self.hub();
             for room in &session.rooms {
                 if hub.leave(room, &session.nick, now) {
@@ -772,6 +860,85 @@ impl Handler for Chat {
 }
 
 impl Chat {
+    /// `join` with `--redis`: subscribe here first (so no live message is missed), then let
+    /// the bridge read members and history once the node's Redis subscription is in place.
+    #[allow(clippy::too_many_arguments)]
+    fn join_redis(
+        &self,
+        bridge: &Bridge,
+        ctx: &mut Context<'_>,
+        room: &str,
+        since: Option<u64>,
+        reference: &Option<Value>,
+        nick: String,
+        member: bool,
+    ) -> Result<(), Failure> {
+        if !bridge.up() {
+            return Err(fail(
+                "unavailable",
+                "the server cannot reach Redis; try again shortly",
+            ));
+        }
+        let token = if member {
+            0
+        } else {
+            bridge.presence_token(ctx.id())
+        };
+        let job = Job::Join {
+            room: room.to_owned(),
+            nick: nick.clone(),
+            since,
+            token,
+            origin: Origin {
+                conn: ctx.id(),
+                reference: reference.clone(),
+            },
+        };
+        {
+            let mut hub = self.hub();
+            if !member {
+                let replay = hub.join(room, &nick, None, Instant::now()).map_err(
+                    |RoomError::TooManyRooms| {
+                        bridge.forget_token(token);
+                        fail(
+                            "unavailable",
+                            "the server has too many rooms; try again later",
+                        )
+                    },
+                )?;
+                let alone = hub.rooms.get(room).is_some_and(|r| r.members.len() == 1);
+                if replay.first && alone {
+                    bridge.subscribe(room_channel(room));
+                }
+            }
+            // Under the hub's lock: after this room's subscribe, before any unsubscribe.
+            bridge.join(job).map_err(|why| fail("unavailable", why))?;
+        }
+        if !member {
+            let _ = ctx.subscribe(room_topic(room));
+            if let Ok(session) = session(ctx) {
+                session.rooms.push(room.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// A connection of `nick` left `room` (or closed) with `--redis`.
+    fn leave_redis(&self, bridge: &Bridge, room: &str, nick: &str) {
+        let mut hub = self.hub();
+        if hub.leave(room, nick, Instant::now()) {
+            // If Redis is down, the entry expires and the sweep says `leave`.
+            let _ = bridge.submit(Job::Leave {
+                room: room.to_owned(),
+                nick: nick.to_owned(),
+            });
+        }
+        if hub.rooms.get(room).is_some_and(|r| r.members.is_empty()) {
+            hub.rooms.remove(room);
+            bridge.unsubscribe(room_channel(room));
+        }
+    }
+
     fn update_gauges(&self) {
         let hub = self.hub();
         let listing = hub.listing();
@@ -814,14 +981,39 @@ pub fn run(args: Args) -> ExitCode {
         jwt,
         api_key: args.api_key.clone(),
     };
-    let chat = Chat {
-        settings: Arc::new(settings),
-        hub: Arc::new(Mutex::new(Hub::new(
+    let metrics = Arc::new(Metrics::new(args.redis.is_some()));
+    let hub = Arc::new(Mutex::new(if args.redis.is_some() {
+        // Only this node's members: history and seq live in Redis.
+        Hub::new(0, Duration::ZERO, args.max_rooms.max(1))
+    } else {
+        Hub::new(
             args.history,
             Duration::from_secs(args.history_ttl),
             args.max_rooms.max(1),
-        ))),
-        metrics: Arc::new(Metrics::new()),
+        )
+    }));
+    let bridge = match &args.redis {
+        None => None,
+        Some(url) => {
+            let options = bridge::Options {
+                history: args.history,
+                history_ttl: Duration::from_secs(args.history_ttl),
+                presence_ttl: Duration::from_secs(args.presence_ttl),
+            };
+            match Bridge::new(url, options, metrics.clone(), hub.clone()) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    eprintln!("rfc6455 serve: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let chat = Chat {
+        settings: Arc::new(settings),
+        hub,
+        metrics,
+        bridge: bridge.clone(),
     };
     let mut config = Config::default();
     config.max_message_size = args.max_message_size;
@@ -871,6 +1063,12 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(bridge) = &bridge {
+        if let Err(e) = bridge.start(server.handle()) {
+            eprintln!("rfc6455 serve: cannot start the Redis bridge: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let addr: SocketAddr = server.local_addrs()[0];
     let (http, ws) = if secure {
         ("https", "wss")
