@@ -534,3 +534,73 @@ async fn a_client_waits_for_the_servers_eof_a_bounded_time() {
     assert!(waited < Duration::from_secs(2), "{waited:?}");
     server.abort();
 }
+
+/// The hyper upgrade through axum: a valid request becomes a WebSocket (deflate agreed); a
+/// request without a key is answered 400 with the reason.
+#[tokio::test]
+async fn hyper_upgrade_through_axum() {
+    use axum::body::Body;
+    use rfc6455::tokio::{rejection_response, upgrade};
+    async fn route(mut request: axum::extract::Request) -> axum::response::Response {
+        let options = AcceptOptions::default().deflate(DeflateConfig::default());
+        match upgrade(&mut request, &options) {
+            Ok((response, websocket)) => {
+                tokio::spawn(async move {
+                    let mut ws = websocket.await.unwrap();
+                    while let Some(Ok(m)) = ws.recv().await {
+                        ws.send(m).await.unwrap();
+                    }
+                });
+                response.map(Body::new)
+            }
+            Err(e) => rejection_response(&e).unwrap().map(Body::from),
+        }
+    }
+    let (listener, url) = listener().await;
+    let app = axum::Router::new().route("/ws", axum::routing::get(route));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let run = async {
+        let options = ConnectOptions::default().deflate(DeflateConfig::default());
+        let (mut ws, _) = rfc6455::tokio::connect_with(&format!("{url}ws"), &options)
+            .await
+            .unwrap();
+        assert!(ws.connection().deflate_params().is_some());
+        let text = "through axum ".repeat(1000);
+        ws.send(Message::text(text.clone())).await.unwrap();
+        assert_eq!(ws.recv().await.unwrap().unwrap().as_text(), Some(&text[..]));
+        ws.close(CloseCode::NORMAL, "").await.unwrap();
+        // tokio-tungstenite too.
+        let (mut t, _) = tokio_tungstenite::connect_async(format!("{url}ws"))
+            .await
+            .unwrap();
+        t.send(tungstenite::Message::text("hi")).await.unwrap();
+        assert_eq!(
+            t.next()
+                .await
+                .unwrap()
+                .unwrap()
+                .into_text()
+                .unwrap()
+                .as_str(),
+            "hi"
+        );
+        // Not a handshake: 400, and the body says which header is missing.
+        let mut tcp = TcpStream::connect(url.trim_start_matches("ws://").trim_end_matches('/'))
+            .await
+            .unwrap();
+        tcp.write_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::io::AsyncReadExt::read(&mut tcp, &mut buf)
+            .await
+            .unwrap();
+        let reply = String::from_utf8_lossy(&buf[..n]);
+        assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+        assert!(reply.contains("Sec-WebSocket-Key"), "{reply}");
+    };
+    tokio::time::timeout(LIMIT, run).await.unwrap();
+}

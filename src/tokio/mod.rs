@@ -48,9 +48,15 @@
 
 mod socket;
 mod timers;
+#[cfg(feature = "hyper")]
+mod upgrade;
 
 pub use crate::TimeoutKind;
 pub use socket::{WebSocket, WsReader, WsWriter};
+#[cfg(feature = "hyper")]
+pub use upgrade::{
+    is_upgrade_request, rejection_response, upgrade, upgrade_with, UpgradeFuture, Upgraded,
+};
 
 #[cfg(feature = "deflate")]
 use crate::proto::deflate::DeflateConfig;
