@@ -41,6 +41,9 @@
 //! For `wss://`, make the TLS stream yourself (e.g. with `tokio-rustls`) and hand it to
 //! [`client`] or [`accept_with`]: any `AsyncRead + AsyncWrite + Unpin` will do.
 //!
+//! [`Connection`]: crate::Connection
+//! [`Connection::read`]: crate::Connection::read
+//! [`Connection::poll_transmit`]: crate::Connection::poll_transmit
 //! [`proto::Request`]: crate::proto::Request
 //! [`proto::ServerSession`]: crate::proto::ServerSession
 //! [`proto::ClientHandshake`]: crate::proto::ClientHandshake
