@@ -8,10 +8,10 @@
 
 use rfc6455::proto::deflate::DeflateConfig;
 use rfc6455::proto::Request;
-use rfc6455::tokio::{accept_with, AcceptOptions};
-use rfc6455::Config;
+use rfc6455::tokio::{accept_with, AcceptOptions, Reply};
+use rfc6455::{Config, Event};
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,6 +19,8 @@ fn main() -> std::io::Result<()> {
     let addr = addr.unwrap_or_else(|| "127.0.0.1:9001".into());
     let mut config = Config::default();
     config.max_frame_size = 64 << 20; // Autobahn 9.* sends frames up to 16 MiB
+                                      // As `rfc6455 echo`: large binary messages are echoed part by part as they arrive.
+    config.stream_binary_from = Some(64 << 10);
     let mut options = AcceptOptions::default().config(config);
     if args.iter().any(|a| a == "--deflate") {
         options = options.deflate(DeflateConfig::default());
@@ -39,11 +41,14 @@ fn main() -> std::io::Result<()> {
                 let Ok(mut ws) = accept_with(tcp, accept, &options).await else {
                     return;
                 };
-                while let Some(Ok(message)) = ws.recv().await {
-                    if ws.send(message).await.is_err() {
-                        break;
-                    }
-                }
+                // Each message is answered where it lies in the read buffer (no copy); the
+                // answers to one read go out in one write.
+                let echo = |event: Event<'_>, reply: &mut Reply<'_, TcpStream>| match event {
+                    Event::Message(m) => reply.send(m),
+                    Event::Part(p) => reply.send_part(&p.data, p.last),
+                    _ => Ok(()),
+                };
+                while let Some(Ok(Ok(()))) = ws.recv_with(echo).await {}
             });
         }
     })

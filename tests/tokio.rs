@@ -604,3 +604,72 @@ async fn hyper_upgrade_through_axum() {
     };
     tokio::time::timeout(LIMIT, run).await.unwrap();
 }
+
+/// `recv_with` echoes without copying, large messages part by part, in order with small
+/// ones; `recv` on the other side gets them whole.
+#[tokio::test]
+async fn recv_with_echoes_messages_and_parts() {
+    use rfc6455::tokio::Reply;
+    use rfc6455::Event;
+    let (listener, url) = listener().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut config = rfc6455::Config::default();
+        config.stream_binary_from = Some(64 << 10);
+        let options = AcceptOptions::default().config(config);
+        let mut ws = accept_with(tcp, |r: &Request| Ok(r.accept()), &options)
+            .await
+            .unwrap();
+        let mut parts = 0;
+        let mut echo = |event: Event<'_>, reply: &mut Reply<'_, TcpStream>| match event {
+            Event::Message(m) => reply.send(m),
+            Event::Part(p) => {
+                parts += 1;
+                reply.send_part(&p.data, p.last)
+            }
+            _ => Ok(()),
+        };
+        while let Some(Ok(result)) = ws.recv_with(&mut echo).await {
+            result.unwrap();
+        }
+        parts
+    });
+    let (mut ws, _) = connect(&url).await.unwrap();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let medium = vec![5u8; 40_000];
+    ws.send(Message::text("first")).await.unwrap();
+    ws.send(Message::binary(big.clone())).await.unwrap();
+    ws.send(Message::binary(medium.clone())).await.unwrap();
+    ws.send(Message::text("last")).await.unwrap();
+    let run = async {
+        assert_eq!(ws.recv().await.unwrap().unwrap().as_text(), Some("first"));
+        assert_eq!(ws.recv().await.unwrap().unwrap().as_bytes(), &big[..]);
+        assert_eq!(ws.recv().await.unwrap().unwrap().as_bytes(), &medium[..]);
+        assert_eq!(ws.recv().await.unwrap().unwrap().as_text(), Some("last"));
+        ws.close(CloseCode::NORMAL, "").await.unwrap();
+    };
+    tokio::time::timeout(LIMIT, run).await.unwrap();
+    let parts = tokio::time::timeout(LIMIT, server).await.unwrap().unwrap();
+    assert!(parts > 1, "the large message did not come in parts");
+}
+
+/// `recv` collects a message that the config streams in parts.
+#[tokio::test]
+async fn recv_collects_parts() {
+    let (listener, url) = listener().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut config = rfc6455::Config::default();
+        config.stream_binary_from = Some(1000);
+        let options = AcceptOptions::default().config(config);
+        let mut ws = accept_with(tcp, |r: &Request| Ok(r.accept()), &options)
+            .await
+            .unwrap();
+        ws.recv().await.unwrap().unwrap()
+    });
+    let (mut ws, _) = connect(&url).await.unwrap();
+    let big = vec![3u8; 500_000];
+    ws.send(Message::binary(big.clone())).await.unwrap();
+    let got = tokio::time::timeout(LIMIT, server).await.unwrap().unwrap();
+    assert_eq!(got.as_bytes(), &big[..]);
+}

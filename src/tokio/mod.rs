@@ -55,7 +55,7 @@ mod timers;
 mod upgrade;
 
 pub use crate::TimeoutKind;
-pub use socket::{WebSocket, WsReader, WsWriter};
+pub use socket::{Reply, WebSocket, WsReader, WsWriter};
 #[cfg(feature = "hyper")]
 pub use upgrade::{
     is_upgrade_request, rejection_response, upgrade, upgrade_with, UpgradeFuture, Upgraded,
@@ -84,8 +84,9 @@ pub const DEFAULT_WRITE_BUFFER: usize = 128 * 1024;
 pub struct AcceptOptions {
     /// Limits on the request head. Default [`HandshakeLimits::default`].
     pub limits: HandshakeLimits,
-    /// The connection's limits and options (and timers). `stream_binary_from` is not used:
-    /// every message is handed out whole.
+    /// The connection's limits and options (and timers). With `stream_binary_from`,
+    /// [`WebSocket::recv_with`] hands large binary messages out in parts as they arrive
+    /// (`recv` collects them).
     pub config: Config,
     /// How long the client has to send its request head. Default 10 s; `None`: no limit.
     pub handshake_timeout: Option<Duration>,
@@ -288,9 +289,8 @@ async fn timed<T>(
     }
 }
 
-/// A connection's config as the adapter uses it: messages are always handed out whole.
-fn adapter_config(mut config: Config) -> Config {
-    config.stream_binary_from = None;
+/// A connection's config as the adapter uses it.
+fn adapter_config(config: Config) -> Config {
     config
 }
 

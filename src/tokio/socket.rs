@@ -110,6 +110,76 @@ pub(super) struct Inner<S> {
     /// After a split: the reader's waker while it waits to read.
     reader_waker: Option<Waker>,
     timers: super::timers::Timers,
+    /// The message `recv` is collecting from parts (`Config::stream_binary_from`).
+    parts: Vec<u8>,
+}
+
+/// `recv`'s delivery: every message owned, parts collected into one.
+fn owned<S>(event: Event<'_>, reply: &mut Reply<'_, S>) -> Option<Message<'static>> {
+    match event {
+        Event::Message(m) => Some(m.into_owned()),
+        Event::Part(part) => {
+            reply.parts.extend_from_slice(&part.data);
+            part.last
+                .then(|| Message::Binary(std::mem::take(reply.parts).into()))
+        }
+        _ => None,
+    }
+}
+
+/// Answers from inside [`WebSocket::recv_with`], while the received message still lies in
+/// the read buffer: [`send`](Self::send) offers a large payload straight to the transport
+/// ([`Connection::send_through`]), so an echo or a relay copies nothing.
+pub struct Reply<'a, S> {
+    conn: &'a mut Connection,
+    io: &'a mut S,
+    waker: &'a Waker,
+    unflushed: &'a mut bool,
+    parts: &'a mut Vec<u8>,
+}
+
+impl<S> std::fmt::Debug for Reply<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply").finish_non_exhaustive()
+    }
+}
+
+impl<S> Reply<'_, S>
+where
+    S: AsyncWrite + Unpin,
+{
+    /// Sends `message`, which may borrow the received one: a payload of 16 KiB or more goes
+    /// to the transport where it lies, after everything queued, in one vectored write;
+    /// whatever the transport does not take (and every smaller message) is queued and goes
+    /// out with the answers to the rest of the read.
+    pub fn send(&mut self, message: Message<'_>) -> Result<(), Error> {
+        let io = &mut *self.io;
+        let mut cx = Context::from_waker(self.waker);
+        let unflushed = &mut *self.unflushed;
+        self.conn
+            .send_through(message, |pieces| {
+                match Pin::new(io).poll_write_vectored(&mut cx, pieces) {
+                    Poll::Ready(Ok(n)) => {
+                        *unflushed = true;
+                        Ok(n)
+                    }
+                    Poll::Ready(Err(e)) => Err(e),
+                    Poll::Pending => Ok(0),
+                }
+            })
+            .map_err(Error::WebSocket)
+    }
+
+    /// Sends a piece of a message in parts ([`Connection::send_part`]): pass each received
+    /// [`Part`](crate::Part) on with its `last`.
+    pub fn send_part(&mut self, data: &[u8], last: bool) -> Result<(), Error> {
+        self.conn.send_part(data, last).map_err(Error::WebSocket)
+    }
+
+    /// The connection (its state, the negotiated extensions).
+    pub fn connection(&self) -> &Connection {
+        self.conn
+    }
 }
 
 impl<S> Inner<S>
@@ -133,6 +203,7 @@ where
             wakers: None,
             reader_waker: None,
             timers: super::timers::Timers::default(),
+            parts: Vec::new(),
         }
     }
 
@@ -147,20 +218,32 @@ where
         self.start < self.end
     }
 
-    /// Parses one event out of the read buffer. `Some` for what `recv` returns now.
-    fn parse_one(&mut self) -> Option<Result<Message<'static>, Error>> {
+    /// Parses one event out of the read buffer and hands a message or a part to `deliver`.
+    /// `Some` for what `recv` returns now.
+    fn parse_one<T, F>(&mut self, cx: &mut Context<'_>, deliver: &mut F) -> Option<Result<T, Error>>
+    where
+        F: FnMut(Event<'_>, &mut Reply<'_, S>) -> Option<T>,
+    {
         let mut input = &mut self.rbuf[self.start..self.end];
         let result = self.conn.read(&mut input);
         let left = input.len();
         let out = match result {
-            Ok(Some(Event::Message(m))) => Some(Ok(m.into_owned())),
+            Ok(Some(event @ (Event::Message(_) | Event::Part(_)))) => {
+                let mut reply = Reply {
+                    conn: &mut self.conn,
+                    io: &mut self.io,
+                    waker: cx.waker(),
+                    unflushed: &mut self.unflushed,
+                    parts: &mut self.parts,
+                };
+                deliver(event, &mut reply).map(Ok)
+            }
             Ok(Some(Event::Close(frame))) => {
                 self.peer_close = frame.map(CloseFrame::into_owned);
                 self.phase = Phase::Ending;
                 None
             }
-            // Pongs are queued by the core (auto_pong); parts never come (the constructors
-            // turn `stream_binary_from` off).
+            // Pongs are queued by the core (auto_pong).
             Ok(Some(_)) => None,
             Ok(None) => None,
             Err(e) => {
@@ -266,6 +349,20 @@ where
         cx: &mut Context<'_>,
         side: Side,
     ) -> Poll<Option<Result<Message<'static>, Error>>> {
+        self.poll_recv_with(cx, side, &mut owned)
+    }
+
+    /// The receive path: `deliver` gets each message or part as it is parsed and says
+    /// whether `recv` returns now (`Some`) or goes on.
+    pub(super) fn poll_recv_with<T, F>(
+        &mut self,
+        cx: &mut Context<'_>,
+        side: Side,
+        deliver: &mut F,
+    ) -> Poll<Option<Result<T, Error>>>
+    where
+        F: FnMut(Event<'_>, &mut Reply<'_, S>) -> Option<T>,
+    {
         loop {
             match self.phase {
                 Phase::Done => return Poll::Ready(None),
@@ -278,7 +375,7 @@ where
                 Phase::Open => {}
             }
             if self.input_pending() {
-                if let Some(out) = self.parse_one() {
+                if let Some(out) = self.parse_one(cx, deliver) {
                     return Poll::Ready(Some(out));
                 }
                 continue;
@@ -339,7 +436,7 @@ where
         }
     }
 
-    fn fail_io(&mut self, e: io::Error) -> Poll<Option<Result<Message<'static>, Error>>> {
+    fn fail_io<T>(&mut self, e: io::Error) -> Poll<Option<Result<T, Error>>> {
         self.release_read_buf();
         self.phase = Phase::Done;
         Poll::Ready(Some(Err(Error::Io(e))))
@@ -497,6 +594,35 @@ where
     /// Cancel-safe: see the type's documentation.
     pub async fn recv(&mut self) -> Option<Result<Message<'static>, Error>> {
         poll_fn(|cx| self.inner.poll_recv(cx, Side::Reader)).await
+    }
+
+    /// Receives without copying: hands `f` the next message, borrowed from the read buffer,
+    /// and a [`Reply`] to answer it with there and then; returns what `f` returns. With
+    /// [`Config::stream_binary_from`](crate::Config::stream_binary_from) set, large binary
+    /// messages come as [`Event::Part`]s as they arrive (pass them on with
+    /// [`Reply::send_part`]); otherwise every event is an [`Event::Message`]. Pings, pongs
+    /// and the close are handled as in [`recv`](Self::recv), and the answers to one read go
+    /// out in one write. Cancel-safe like `recv`: `f` runs only in the poll that returns.
+    ///
+    /// ```no_run
+    /// # async fn echo(mut ws: rfc6455::tokio::WebSocket<tokio::net::TcpStream>) {
+    /// use rfc6455::Event;
+    /// while let Some(Ok(Ok(()))) = ws
+    ///     .recv_with(|event, reply| match event {
+    ///         Event::Message(m) => reply.send(m),
+    ///         Event::Part(p) => reply.send_part(&p.data, p.last),
+    ///         _ => Ok(()),
+    ///     })
+    ///     .await
+    /// {}
+    /// # }
+    /// ```
+    pub async fn recv_with<R, F>(&mut self, mut f: F) -> Option<Result<R, Error>>
+    where
+        F: FnMut(Event<'_>, &mut Reply<'_, S>) -> R,
+    {
+        let mut deliver = |event: Event<'_>, reply: &mut Reply<'_, S>| Some(f(event, reply));
+        poll_fn(|cx| self.inner.poll_recv_with(cx, Side::Reader, &mut deliver)).await
     }
 
     /// Queues `message` and writes it, unless received messages still wait in the read
