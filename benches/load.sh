@@ -112,6 +112,8 @@ peers() {
         pids+=($!)
         urls+=("ws://127.0.0.1:$port/")
     done
+    # shellcheck disable=SC2064
+    trap "kill ${pids[*]:1} 2>/dev/null || true; kill $SERVER 2>/dev/null || true; rm -f '$SERVER_LOG'" EXIT
     sleep 0.5
     for i in 1 2 3; do
         kill -0 "${pids[$i]}" 2>/dev/null || { echo "load.sh: ${bins[$i]} did not start" >&2; kill "${pids[@]:1}"; exit 2; }
