@@ -4,6 +4,10 @@
 #   bash autobahn/run.sh server   # wstest fuzzingclient  -> our server (`rfc6455 echo`)
 #   bash autobahn/run.sh client   # wstest fuzzingserver  -> our client (examples/autobahn_client)
 #   bash autobahn/run.sh all      # both, one after the other
+#   bash autobahn/run.sh tokio-server  # fuzzingclient -> examples/tokio_echo --deflate
+#                                      # (rfc6455::tokio), expected/servers-tokio.json
+#   bash autobahn/run.sh tokio-client  # fuzzingserver -> examples/tokio_client --autobahn
+#                                      # (offers deflate), expected/clients-tokio.json
 #   bash autobahn/run.sh install  # only install wstest (each mode does it first anyway)
 #
 # Environment (all optional):
@@ -52,7 +56,7 @@ run_child() {
 
 MODE=${1:-}
 case "$MODE" in
-server | client | install) ;;
+server | client | install | tokio-server | tokio-client) ;;
 all)
     rc=0
     run_child bash "$0" server || rc=$?
@@ -72,7 +76,9 @@ if [[ -z ${AUTOBAHN_INNER:-} ]]; then
     # The deflate modes (client mode, AUTOBAHN_DEFLATE=1 servers) run 12.* and 13.*, which
     # are slow on wstest's side: twice the time.
     default_timeout=900
-    if [[ $MODE == client || ${AUTOBAHN_DEFLATE:-0} == 1 ]]; then default_timeout=1800; fi
+    if [[ $MODE == client || $MODE == tokio-* || ${AUTOBAHN_DEFLATE:-0} == 1 ]]; then
+        default_timeout=1800
+    fi
     TOTAL_TIMEOUT=${AUTOBAHN_TIMEOUT:-$default_timeout}
     rc=0
     AUTOBAHN_INNER=1 run_child timeout -k 30 "$INSTALL_TIMEOUT" bash "$0" install || rc=$?
@@ -241,6 +247,12 @@ run_server_mode() {
     local deflate=()
     if [[ -n ${AUTOBAHN_SERVER_CMD:-} ]]; then
         cmd=$AUTOBAHN_SERVER_CMD
+    elif [[ $MODE == tokio-server ]]; then
+        log "cargo build --release --example tokio_echo"
+        (cd "$ROOT" && cargo build --release --example tokio_echo)
+        cmd="$TARGET_DIR/release/examples/tokio_echo $HOST:$PORT --deflate"
+        expected=$EXPECTED_DIR/servers-tokio.json
+        deflate=(--deflate)
     else
         log "cargo build --release --bin rfc6455"
         (cd "$ROOT" && cargo build --release --bin rfc6455)
@@ -296,8 +308,16 @@ run_server_mode() {
 run_client_mode() {
     local cmd spec rc=0 wstest_pid client_pid client_log=$REPORTS/client.log
     local wstest_log=$REPORTS/wstest-fuzzingserver.log deflate=()
+    local expected=$EXPECTED_DIR/clients.json
     if [[ -n ${AUTOBAHN_CLIENT_CMD:-} ]]; then
         cmd=$AUTOBAHN_CLIENT_CMD
+    elif [[ $MODE == tokio-client ]]; then
+        log "cargo build --release --example tokio_client"
+        (cd "$ROOT" && cargo build --release --example tokio_client)
+        # Offers permessage-deflate on every case, as the blocking client does.
+        cmd="$TARGET_DIR/release/examples/tokio_client ws://$HOST:$PORT --autobahn rfc6455"
+        expected=$EXPECTED_DIR/clients-tokio.json
+        deflate=(--deflate)
     else
         log "cargo build --release --example autobahn_client"
         (cd "$ROOT" && cargo build --release --example autobahn_client)
@@ -331,7 +351,7 @@ run_client_mode() {
     fi
 
     local src=0
-    summarize clients "$EXPECTED_DIR/clients.json" "${deflate[@]}" || src=$?
+    summarize clients "$expected" "${deflate[@]}" || src=$?
     ((rc == 0)) || die "the client failed (exit $rc, log: $client_log)"
     return "$src"
 }
@@ -351,6 +371,6 @@ ensure_port_free
 ensure_wstest
 
 case "$MODE" in
-server) run_server_mode ;;
-client) run_client_mode ;;
+server | tokio-server) run_server_mode ;;
+client | tokio-client) run_client_mode ;;
 esac

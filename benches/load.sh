@@ -19,6 +19,12 @@
 #   serve     the same through `rfc6455 serve --threads 1` and its JSON protocol (one room,
 #             `load --serve`), its limits opened for a benchmark; serve's deliveries/s over
 #             broadcast's is its fan-out cost: `benches/load.sh broadcast serve`
+# and one that compares tokio WebSocket servers side by side in one run:
+#   peers     examples/tokio_echo (rfc6455::tokio), benches/peers/tokio-tungstenite-echo and
+#             benches/peers/fastwebsockets-echo (each a current-thread runtime, all built here
+#             on demand with the same release profile, all on core 0 beside the mio echo),
+#             scenario by scenario: PEER_SCENARIOS (default "a b c d idle") against each of
+#             the four servers in turn, so a change in the machine's load hits all of them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=target/release/rfc6455
@@ -78,6 +84,52 @@ run_own() {
 FANOUT="--broadcast -c 1000 --publishers 1 -s 64 --depth 1"
 BENCH_LIMITS="--rate 1000000/s --burst 1000000 --max-per-ip 100000"
 
+# The load tool's arguments for scenario $1 against server process $2.
+args_of() {
+    case $1 in
+    a) echo "-c 100 -s 20 --depth 1 -d $D --warmup $W" ;;
+    b) echo "-c 100 -s 20 --depth 16 -d $D --warmup $W" ;;
+    c) echo "-c 10 -s 16384 --binary -d $D --warmup $W" ;;
+    d) echo "-c 1 -s 1048576 --binary -d $D --warmup $W" ;;
+    idle) echo "--idle -c 10000 -d $D --warmup 3 --server-pid $2" ;;
+    esac
+}
+
+# Builds the tokio echo servers and runs PEER_SCENARIOS against them and the mio echo.
+peers() {
+    cargo build --release --example tokio_echo
+    local p
+    for p in tokio-tungstenite-echo fastwebsockets-echo; do
+        (cd benches/peers/$p && CARGO_TARGET_DIR="$PWD/../../../target/peers" cargo build --release)
+    done
+    local names=(rfc6455-mio rfc6455-tokio tokio-tungstenite fastwebsockets)
+    local bins=("" target/release/examples/tokio_echo target/peers/release/tokio-tungstenite-echo
+        target/peers/release/fastwebsockets-echo)
+    local pids=("$SERVER") urls=("$URL") i
+    for i in 1 2 3; do
+        local port=$((PORT + 10 + i))
+        taskset -c 0 "${bins[$i]}" 127.0.0.1:$port >/dev/null 2>&1 &
+        pids+=($!)
+        urls+=("ws://127.0.0.1:$port/")
+    done
+    # shellcheck disable=SC2064
+    trap "kill ${pids[*]:1} 2>/dev/null || true; kill $SERVER 2>/dev/null || true; rm -f '$SERVER_LOG'" EXIT
+    sleep 0.5
+    for i in 1 2 3; do
+        kill -0 "${pids[$i]}" 2>/dev/null || { echo "load.sh: ${bins[$i]} did not start" >&2; kill "${pids[@]:1}"; exit 2; }
+    done
+    local s
+    for s in ${PEER_SCENARIOS:-a b c d idle}; do
+        for i in 0 1 2 3; do
+            echo "== peer ${names[$i]} (pid ${pids[$i]})"
+            # shellcheck disable=SC2046
+            TARGET=${urls[$i]} PID=${pids[$i]} run "$s ${names[$i]}" $(args_of "$s" "${pids[$i]}")
+            sleep 1
+        done
+    done
+    kill "${pids[@]:1}" 2>/dev/null || true
+}
+
 [ $# -gt 0 ] || set -- a b c d idle
 for s in "$@"; do
     case $s in
@@ -106,6 +158,7 @@ for s in "$@"; do
         # shellcheck disable=SC2086
         RUST_LOG=warn run_own serve "serve --threads 1 $BENCH_LIMITS" \
             $((PORT + 3)) /ws $FANOUT --serve lobby -d "$D" --warmup "$W" ;;
+    peers) peers ;;
     floor | wsclient)
         cargo build --release --example tcp_floor 2>/dev/null || cargo build --release --example tcp_floor
         target=127.0.0.1:$PORT
@@ -123,6 +176,6 @@ for s in "$@"; do
         echo "server CPU: $(echo "$(cpu $pid) - $before" | bc) s"
         if [ "$s" = floor ]; then kill $floor; fi
         ;;
-    *) echo "unknown scenario $s (a b c d idle floor wsclient broadcast broadcast10k broadcast16k broadcast2 serve)"; exit 2 ;;
+    *) echo "unknown scenario $s (a b c d idle floor wsclient broadcast broadcast10k broadcast16k broadcast2 serve peers)"; exit 2 ;;
     esac
 done

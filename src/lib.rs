@@ -34,6 +34,9 @@
 //! }
 //! ```
 //!
+//! To put the core under another runtime or event loop, see [`embedding`]: the calling
+//! order, each event, timers and backpressure, with a driver on std threads.
+//!
 //! # Crate map
 //!
 //! Every protocol rule lives in [`proto`], once; the drivers ([`server`], [`client`]) only
@@ -62,6 +65,8 @@
 //! | `server` | yes | `rfc6455::server`: the mio event-loop server with topics | `mio`, `slab`, `socket2`, `signal-hook` |
 //! | `client` | yes | `rfc6455::client`: the blocking `Client` and `Reconnect` | `rand` (masks and handshake keys) |
 //! | `deflate` | yes | permessage-deflate (RFC 7692) in the core, the server and the client | `flate2` (pure-Rust `zlib-rs` backend) |
+//! | `tokio` | no | `rfc6455::tokio`: the core on tokio over any `AsyncRead + AsyncWrite`, server (`accept`) and client (`connect`) roles, `Stream`/`Sink`, split, the core's timers | `tokio` (`net`, `io-util`, `time`, `rt`), `futures-core`, `futures-sink`, `rand` |
+//! | `hyper` | no | `rfc6455::tokio::upgrade`: a hyper 1 (or axum) request upgraded to a `WebSocket` | `tokio`, `hyper`, `hyper-util`, `http`, `http-body-util`, `bytes` |
 //! | `cli` | yes | only what the `rfc6455` command needs (the library never uses it) | `clap`, `serde_json`, `hmac`, `sha2`, `prometheus-client`, `log`, `env_logger` |
 //!
 //! [`proto`], the sans-IO core, is always there and needs only `httparse`, `sha1` and `base64`
@@ -76,6 +81,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod embedding;
 pub mod proto;
 #[cfg(feature = "server")]
 pub mod server;
@@ -85,6 +91,9 @@ pub mod client;
 
 #[cfg(feature = "tls")]
 pub mod tls;
+
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 // Property checks for the fuzz targets and tests/fuzz_regressions.rs only: never in a
 // normal build (cargo-fuzz sets `cfg(fuzzing)`; the crate's own tests enable `__fuzz`).
