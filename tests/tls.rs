@@ -430,6 +430,32 @@ fn certificates_that_do_not_verify_fail_with_the_check_that_failed() {
         assert!(err.to_string().contains("issuer is unknown"), "{err}");
     }
 
+    // A CA certificate used as the server's own (what a bare `openssl req -x509` makes): a
+    // check rustls only names, explained.
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = ecdsa();
+    let self_signed = params.self_signed(&key).unwrap();
+    handle.shutdown();
+    let (secure, _, handle) = serve(
+        TlsConfig::from_pem(self_signed.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap(),
+        Timeouts::default(),
+    );
+    let url = format!("wss://localhost:{}/", secure.port());
+    let options = ConnectOptions::default().ca(vec![self_signed.der().clone()]);
+    let err = connect_error(&url, &options);
+    assert!(
+        matches!(
+            err,
+            ClientError::Certificate {
+                check: CertificateCheck::Other,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("leaf certificate"), "{err}");
+
     // Only the loudly named option gets through, and then it is TLS all the same.
     let options = ConnectOptions::default().danger_accept_invalid_certs(true);
     let mut client = Client::connect_with(&url, &options).unwrap();

@@ -341,7 +341,8 @@ impl fmt::Display for ClientError {
             #[cfg(feature = "tls")]
             ClientError::Certificate { host, check, error } => write!(
                 f,
-                "the server's TLS certificate for {host} did not verify: {check} ({error})"
+                "the server's TLS certificate for {host} did not verify: {check} ({})",
+                tls::describe(error)
             ),
             #[cfg(feature = "tls")]
             ClientError::Tls(e) => write!(f, "TLS failed: {e}"),

@@ -73,6 +73,18 @@ impl fmt::Display for CertificateCheck {
     }
 }
 
+/// rustls' account of a failed check, with a sentence for the cases it only names (webpki's
+/// error inside `CertificateError::Other`).
+pub(super) fn describe(error: &CertificateError) -> String {
+    let text = error.to_string();
+    if matches!(error, CertificateError::Other(_)) && text.contains("CaUsedAsEndEntity") {
+        return "the server presents a CA certificate as its own; give it a leaf certificate \
+                (basicConstraints CA:FALSE) signed by that CA, and trust the CA"
+            .to_owned();
+    }
+    text
+}
+
 /// The rustls client configuration `options` ask for: the webpki roots (Mozilla's, compiled
 /// in), or only the CAs of [`ConnectOptions::ca`]; no verification at all with
 /// [`ConnectOptions::danger_accept_invalid_certs`]; ALPN `http/1.1`; TLS 1.3 and 1.2.
