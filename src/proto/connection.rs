@@ -34,6 +34,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 pub use timers::TimeoutKind;
+pub(crate) use timers::{ms, Due, TimerLimits, Timers};
 
 /// Which end of the connection this is. It decides who masks (RFC 6455 §5.1).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]

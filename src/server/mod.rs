@@ -65,7 +65,11 @@
 //!   the application's per connection, dropped with it.
 //! - **Timers** (handshake, idle, heartbeat, close) live in one binary heap per loop with lazy
 //!   deletion: at most one live entry per connection, re-armed when it fires, never touched
-//!   per message.
+//!   per message. The heartbeat, idle and close-handshake rules are the core's, the same as
+//!   [`Connection::handle_timeout`](crate::Connection::handle_timeout) runs (their state is
+//!   kept inline in each connection, in the loop's milliseconds, dated with the one clock
+//!   reading per wakeup); the loop's own deadlines are the transport's: the handshake, a
+//!   refusal, the last bytes of a closed connection, and the linger.
 //! - **Closing**: after the close handshake or a failure the close frame is flushed, the write
 //!   side is shut down, and the socket lingers, reading and discarding, until the peer's EOF or
 //!   [`Timeouts::close`]; only then is it dropped (closing with unread data would send a RST

@@ -85,10 +85,8 @@ pub(super) struct Entry {
     pub(super) overflow: bool,
     /// When the phase began (accept, linger), or the close started.
     pub(super) since: u64,
-    pub(super) closing_since: Option<NonZeroU64>,
-    pub(super) last_heard: u64,
-    pub(super) last_message: u64,
-    pub(super) ping_sent: Option<NonZeroU64>,
+    /// The core's heartbeat, idle and close timers, in the loop's milliseconds.
+    pub(super) timers: Timers,
     pub(super) timer_at: Option<NonZeroU64>,
 }
 
@@ -160,8 +158,7 @@ impl<H: Handler> EventLoop<H> {
                     return;
                 }
                 Ok(n) => {
-                    e.last_heard = self.now;
-                    e.ping_sent = None;
+                    e.timers.heard(self.now);
                     match e.phase {
                         Phase::Handshake => self.on_handshake_bytes(key, &mut buf[..n]),
                         Phase::Open => self.on_frames(key, &mut buf[..n]),
@@ -299,7 +296,7 @@ impl<H: Handler> EventLoop<H> {
                 e.phase = Phase::Open;
                 e.reportable = true;
                 e.since = self.now;
-                e.last_message = self.now;
+                e.timers.message(self.now);
                 self.check_overflow(key);
                 if let Some(at) = self.next_deadline(key) {
                     self.arm(key, at);
@@ -332,7 +329,7 @@ impl<H: Handler> EventLoop<H> {
             match e.conn.read(&mut input) {
                 Ok(None) => break,
                 Ok(Some(event @ (Event::Message(_) | Event::Part(_)))) => {
-                    e.last_message = self.now;
+                    e.timers.message(self.now);
                     if let Event::Part(part) = &event {
                         if part.first {
                             e.parts_read_through =
@@ -421,10 +418,12 @@ impl<H: Handler> EventLoop<H> {
         let Some(e) = self.conns.get_mut(key) else {
             return;
         };
-        if e.phase == Phase::Open && e.conn.state() != State::Open && e.closing_since.is_none() {
-            e.closing_since = Some(tick(self.now));
-            let at = self.now + ms(self.timeouts.close);
-            self.arm(key, at);
+        let state = e.conn.state();
+        if e.phase == Phase::Open && state != State::Open && e.timers.closing_since().is_none() {
+            e.timers.date(state, self.now);
+            if let Some(at) = self.next_deadline(key) {
+                self.arm(key, at);
+            }
         }
     }
 

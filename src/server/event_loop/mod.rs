@@ -8,13 +8,13 @@ mod connection;
 mod timers;
 
 use connection::{Entry, HttpBuf, Phase};
-use timers::{ms, tick};
 
 use super::topics::Topics;
 use super::transport::{Transport, PLAIN_HTTP_ON_TLS, PLAIN_HTTP_RESPONSE};
 use super::{
     CloseReason, ConnId, Context, Handle, Handler, HttpContext, Limits, SlowSubscriber, Timeouts,
 };
+use crate::proto::connection::{ms, Due, TimerLimits, Timers};
 use crate::proto::{
     CloseCode, Config, Connection, Error, Event, HandshakeError, HttpRequest, HttpResponse,
     Message, Rejection, Request, SharedFrame, State, Status,
@@ -150,6 +150,8 @@ pub(super) struct EventLoop<H: Handler> {
     /// Shared by every connection of the loop.
     config: Arc<Config>,
     timeouts: Timeouts,
+    /// The heartbeat, idle and close timeouts for the core's timer rules.
+    rules: TimerLimits,
     limits: Limits,
     #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
     deflate: DeflateOption,
@@ -202,6 +204,12 @@ impl<H: Handler> EventLoop<H> {
             listeners.push((l, secure));
         }
         let max_subscriptions = limits.max_subscriptions;
+        let rules = TimerLimits {
+            idle: timeouts.idle.map(ms),
+            ping_interval: timeouts.heartbeat.as_ref().map(|hb| ms(hb.interval)),
+            ping_timeout: timeouts.heartbeat.as_ref().map_or(0, |hb| ms(hb.timeout)),
+            close: ms(timeouts.close),
+        };
         Ok(EventLoop {
             index,
             poll,
@@ -212,6 +220,7 @@ impl<H: Handler> EventLoop<H> {
             handle,
             config: Arc::new(config),
             timeouts,
+            rules,
             limits,
             deflate,
             conns: Slab::new(),
@@ -353,10 +362,7 @@ impl<H: Handler> EventLoop<H> {
                 parts_read_through: false,
                 overflow: false,
                 since: self.now,
-                closing_since: None,
-                last_heard: self.now,
-                last_message: self.now,
-                ping_sent: None,
+                timers: Timers::new(self.now),
                 timer_at: None,
             };
             let vacant = self.conns.vacant_entry();

@@ -1,15 +1,13 @@
 //! The loop's deadlines: one binary heap of (time, slot, generation) with lazy deletion, at
-//! most one live entry per connection.
+//! most one live entry per connection. The heartbeat, idle and close-handshake rules are the
+//! core's ([`Timers`], kept inline in each [`Entry`]): the loop dates what it reads with its
+//! one clock reading per wakeup, asks the core for the next deadline and what is due, and
+//! acts on the socket. The deadlines about the transport before or after a `Connection` are
+//! the loop's own: the handshake, a refusal's and the linger's, and the last bytes of a
+//! closed connection that the peer does not read.
 
 use super::*;
-
-/// A timeout in the loop's milliseconds. Capped at 2^62 ms (146 million years, as good as
-/// never) so that adding one to a time on the loop's clock cannot overflow.
-pub(super) fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).map_or(NEVER, |t| t.min(NEVER))
-}
-
-pub(super) const NEVER: u64 = 1 << 62;
+use crate::proto::Role;
 
 /// A time as an optional field: 0 ms (the loop's first millisecond) reads as 1.
 pub(super) fn tick(t: u64) -> NonZeroU64 {
@@ -61,23 +59,13 @@ impl<H: Handler> EventLoop<H> {
         match e.phase {
             Phase::Handshake => Some(e.since + ms(self.timeouts.handshake)),
             Phase::Refusing | Phase::Linger => Some(e.since + close),
-            Phase::Open => {
-                if let Some(since) = e.closing_since {
-                    return Some(since.get() + close);
-                }
-                let mut next = None::<u64>;
-                let mut at = |t: u64| next = Some(next.map_or(t, |n| n.min(t)));
-                if let Some(idle) = self.timeouts.idle {
-                    at(e.last_message + ms(idle));
-                }
-                if let Some(hb) = &self.timeouts.heartbeat {
-                    match e.ping_sent {
-                        Some(sent) => at(sent.get() + ms(hb.timeout)),
-                        None => at(e.last_heard + ms(hb.interval)),
-                    }
-                }
-                next
-            }
+            Phase::Open => match e.conn.state() {
+                // Closed, but its last bytes are not written yet: the transport's deadline.
+                State::Closed => Some(e.timers.closing_since().unwrap_or(self.now) + close),
+                state => e
+                    .timers
+                    .deadline(state, Role::Server, &self.rules, self.now),
+            },
         }
     }
 
@@ -100,38 +88,29 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
             Phase::Open => {
-                if let Some(since) = e.closing_since {
-                    if now >= since.get() + close {
+                let state = e.conn.state();
+                if state == State::Closed {
+                    // The peer reads nothing more: drop it without its last bytes.
+                    if now >= e.timers.closing_since().unwrap_or(now) + close {
                         self.report(key, CloseReason::Timeout(TimeoutKind::Close));
                         self.remove(key);
                     }
                     return;
                 }
-                if let Some(idle) = self.timeouts.idle {
-                    if now >= e.last_message + ms(idle) {
+                match e.timers.step(state, Role::Server, &self.rules, now) {
+                    Due::Nothing => {}
+                    Due::Close => {
+                        self.report(key, CloseReason::Timeout(TimeoutKind::Close));
+                        self.remove(key);
+                    }
+                    due => {
                         e.conn.swap_transmit_buffer(&mut self.spare);
-                        let _ = e.conn.close(CloseCode::GOING_AWAY, "idle timeout");
+                        e.conn.apply_timer(due);
+                        if due == Due::Heartbeat {
+                            self.report(key, CloseReason::Timeout(TimeoutKind::Heartbeat));
+                        }
                         self.after_state_change(key);
                         self.flush(key);
-                        return;
-                    }
-                }
-                if let Some(hb) = self.timeouts.heartbeat.clone() {
-                    match e.ping_sent {
-                        Some(sent) if now >= sent.get() + ms(hb.timeout) => {
-                            e.conn.swap_transmit_buffer(&mut self.spare);
-                            let _ = e.conn.fail(CloseCode::GOING_AWAY, "heartbeat timeout");
-                            self.report(key, CloseReason::Timeout(TimeoutKind::Heartbeat));
-                            self.after_state_change(key);
-                            self.flush(key);
-                        }
-                        None if now >= e.last_heard + ms(hb.interval) => {
-                            e.conn.swap_transmit_buffer(&mut self.spare);
-                            let _ = e.conn.ping(b"");
-                            e.ping_sent = Some(tick(now));
-                            self.flush(key);
-                        }
-                        _ => {}
                     }
                 }
             }
