@@ -43,6 +43,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 pub use timers::TimeoutKind;
+#[cfg(feature = "server")]
 pub(crate) use timers::{ms, Due, TimerLimits, Timers};
 use transmit::{Segment, SegmentData};
 
