@@ -62,8 +62,8 @@ impl std::ops::DerefMut for HttpBuf {
     }
 }
 
-/// One connection. Times are milliseconds since the loop started; optional ones are
-/// `NonZeroU64` (see [`tick`]) so they take 8 bytes, not 16: an idle connection is this
+/// One connection. Times are milliseconds since the loop started; the optional one is a
+/// `NonZeroU64` (see [`tick`]) so it takes 8 bytes, not 16: an idle connection is this
 /// struct, one slab slot and one timer entry, nothing else.
 pub(super) struct Entry {
     pub(super) transport: Transport,
@@ -83,7 +83,8 @@ pub(super) struct Entry {
     /// mark: reading goes on until its last part (see `read_ready`).
     pub(super) parts_read_through: bool,
     pub(super) overflow: bool,
-    /// When the phase began (accept, linger), or the close started.
+    /// When the phase began: accepted (handshake), refusing, open, linger. The close
+    /// handshake's start is the core's (`timers`).
     pub(super) since: u64,
     /// The core's heartbeat, idle and close timers, in the loop's milliseconds.
     pub(super) timers: Timers,
