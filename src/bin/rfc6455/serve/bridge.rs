@@ -1007,13 +1007,15 @@ impl Bridge {
     fn subscriber_thread(&self, handle: &Handle, requests: &Receiver<Sub>) {
         let mut wanted: HashSet<String> = HashSet::new();
         let mut backoff = BACKOFF_MIN;
-        let mut fill: Option<Conn> = None;
         let mut session = 0u64;
         loop {
             session += 1;
             let why = match self.sub_connect(session) {
                 Ok(nodes) => {
                     backoff = BACKOFF_MIN;
+                    // A connection for catch-ups of this session's own (Redis may have
+                    // restarted since the last).
+                    let mut fill = None;
                     self.session(handle, requests, &mut wanted, nodes, session, &mut fill)
                 }
                 Err(e) => e,
