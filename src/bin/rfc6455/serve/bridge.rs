@@ -3,7 +3,8 @@
 //!
 //! The loops never touch Redis. Two threads do, per node:
 //!
-//! - the **command thread** owns a `redis::Connection` (read and write timeouts set) and runs
+//! - the **command thread** owns a `redis::Connection`, or a `ClusterConnection` for a Redis
+//!   Cluster (read and write timeouts set), and runs
 //!   what the loops hand it through a bounded channel, a batch at a time in one pipeline: a
 //!   room message is one Lua script that takes the room's next `seq` (`INCR`), appends the
 //!   message to the room's stream (`XADD … MAXLEN ~ --history`, id `SEQ-0`) and publishes it
@@ -11,13 +12,19 @@
 //!   `join` (members, history, recovery, presence) is another script; replies go back to the
 //!   connection with `Handle::send`. Every few seconds it refreshes this node's presence
 //!   entries and sweeps expired ones (emitting their `leave`).
-//! - the **subscriber thread** holds one pub/sub connection, subscribed only to the channels
-//!   of rooms with members on this node and of nicks connected to it (`SSUBSCRIBE` on Redis
-//!   7+, else `SUBSCRIBE`). It hands each message to every loop once (`Handle::publish`),
-//!   drops duplicates and fills gaps by `seq` from the room's stream. It speaks RESP2 over its
-//!   own `TcpStream` (commands encoded with `redis::cmd`): the crate's sync `PubSub` does not
-//!   return sharded messages (`smessage`) under RESP2, and after a read timeout its
-//!   `Connection` skips the next reply, so it cannot poll for (un)subscribe requests.
+//! - the **subscriber thread** holds one pub/sub connection (one per primary in a cluster,
+//!   each channel on its slot's primary), subscribed only to the channels of rooms with
+//!   members on this node and of nicks connected to it (`SSUBSCRIBE` on Redis 7+, else
+//!   `SUBSCRIBE`). It hands each message to every loop once (`Handle::publish`), drops
+//!   duplicates and fills gaps by `seq` from the room's stream, also when a room's channel is
+//!   subscribed again (after an outage). It speaks RESP2 over its own `TcpStream`s (commands
+//!   encoded with `redis::cmd`), each read by a thread that hands it what it reads through
+//!   the same channel as the loops' requests: the crate's sync `PubSub` does not return
+//!   sharded messages (`smessage`) under RESP2, and after a read timeout its `Connection`
+//!   skips the next reply, so it cannot poll for (un)subscribe requests.
+//!
+//! In a cluster every key and channel of a room carries the `{room}` hash tag and a script
+//! touches one room's keys only; the rooms listing key is used by single-key commands alone.
 //!
 //! While either connection is down the bridge is "down": sends get an `unavailable` reply,
 //! `/healthz` answers 503, and both threads reconnect with backoff (0.1 s doubling to 2 s);
@@ -1700,5 +1707,17 @@ mod tests {
         );
         assert_eq!(version_major("# Server\r\nredis_version:7.0.15\r\n"), 7);
         assert_eq!(channel_room(&room_channel("a.b")), Some("a.b"));
+    }
+
+    #[test]
+    fn slots_as_redis_computes_them() {
+        // CLUSTER KEYSLOT foo / bar / hello.
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("bar"), 5061);
+        assert_eq!(slot("hello"), 866);
+        // The hash tag alone, and an empty one is no tag.
+        assert_eq!(slot("x{foo}y"), 12182);
+        assert_eq!(slot(&room_channel("foo")), slot(&room_key("foo", "seq")));
+        assert_ne!(slot("{}foo"), slot("foo"));
     }
 }

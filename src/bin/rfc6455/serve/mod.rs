@@ -108,8 +108,9 @@ pub struct Args {
     #[arg(long)]
     deflate: bool,
     /// Share rooms, presence, private messages and history with every node using the same
-    /// Redis (redis://HOST:PORT[/DB], optionally redis://:PASSWORD@…): run N nodes behind a
-    /// load balancer as one server.
+    /// Redis (redis://HOST:PORT[/DB], optionally redis://:PASSWORD@…; a Redis 7+ Cluster:
+    /// redis+cluster://HOST:PORT[,HOST:PORT…]): run N nodes behind a load balancer as one
+    /// server.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
     /// With --redis: seconds a node's presence entries live without a refresh (refreshed
