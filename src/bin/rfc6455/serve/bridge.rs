@@ -131,14 +131,14 @@ impl Target {
 /// slot, following `MOVED`/`ASK`).
 enum Conn {
     One(redis::Connection),
-    Cluster(redis::cluster::ClusterConnection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
 }
 
 impl Conn {
     fn like(&mut self) -> &mut dyn redis::ConnectionLike {
         match self {
             Conn::One(c) => c,
-            Conn::Cluster(c) => c,
+            Conn::Cluster(c) => &mut **c,
         }
     }
 
@@ -609,7 +609,7 @@ impl Bridge {
                 let con = client.get_connection()?;
                 con.set_read_timeout(Some(IO_TIMEOUT))?;
                 con.set_write_timeout(Some(IO_TIMEOUT))?;
-                Conn::Cluster(con)
+                Conn::Cluster(Box::new(con))
             }
         })
     }
@@ -1479,9 +1479,12 @@ struct SessionState<'a> {
     cluster: bool,
 }
 
+/// Slots `.0..=.1` and their primary (host, port).
+type SlotRange = (u16, u16, (String, u16));
+
 /// `CLUSTER SLOTS`' answer: (first slot, last slot, its primary's host and port) per range;
 /// a primary that gives no host (an empty one) is at `asked`, the node that answered.
-fn cluster_slots(value: Resp, asked: &str) -> io::Result<Vec<(u16, u16, (String, u16))>> {
+fn cluster_slots(value: Resp, asked: &str) -> io::Result<Vec<SlotRange>> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad CLUSTER SLOTS answer");
     let Resp::Array(Some(ranges)) = value else {
         return Err(match value {
