@@ -10,6 +10,9 @@ pub(super) enum Phase {
     Refusing,
     /// WebSocket frames; `http` holds what is left of the 101.
     Open,
+    /// A plain HTTP request waits for `Handle::respond_http` until `since` (a deadline here),
+    /// reading nothing more.
+    Deferred,
     /// Write side shut down; reading and discarding until EOF or the close timeout.
     Linger,
 }
@@ -143,7 +146,9 @@ impl<H: Handler> EventLoop<H> {
                 e.paused = true;
                 break;
             }
-            if e.phase == Phase::Refusing && !e.transport.is_handshaking() {
+            if (e.phase == Phase::Refusing && !e.transport.is_handshaking())
+                || e.phase == Phase::Deferred
+            {
                 // The request is not read; lingering after the response drains it. (A TLS
                 // handshake still has to finish before the refusal can be written.)
                 break;
@@ -165,7 +170,7 @@ impl<H: Handler> EventLoop<H> {
                     match e.phase {
                         Phase::Handshake => self.on_handshake_bytes(key, &mut buf[..n]),
                         Phase::Open => self.on_frames(key, &mut buf[..n]),
-                        Phase::Refusing | Phase::Linger => {}
+                        Phase::Refusing | Phase::Linger | Phase::Deferred => {}
                     }
                     if short_read_ends && drains && n < buf.len() {
                         break;
@@ -582,7 +587,7 @@ impl<H: Handler> EventLoop<H> {
             && match e.phase {
                 Phase::Refusing => plaintext,
                 Phase::Open => e.conn.should_close_transport(),
-                Phase::Handshake | Phase::Linger => false,
+                Phase::Handshake | Phase::Linger | Phase::Deferred => false,
             };
         if done_writing {
             self.begin_linger(key);

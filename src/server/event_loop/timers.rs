@@ -61,6 +61,7 @@ impl<H: Handler> EventLoop<H> {
         match e.phase {
             Phase::Handshake => Some(e.since + ms(self.timeouts.handshake)),
             Phase::Refusing | Phase::Linger => Some(e.since + close),
+            Phase::Deferred => Some(e.since),
             Phase::Open => {
                 if let Some(since) = e.closing_since {
                     return Some(since.get() + close);
@@ -92,6 +93,12 @@ impl<H: Handler> EventLoop<H> {
                 if now >= e.since + ms(self.timeouts.handshake) {
                     // Silent or slow: no answer, the request is not complete.
                     self.remove(key);
+                }
+            }
+            Phase::Deferred => {
+                if now >= e.since {
+                    let late = HttpResponse::new(504).text("no answer in time\n");
+                    self.respond(key, &late);
                 }
             }
             Phase::Refusing | Phase::Linger => {
