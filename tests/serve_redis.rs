@@ -481,8 +481,14 @@ fn two_nodes_share_rooms_in_one_order_private_messages_and_the_api() {
         (Some("no_such_user"), Some(8))
     );
 
-    // The publish API on either node reaches every node.
-    assert!(b.publish("r", "deploy").starts_with("HTTP/1.1 202"));
+    // The publish API on either node reaches every node, and answers with the seq Redis
+    // gave it (the request waits for it, deferred, off the loop).
+    let answer = b.publish("r", "deploy");
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(
+        answer.ends_with(&format!("\r\n\r\n{{\"seq\":{}}}", 2 * N + 1)),
+        "{answer}"
+    );
     for c in [&mut ann, &mut bob, &mut cid] {
         let m = c.recv_type("message");
         assert_eq!(
@@ -647,7 +653,11 @@ fn redis_down_errors_then_delivery_resumes_in_order() {
     );
     bob.send(json!({"type": "private", "to": "ann", "text": "x"}));
     assert_eq!(bob.recv_type("error")["code"], "unavailable");
-    assert!(a.publish("r", "x").starts_with("HTTP/1.1 503"));
+    let refused = a.publish("r", "x");
+    assert!(
+        refused.starts_with("HTTP/1.1 503") && refused.contains("cannot reach Redis"),
+        "{refused}"
+    );
     assert_eq!(metric(&a, "rfc6455_serve_redis_up"), 0.0);
     assert_eq!(metric(&a, "rfc6455_serve_redis_outages_total"), 1.0);
 
@@ -780,9 +790,16 @@ fn a_cluster_of_three_primaries_two_nodes_delivery_recovery_presence() {
     );
     assert_eq!(joined["seq"], 2 * N as u64 + 3);
     assert_eq!(joined["members"], json!(["ann", "bob"]));
-    // And it goes on live for both.
+    // And it goes on live for both, from the publish API too.
     ann.send(json!({"type": "message", "room": "room3", "text": "back"}));
     assert_eq!(bob.recv_type("message")["seq"], 2 * N as u64 + 4);
+    let answer = a.publish("room3", "api");
+    assert!(
+        answer.ends_with(&format!("\r\n\r\n{{\"seq\":{}}}", 2 * N + 5)),
+        "{answer}"
+    );
+    assert_eq!(ann.recv_type("message")["text"], "back");
+    assert_eq!(ann.recv_type("message")["seq"], 2 * N as u64 + 5);
 }
 
 #[test]

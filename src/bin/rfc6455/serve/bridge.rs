@@ -33,6 +33,7 @@
 use super::hub::Hub;
 use super::metrics::Metrics;
 use redis::Value as RValue;
+use rfc6455::proto::HttpResponse;
 use rfc6455::server::{ConnId, Handle};
 use rfc6455::Message;
 use serde_json::{json, Value};
@@ -40,7 +41,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -202,14 +203,26 @@ pub struct Origin {
     pub reference: Option<Value>,
 }
 
+/// Who waits for a room message's outcome.
+pub enum Sender {
+    /// A WebSocket connection: told only if it failed (its message comes back through the
+    /// room).
+    Ws(Origin),
+    /// A `POST /api/publish` waiting (deferred) for `{"seq":S}`.
+    Api(ConnId),
+}
+
+/// How long `POST /api/publish` waits for Redis before the server answers 504 itself.
+pub const API_WAIT: Duration = Duration::from_secs(10);
+
 /// What a loop hands the command thread.
 pub enum Job {
-    /// A room message; `origin` is `None` for the publish API.
+    /// A room message.
     Message {
         room: String,
         from: String,
         text: String,
-        origin: Option<Origin>,
+        origin: Sender,
     },
     Private {
         from: String,
@@ -396,7 +409,7 @@ pub struct Bridge {
     options: Options,
     scripts: Scripts,
     jobs: SyncSender<Job>,
-    subs: Sender<Sub>,
+    subs: mpsc::Sender<Sub>,
     receivers: Mutex<Option<(Receiver<Job>, Receiver<Sub>)>>,
     cmd_up: AtomicBool,
     sub_up: AtomicBool,
@@ -582,15 +595,23 @@ impl Bridge {
         const WHY: &str = "the server cannot reach Redis; try again shortly";
         match job {
             Job::Message {
-                origin: Some(o), ..
+                origin: Sender::Ws(o),
+                ..
             }
             | Job::Private { origin: o, .. }
             | Job::Rooms { origin: o } => self.fail(handle, &o, "unavailable", WHY),
+            Job::Message {
+                origin: Sender::Api(id),
+                ..
+            } => {
+                let body = json!({"error": WHY}).to_string();
+                let _ = handle.respond_http(id, HttpResponse::new(503).json(body));
+            }
             Job::Join { origin, token, .. } => {
                 lock(&self.except).remove(&token);
                 self.fail(handle, &origin, "unavailable", WHY);
             }
-            Job::Message { origin: None, .. } | Job::Leave { .. } | Job::Ping => {}
+            Job::Leave { .. } | Job::Ping => {}
         }
     }
 
@@ -858,8 +879,19 @@ impl Bridge {
             }
         };
         match job {
-            Job::Message { .. } => {
+            Job::Message { origin, .. } => {
                 self.metrics.room_messages.inc();
+                if let Sender::Api(id) = origin {
+                    let response = match value {
+                        RValue::Int(seq) => {
+                            self.metrics.api_publishes.inc();
+                            HttpResponse::new(200).json(json!({ "seq": seq }).to_string())
+                        }
+                        _ => HttpResponse::new(503)
+                            .json(json!({"error": "a bad answer from Redis"}).to_string()),
+                    };
+                    let _ = handle.respond_http(id, response);
+                }
             }
             Job::Private {
                 from,
