@@ -140,7 +140,9 @@ impl Builder {
     }
 
     /// Whether [`Server::run`] shuts down gracefully on SIGINT and SIGTERM (a second signal
-    /// exits at once with status 130). Default on; turn it off when embedding the server.
+    /// exits at once with status 130) and handles SIGHUP (reloads the TLS certificate, or
+    /// says on stderr that there is none, instead of dying of it). Default on; turn it off
+    /// when embedding the server.
     pub fn shutdown_on_signals(mut self, on: bool) -> Builder {
         self.signals = on;
         self

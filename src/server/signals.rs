@@ -1,4 +1,4 @@
-//! SIGINT/SIGTERM (shutdown) and, with TLS, SIGHUP (certificate reload).
+//! SIGINT/SIGTERM (shutdown) and SIGHUP (with TLS, certificate reload; without, a log line).
 
 use super::event_loop::TlsOption;
 use super::Handle;
@@ -7,17 +7,13 @@ use signal_hook::iterator::{Handle as SignalsHandle, Signals};
 use std::io;
 
 /// Watches SIGINT/SIGTERM on a thread: the first starts a graceful shutdown, a second
-/// exits at once. With TLS, SIGHUP reloads the certificate and key.
+/// exits at once. SIGHUP reloads the TLS certificate and key; without TLS there is nothing
+/// to reload, and the server says so and goes on (rather than dying of it, the default for a
+/// process that does not handle it: `kill -HUP` sent to every `rfc6455` by name would take a
+/// plain server down).
 #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
 pub(super) fn watch(handle: Handle, tls: TlsOption) -> io::Result<SignalsHandle> {
-    #[cfg(feature = "tls")]
-    let mut signals = if tls.is_some() {
-        Signals::new([SIGINT, SIGTERM, SIGHUP])?
-    } else {
-        Signals::new([SIGINT, SIGTERM])?
-    };
-    #[cfg(not(feature = "tls"))]
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let control = signals.handle();
     std::thread::Builder::new()
         .name("rfc6455-signals".into())
@@ -28,7 +24,9 @@ pub(super) fn watch(handle: Handle, tls: TlsOption) -> io::Result<SignalsHandle>
                     #[cfg(feature = "tls")]
                     if let Some(tls) = &tls {
                         reload(tls);
+                        continue;
                     }
+                    eprintln!("rfc6455: SIGHUP: no TLS certificate to reload; still serving");
                     continue;
                 }
                 seen += 1;
