@@ -4,9 +4,9 @@
 //! The loops never touch Redis. Two threads do, per node:
 //!
 //! - the **command thread** owns a `redis::Connection`, or a `ClusterConnection` for a Redis
-//!   Cluster (read and write timeouts set), and runs
-//!   what the loops hand it through a bounded channel, a batch at a time in one pipeline: a
-//!   room message is one Lua script that takes the room's next `seq` (`INCR`), appends the
+//!   Cluster (read and write timeouts set), and runs what the loops hand it through a
+//!   bounded channel, a batch at a time in one pipeline (one per primary in a cluster, where
+//!   one failed command fails the batch): a room message is one Lua script that takes the room's next `seq` (`INCR`), appends the
 //!   message to the room's stream (`XADD … MAXLEN ~ --history`, id `SEQ-0`) and publishes it
 //!   to the room's channel, so seq order and publish order are one order on every node;
 //!   `join` (members, history, recovery, presence) is another script; replies go back to the
