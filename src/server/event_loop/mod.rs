@@ -451,7 +451,9 @@ impl<H: Handler> EventLoop<H> {
             return;
         };
         e.phase = Phase::Deferred;
-        e.since = self.now + ms(within);
+        // The loop's clock is whole milliseconds, rounded down: one more, so that the 504
+        // never comes before `within`.
+        e.since = self.now.saturating_add(ms(within)).saturating_add(1);
         let at = e.since;
         self.arm(key, at);
     }
