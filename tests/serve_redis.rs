@@ -859,4 +859,27 @@ fn a_node_whose_clients_only_listen_refills_after_redis_restarts() {
         (Some(7), Some("m7"))
     );
     assert_eq!(lis.recv_within(Duration::from_millis(300)), None);
+
+    // Redis restarts empty again; once the nodes with members are back, they have put the
+    // room's seq back (7): the publish API on a node without members, which knows no seq of
+    // the room, goes on from there (not from 1, which every node would drop as old).
+    let c = Node::start(&redis, &[]);
+    redis.kill();
+    a.wait_health(503);
+    redis.spawn();
+    let deadline = Instant::now() + BOUND;
+    while redis.cli(&["GET", "rfc6455:room:{r}:seq"]).trim() != "7" {
+        assert!(Instant::now() < deadline, "the seq floor never came back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.wait_health(200);
+    let answer = c.publish("r", "m8");
+    assert!(answer.ends_with("\r\n\r\n{\"seq\":8}"), "{answer}");
+    for chat in [&mut ann, &mut lis] {
+        let m = chat.recv_type("message");
+        assert_eq!(
+            (m["seq"].as_u64(), m["text"].as_str()),
+            (Some(8), Some("m8"))
+        );
+    }
 }

@@ -288,6 +288,18 @@ redis.call(ARGV[6], KEYS[3], 'm ' .. seq .. ' 0\n' .. msg)
 return seq
 ";
 
+/// Raises a room's seq counter to at least ARGV[1] (what this node last delivered), for a
+/// Redis that came back empty: so that a sender that knows no floor (the publish API on a
+/// node without the room's members) goes on from there rather than from 1.
+const FLOOR_LUA: &str = r"
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+if seq < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+return 0
+";
+
 const JOIN_LUA: &str = r"
 local live = redis.call('ZRANGEBYSCORE', KEYS[3], ARGV[4], '+inf')
 local first = 1
@@ -1377,6 +1389,7 @@ impl Bridge {
         let Some(&prev) = last.get(room) else {
             return;
         };
+        self.raise_floor(room, prev, fill);
         let topic = format!("#{room}");
         let mut seq = prev;
         for (s, missed) in self.gap(room, prev + 1, None, fill) {
@@ -1432,6 +1445,28 @@ impl Bridge {
             .and_then(|n| n.strip_suffix('}'))
         {
             let _ = handle.publish(format!("@{nick}"), Message::text(json));
+        }
+    }
+
+    /// See [`FLOOR_LUA`] (sent whole: this connection has no scripts loaded, and it runs
+    /// once per room per resubscription).
+    fn raise_floor(&self, room: &str, floor: u64, fill: &mut Option<Conn>) {
+        if fill.is_none() {
+            *fill = self.open().ok();
+        }
+        let Some(con) = fill.as_mut() else {
+            return;
+        };
+        let raised = redis::cmd("EVAL")
+            .arg(FLOOR_LUA)
+            .arg(1)
+            .arg(room_key(room, "seq"))
+            .arg(floor)
+            .arg(self.options.history_ttl.as_secs().max(1))
+            .query::<i64>(con.like());
+        if let Err(e) = raised {
+            log::warn!("redis: could not restore room {room}'s seq floor: {e}");
+            *fill = None;
         }
     }
 
