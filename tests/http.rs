@@ -109,3 +109,92 @@ fn plain_requests_are_answered_and_upgrades_still_work() {
     assert_eq!(client.next_message(), Message::text("still here"));
     handle.shutdown();
 }
+
+/// Defers `/later/MS` (answered by a worker thread MS ms later) and `/never` (answered by
+/// no one: 504 after 300 ms, and the worker's late reply to it is dropped).
+#[derive(Clone)]
+struct Later(std::sync::mpsc::Sender<(rfc6455::server::ConnId, u64)>);
+
+impl Handler for Later {
+    fn http(&mut self, ctx: &mut HttpContext<'_>, request: &HttpRequest) -> Option<HttpResponse> {
+        use std::time::Duration;
+        if let Some(ms) = request.path().strip_prefix("/later/") {
+            let id = ctx.defer(Duration::from_secs(5));
+            let _ = self.0.send((id, ms.parse().unwrap_or(0)));
+        } else if request.path() == "/never" {
+            let id = ctx.defer(Duration::from_millis(300));
+            // Replied to after its deadline.
+            let _ = self.0.send((id, 600));
+        }
+        None
+    }
+
+    fn message(&mut self, _: &mut Context<'_>, _: Message<'_>) {}
+}
+
+#[test]
+fn a_deferred_request_is_answered_from_another_thread_or_504_after_its_timeout() {
+    use std::time::{Duration, Instant};
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .threads(1)
+        .shutdown_on_signals(false)
+        .bind(Later(tx))
+        .expect("bind");
+    let addr = server.local_addrs()[0];
+    let handle = server.handle();
+    std::thread::spawn(move || server.run());
+    // The worker: answers each deferred request after its delay, from its own thread.
+    let worker = handle.clone();
+    std::thread::spawn(move || {
+        for (id, ms) in rx {
+            let worker = worker.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(ms));
+                let body = format!("answered after {ms} ms\n");
+                let _ = worker.respond_http(id, HttpResponse::new(200).text(body));
+            });
+        }
+    });
+
+    let started = Instant::now();
+    let late = exchange(addr, b"GET /later/200 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        late.starts_with("HTTP/1.1 200 OK\r\n")
+            && late.ends_with("\r\n\r\nanswered after 200 ms\n"),
+        "{late}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+
+    // Several waiting at once, answered in the order their replies come.
+    let slow =
+        std::thread::spawn(move || exchange(addr, b"GET /later/400 HTTP/1.1\r\nHost: x\r\n\r\n"));
+    let fast = exchange(addr, b"GET /later/50 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(fast.ends_with("after 50 ms\n"), "{fast}");
+    assert!(slow.join().unwrap().ends_with("after 400 ms\n"));
+
+    // No reply in time: the server answers 504 itself; the reply that comes later (600 ms)
+    // is dropped, and the server goes on.
+    let started = Instant::now();
+    let timed_out = exchange(addr, b"GET /never HTTP/1.1\r\nHost: x\r\n\r\n");
+    let took = started.elapsed();
+    assert!(timed_out.starts_with("HTTP/1.1 504 "), "{timed_out}");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "504 after {took:?}"
+    );
+    // The late reply (due 600 ms after /never came) does not reach the next request, which
+    // likely waits in the same slot then.
+    let next = exchange(addr, b"GET /later/1000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(next.ends_with("after 1000 ms\n"), "{next}");
+    // A client that leaves before its answer: the answer is dropped.
+    let mut gone = raw(addr);
+    gone.write_all(b"GET /later/100 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    drop(gone);
+    std::thread::sleep(Duration::from_millis(700));
+    let after = exchange(addr, b"GET /later/0 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(after.ends_with("after 0 ms\n"), "{after}");
+    handle.shutdown();
+}

@@ -28,13 +28,20 @@ fn free_port() -> u16 {
 struct Redis {
     child: Option<Child>,
     port: u16,
+    /// More arguments for redis-server.
+    args: Vec<String>,
 }
 
 impl Redis {
     fn start() -> Redis {
+        Redis::start_with(free_port(), Vec::new())
+    }
+
+    fn start_with(port: u16, args: Vec<String>) -> Redis {
         let mut redis = Redis {
             child: None,
-            port: free_port(),
+            port,
+            args,
         };
         redis.spawn();
         redis
@@ -44,6 +51,7 @@ impl Redis {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -96,6 +104,89 @@ impl Drop for Redis {
     }
 }
 
+/// A Redis Cluster of three primaries and no replicas, each a `redis-server` of this test's
+/// own (no persistence; its cluster state in a directory removed at the end).
+struct Cluster {
+    nodes: Vec<Redis>,
+    dir: std::path::PathBuf,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        // A node also listens on its port + 10000 (the cluster bus).
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < 3 {
+            let port = free_port();
+            if port < 55000
+                && !ports.contains(&port)
+                && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok()
+            {
+                ports.push(port);
+            }
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "rfc6455-cluster-{}-{}",
+            std::process::id(),
+            ports[0]
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let nodes: Vec<Redis> = ports
+            .iter()
+            .map(|&port| {
+                let args = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "5000",
+                    "--dir",
+                    dir.to_str().unwrap(),
+                    "--cluster-config-file",
+                    &format!("nodes-{port}.conf"),
+                ];
+                Redis::start_with(port, args.iter().map(|a| a.to_string()).collect())
+            })
+            .collect();
+        let cluster = Cluster { nodes, dir };
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(ports.iter().map(|p| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(out.status.success(), "redis-cli --cluster create: {out:?}");
+        let deadline = Instant::now() + BOUND;
+        for node in &cluster.nodes {
+            while !node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+                assert!(Instant::now() < deadline, "the cluster never became ok");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        cluster
+    }
+
+    /// Two of the three: the bridge finds the third from them.
+    fn url(&self) -> String {
+        format!(
+            "redis+cluster://127.0.0.1:{},127.0.0.1:{}",
+            self.nodes[0].port, self.nodes[1].port
+        )
+    }
+
+    /// Subscriptions to a room's channel on each primary.
+    fn subscribers(&self, room: &str) -> Vec<u64> {
+        self.nodes.iter().map(|n| n.subscribers(room)).collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A `rfc6455 serve --redis` node on a port of its choosing, killed on drop.
 struct Node {
     child: Child,
@@ -106,9 +197,13 @@ const FAST: &[&str] = &["--rate", "1000/s", "--burst", "1000", "--api-key", "k3y
 
 impl Node {
     fn start(redis: &Redis, args: &[&str]) -> Node {
+        Node::start_url(&redis.url(), args)
+    }
+
+    fn start_url(url: &str, args: &[&str]) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
             .args(["serve", "--listen", "127.0.0.1:0", "--threads", "2"])
-            .args(["--redis", &redis.url()])
+            .args(["--redis", url])
             .args(FAST)
             .args(args)
             .stdout(Stdio::piped())
@@ -386,8 +481,14 @@ fn two_nodes_share_rooms_in_one_order_private_messages_and_the_api() {
         (Some("no_such_user"), Some(8))
     );
 
-    // The publish API on either node reaches every node.
-    assert!(b.publish("r", "deploy").starts_with("HTTP/1.1 202"));
+    // The publish API on either node reaches every node, and answers with the seq Redis
+    // gave it (the request waits for it, deferred, off the loop).
+    let answer = b.publish("r", "deploy");
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(
+        answer.ends_with(&format!("\r\n\r\n{{\"seq\":{}}}", 2 * N + 1)),
+        "{answer}"
+    );
     for c in [&mut ann, &mut bob, &mut cid] {
         let m = c.recv_type("message");
         assert_eq!(
@@ -552,7 +653,11 @@ fn redis_down_errors_then_delivery_resumes_in_order() {
     );
     bob.send(json!({"type": "private", "to": "ann", "text": "x"}));
     assert_eq!(bob.recv_type("error")["code"], "unavailable");
-    assert!(a.publish("r", "x").starts_with("HTTP/1.1 503"));
+    let refused = a.publish("r", "x");
+    assert!(
+        refused.starts_with("HTTP/1.1 503") && refused.contains("cannot reach Redis"),
+        "{refused}"
+    );
     assert_eq!(metric(&a, "rfc6455_serve_redis_up"), 0.0);
     assert_eq!(metric(&a, "rfc6455_serve_redis_outages_total"), 1.0);
 
@@ -579,5 +684,202 @@ fn redis_down_errors_then_delivery_resumes_in_order() {
         t.sort();
         assert_eq!(t, want);
         assert_eq!(c.recv_within(Duration::from_millis(300)), None);
+    }
+}
+
+#[test]
+fn a_cluster_of_three_primaries_two_nodes_delivery_recovery_presence() {
+    let cluster = Cluster::start();
+    let a = Node::start_url(&cluster.url(), &["--history", "5"]);
+    let b = Node::start_url(&cluster.url(), &["--history", "5"]);
+    let mut ann = a.connect("ann");
+    let mut bob = b.connect("bob");
+    // Rooms whose keys and channels are spread over the primaries.
+    let rooms: Vec<String> = (0..6).map(|i| format!("room{i}")).collect();
+    for room in &rooms {
+        assert_eq!(ann.join(room, None)["members"], json!(["ann"]));
+        assert_eq!(bob.join(room, None)["members"], json!(["ann", "bob"]));
+        assert_eq!(
+            ann.recv(),
+            json!({"type": "presence", "room": room, "event": "join", "nick": "bob"})
+        );
+    }
+    let mut holders = std::collections::HashSet::new();
+    for room in &rooms {
+        let subs = cluster.subscribers(room);
+        assert_eq!(
+            subs.iter().sum::<u64>(),
+            2,
+            "{room}: one subscription per node: {subs:?}"
+        );
+        holders.insert(
+            subs.iter()
+                .position(|&n| n == 2)
+                .expect("both on the slot's primary"),
+        );
+    }
+    assert!(holders.len() >= 2, "rooms on one primary only: {holders:?}");
+
+    // Two senders on two nodes at once, in every room: one seq order per room everywhere.
+    const N: usize = 15;
+    for i in 0..N {
+        for room in &rooms {
+            ann.send(json!({"type": "message", "room": room, "text": format!("a{i}")}));
+            bob.send(json!({"type": "message", "room": room, "text": format!("b{i}")}));
+        }
+    }
+    let total = 2 * N * rooms.len();
+    let by_room = |c: &mut Chat| {
+        let mut got: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+        for m in c.messages(total) {
+            got.entry(m["room"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(m);
+        }
+        got
+    };
+    let (at_a, at_b) = (by_room(&mut ann), by_room(&mut bob));
+    for room in &rooms {
+        let (x, y) = (&at_a[room], &at_b[room]);
+        assert_eq!(seqs(x), (1..=2 * N as u64).collect::<Vec<_>>(), "{room}");
+        assert_eq!(
+            (seqs(x), texts(x)),
+            (seqs(y), texts(y)),
+            "{room}: one order"
+        );
+        for prefix in ["a", "b"] {
+            let mine: Vec<String> = texts(x)
+                .into_iter()
+                .filter(|t| t.starts_with(prefix))
+                .collect();
+            let want: Vec<String> = (0..N).map(|i| format!("{prefix}{i}")).collect();
+            assert_eq!(mine, want, "{room}: a sender's messages in its order");
+        }
+    }
+    for c in [&mut ann, &mut bob] {
+        assert_eq!(
+            c.recv_within(Duration::from_millis(300)),
+            None,
+            "nothing twice"
+        );
+    }
+
+    // Private messages and the listing across nodes.
+    ann.send(json!({"type": "private", "to": "bob", "text": "psst"}));
+    assert_eq!(ann.recv_type("private")["to"], "bob");
+    assert_eq!(bob.recv_type("private")["text"], "psst");
+    bob.send(json!({"type": "rooms"}));
+    let listed: Vec<Value> = rooms
+        .iter()
+        .map(|r| json!({"room": r, "members": 2}))
+        .collect();
+    assert_eq!(bob.recv_type("rooms")["rooms"], json!(listed));
+
+    // Recovery with `since` on the other node.
+    drop(ann);
+    assert_eq!(bob.recv_type("presence")["event"], "leave");
+    for i in 0..3 {
+        bob.say("room3", &format!("late{i}"));
+    }
+    let mut ann = b.connect("ann");
+    let joined = ann.join("room3", Some(2 * N as u64));
+    assert_eq!(joined["recovered"], true, "{joined}");
+    assert_eq!(
+        texts(joined["history"].as_array().unwrap()),
+        ["late0", "late1", "late2"]
+    );
+    assert_eq!(joined["seq"], 2 * N as u64 + 3);
+    assert_eq!(joined["members"], json!(["ann", "bob"]));
+    // And it goes on live for both, from the publish API too.
+    ann.send(json!({"type": "message", "room": "room3", "text": "back"}));
+    assert_eq!(bob.recv_type("message")["seq"], 2 * N as u64 + 4);
+    let answer = a.publish("room3", "api");
+    assert!(
+        answer.ends_with(&format!("\r\n\r\n{{\"seq\":{}}}", 2 * N + 5)),
+        "{answer}"
+    );
+    assert_eq!(ann.recv_type("message")["text"], "back");
+    assert_eq!(ann.recv_type("message")["seq"], 2 * N as u64 + 5);
+}
+
+#[test]
+fn a_node_whose_clients_only_listen_refills_after_redis_restarts() {
+    let mut redis = Redis::start();
+    let a = Node::start(&redis, &[]);
+    let b = Node::start(&redis, &[]);
+    let mut ann = a.connect("ann");
+    let mut lis = b.connect("lis");
+    ann.join("r", None);
+    lis.join("r", None);
+    for i in 1..=3 {
+        ann.say("r", &format!("m{i}"));
+    }
+    assert_eq!(seqs(&lis.messages(3)), [1, 2, 3]);
+
+    // Node B sleeps (SIGSTOP) through Redis' restart and the messages sent after it: when
+    // it wakes, its subscription is gone and nothing more is sent, so only its catch-up
+    // from the room's stream can bring them.
+    let signal = |sig: &str| {
+        let pid = b.child.id().to_string();
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    redis.kill();
+    a.wait_health(503);
+    redis.spawn();
+    a.wait_health(200);
+    for i in 4..=6 {
+        assert_eq!(ann.say("r", &format!("m{i}"))["seq"], i);
+    }
+    signal("-CONT");
+    b.wait_health(200);
+    let got = lis.messages(3);
+    assert_eq!(
+        (seqs(&got), texts(&got)),
+        (
+            vec![4, 5, 6],
+            vec!["m4".to_owned(), "m5".into(), "m6".into()]
+        )
+    );
+    assert_eq!(
+        lis.recv_within(Duration::from_millis(300)),
+        None,
+        "nothing twice"
+    );
+    assert_eq!(metric(&b, "rfc6455_serve_redis_gap_filled_total"), 3.0);
+    // And live again.
+    ann.say("r", "m7");
+    let m = lis.recv_type("message");
+    assert_eq!(
+        (m["seq"].as_u64(), m["text"].as_str()),
+        (Some(7), Some("m7"))
+    );
+    assert_eq!(lis.recv_within(Duration::from_millis(300)), None);
+
+    // Redis restarts empty again; once the nodes with members are back, they have put the
+    // room's seq back (7): the publish API on a node without members, which knows no seq of
+    // the room, goes on from there (not from 1, which every node would drop as old).
+    let c = Node::start(&redis, &[]);
+    redis.kill();
+    a.wait_health(503);
+    redis.spawn();
+    let deadline = Instant::now() + BOUND;
+    while redis.cli(&["GET", "rfc6455:room:{r}:seq"]).trim() != "7" {
+        assert!(Instant::now() < deadline, "the seq floor never came back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.wait_health(200);
+    let answer = c.publish("r", "m8");
+    assert!(answer.ends_with("\r\n\r\n{\"seq\":8}"), "{answer}");
+    for chat in [&mut ann, &mut lis] {
+        let m = chat.recv_type("message");
+        assert_eq!(
+            (m["seq"].as_u64(), m["text"].as_str()),
+            (Some(8), Some("m8"))
+        );
     }
 }

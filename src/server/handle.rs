@@ -2,7 +2,7 @@
 
 use super::event_loop::{Command, Publication, Shared};
 use super::ConnId;
-use crate::proto::{CloseCode, Message, SharedFrame};
+use crate::proto::{CloseCode, HttpResponse, Message, SharedFrame};
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::TrySendError;
@@ -126,6 +126,16 @@ impl Handle {
             }
         }
         result
+    }
+
+    /// Answers the plain HTTP request of connection `id` that [`Handler::http`] deferred
+    /// (see [`HttpContext::defer`]). A reply for a request that is no longer waiting (it was
+    /// answered, timed out, or its connection has gone) is dropped silently.
+    ///
+    /// [`Handler::http`]: super::Handler::http
+    /// [`HttpContext::defer`]: super::HttpContext::defer
+    pub fn respond_http(&self, id: ConnId, response: HttpResponse) -> Result<(), SendError> {
+        self.command(id.thread, Command::Respond(id, Box::new(response)))
     }
 
     /// Starts the close handshake with connection `id`.

@@ -36,7 +36,9 @@ pub trait Handler: Send + 'static {
     ///
     /// The body is read first, up to [`Limits::max_http_body`](crate::server::Limits::max_http_body) (`413` over it, read no
     /// further). The response always ends the connection (`Connection: close`). This runs on
-    /// the loop's thread: answer quickly.
+    /// the loop's thread: answer quickly. To answer later, from another thread (after a
+    /// database or another server replied), call [`HttpContext::defer`] and return `None`,
+    /// then [`Handle::respond_http`].
     fn http(&mut self, ctx: &mut HttpContext<'_>, request: &HttpRequest) -> Option<HttpResponse> {
         let _ = (ctx, request);
         None
@@ -427,11 +429,31 @@ impl Context<'_> {
 
 /// What a [`Handler::http`] call can reach besides the request.
 pub struct HttpContext<'a> {
+    pub(super) id: ConnId,
     pub(super) peer: SocketAddr,
     pub(super) handle: &'a Handle,
+    /// Set by [`defer`](HttpContext::defer).
+    pub(super) deferred: Option<std::time::Duration>,
 }
 
 impl HttpContext<'_> {
+    /// The request's connection: what [`Handle::respond_http`] answers after
+    /// [`defer`](Self::defer).
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Answers later: when [`Handler::http`] returns `None`, the connection waits, reading
+    /// nothing more, for [`Handle::respond_http`] with this request's [`id`](Self::id), from
+    /// any thread, for at most `within`; then the server answers `504 Gateway Timeout`
+    /// itself. (Returning `Some` answers at once all the same, and a later reply is
+    /// dropped, as is one for a connection that has gone.) A graceful shutdown answers a
+    /// waiting request `503`.
+    pub fn defer(&mut self, within: std::time::Duration) -> ConnId {
+        self.deferred = Some(within);
+        self.id
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer

@@ -10,6 +10,9 @@ pub(super) enum Phase {
     Refusing,
     /// WebSocket frames; `http` holds what is left of the 101.
     Open,
+    /// A plain HTTP request waits for `Handle::respond_http` until `since` (a deadline here),
+    /// reading nothing more.
+    Deferred,
     /// Write side shut down; reading and discarding until EOF or the close timeout.
     Linger,
 }
@@ -83,7 +86,8 @@ pub(super) struct Entry {
     /// mark: reading goes on until its last part (see `read_ready`).
     pub(super) parts_read_through: bool,
     pub(super) overflow: bool,
-    /// When the phase began: accepted (handshake), refusing, open, linger. The close
+    /// When the phase began: accepted (handshake), refusing, open, linger; for a deferred
+    /// HTTP request, its deadline. The close
     /// handshake's start is the core's (`timers`).
     pub(super) since: u64,
     /// The core's heartbeat, idle and close timers, in the loop's milliseconds.
@@ -142,7 +146,9 @@ impl<H: Handler> EventLoop<H> {
                 e.paused = true;
                 break;
             }
-            if e.phase == Phase::Refusing && !e.transport.is_handshaking() {
+            if (e.phase == Phase::Refusing && !e.transport.is_handshaking())
+                || e.phase == Phase::Deferred
+            {
                 // The request is not read; lingering after the response drains it. (A TLS
                 // handshake still has to finish before the refusal can be written.)
                 break;
@@ -163,7 +169,7 @@ impl<H: Handler> EventLoop<H> {
                     match e.phase {
                         Phase::Handshake => self.on_handshake_bytes(key, &mut buf[..n]),
                         Phase::Open => self.on_frames(key, &mut buf[..n]),
-                        Phase::Refusing | Phase::Linger => {}
+                        Phase::Refusing | Phase::Linger | Phase::Deferred => {}
                     }
                     if short_read_ends && drains && n < buf.len() {
                         break;
@@ -582,7 +588,7 @@ impl<H: Handler> EventLoop<H> {
             && match e.phase {
                 Phase::Refusing => plaintext,
                 Phase::Open => e.conn.should_close_transport(),
-                Phase::Handshake | Phase::Linger => false,
+                Phase::Handshake | Phase::Linger | Phase::Deferred => false,
             };
         if done_writing {
             self.begin_linger(key);

@@ -76,6 +76,8 @@ pub(super) enum Command {
     Close(ConnId, CloseCode, String),
     /// One per loop per publish, whatever the number of subscribers.
     Publish(Arc<Publication>),
+    /// The answer to a deferred plain HTTP request.
+    Respond(ConnId, Box<HttpResponse>),
 }
 
 /// A message published to a topic: encoded once, shared by every loop and subscriber.
@@ -435,13 +437,31 @@ impl<H: Handler> EventLoop<H> {
             return;
         };
         let mut ctx = HttpContext {
+            id: e.id(self.index, key),
             peer: e.peer,
             handle: &self.handle,
+            deferred: None,
         };
-        match self.handler.http(&mut ctx, request) {
-            Some(response) => self.respond(key, &response),
-            None => self.refuse(key, &error.rejection()),
+        let answer = self.handler.http(&mut ctx, request);
+        match (answer, ctx.deferred) {
+            (Some(response), _) => self.respond(key, &response),
+            (None, Some(within)) => self.defer(key, within),
+            (None, None) => self.refuse(key, &error.rejection()),
         }
+    }
+
+    /// A plain HTTP request answered later (`Handle::respond_http`), or with 504 at
+    /// `within` from now.
+    fn defer(&mut self, key: usize, within: Duration) {
+        let Some(e) = self.conns.get_mut(key) else {
+            return;
+        };
+        e.phase = Phase::Deferred;
+        // The loop's clock is whole milliseconds, rounded down: one more, so that the 504
+        // never comes before `within`.
+        e.since = self.now.saturating_add(ms(within)).saturating_add(1);
+        let at = e.since;
+        self.arm(key, at);
     }
 
     /// Answers a plain HTTP request with `response`, then shuts down and lingers.
@@ -485,6 +505,15 @@ impl<H: Handler> EventLoop<H> {
                 Command::Close(id, code, reason) => (id, Err((code, reason))),
                 Command::Publish(publication) => {
                     self.local.pending.push(publication);
+                    continue;
+                }
+                Command::Respond(id, response) => {
+                    let key = id.slot as usize;
+                    if self.conns.get(key).is_some_and(|e| {
+                        e.generation == id.generation && e.phase == Phase::Deferred
+                    }) {
+                        self.respond(key, &response);
+                    }
                     continue;
                 }
             };
@@ -617,6 +646,9 @@ impl<H: Handler> EventLoop<H> {
                     let _ = e.conn.close(CloseCode::GOING_AWAY, "server shutting down");
                     self.after_state_change(key);
                     self.flush(key);
+                }
+                Phase::Deferred => {
+                    self.respond(key, &HttpResponse::new(503).text("server shutting down\n"));
                 }
                 Phase::Refusing | Phase::Linger => {}
             }

@@ -59,6 +59,7 @@ impl<H: Handler> EventLoop<H> {
         match e.phase {
             Phase::Handshake => Some(e.since + ms(self.timeouts.handshake)),
             Phase::Refusing | Phase::Linger => Some(e.since + close),
+            Phase::Deferred => Some(e.since),
             Phase::Open => match e.conn.state() {
                 // Closed, but its last bytes are not written yet: the transport's deadline.
                 State::Closed => Some(e.timers.closing_since().unwrap_or(self.now) + close),
@@ -80,6 +81,12 @@ impl<H: Handler> EventLoop<H> {
                 if now >= e.since + ms(self.timeouts.handshake) {
                     // Silent or slow: no answer, the request is not complete.
                     self.remove(key);
+                }
+            }
+            Phase::Deferred => {
+                if now >= e.since {
+                    let late = HttpResponse::new(504).text("no answer in time\n");
+                    self.respond(key, &late);
                 }
             }
             Phase::Refusing | Phase::Linger => {

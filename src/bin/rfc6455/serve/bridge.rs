@@ -3,21 +3,28 @@
 //!
 //! The loops never touch Redis. Two threads do, per node:
 //!
-//! - the **command thread** owns a `redis::Connection` (read and write timeouts set) and runs
-//!   what the loops hand it through a bounded channel, a batch at a time in one pipeline: a
-//!   room message is one Lua script that takes the room's next `seq` (`INCR`), appends the
+//! - the **command thread** owns a `redis::Connection`, or a `ClusterConnection` for a Redis
+//!   Cluster (read and write timeouts set), and runs what the loops hand it through a
+//!   bounded channel, a batch at a time in one pipeline (one per primary in a cluster, where
+//!   one failed command fails the batch): a room message is one Lua script that takes the room's next `seq` (`INCR`), appends the
 //!   message to the room's stream (`XADD … MAXLEN ~ --history`, id `SEQ-0`) and publishes it
 //!   to the room's channel, so seq order and publish order are one order on every node;
 //!   `join` (members, history, recovery, presence) is another script; replies go back to the
 //!   connection with `Handle::send`. Every few seconds it refreshes this node's presence
 //!   entries and sweeps expired ones (emitting their `leave`).
-//! - the **subscriber thread** holds one pub/sub connection, subscribed only to the channels
-//!   of rooms with members on this node and of nicks connected to it (`SSUBSCRIBE` on Redis
-//!   7+, else `SUBSCRIBE`). It hands each message to every loop once (`Handle::publish`),
-//!   drops duplicates and fills gaps by `seq` from the room's stream. It speaks RESP2 over its
-//!   own `TcpStream` (commands encoded with `redis::cmd`): the crate's sync `PubSub` does not
-//!   return sharded messages (`smessage`) under RESP2, and after a read timeout its
-//!   `Connection` skips the next reply, so it cannot poll for (un)subscribe requests.
+//! - the **subscriber thread** holds one pub/sub connection (one per primary in a cluster,
+//!   each channel on its slot's primary), subscribed only to the channels of rooms with
+//!   members on this node and of nicks connected to it (`SSUBSCRIBE` on Redis 7+, else
+//!   `SUBSCRIBE`). It hands each message to every loop once (`Handle::publish`), drops
+//!   duplicates and fills gaps by `seq` from the room's stream, also when a room's channel is
+//!   subscribed again (after an outage). It speaks RESP2 over its own `TcpStream`s (commands
+//!   encoded with `redis::cmd`), each read by a thread that hands it what it reads through
+//!   the same channel as the loops' requests: the crate's sync `PubSub` does not return
+//!   sharded messages (`smessage`) under RESP2, and after a read timeout its `Connection`
+//!   skips the next reply, so it cannot poll for (un)subscribe requests.
+//!
+//! In a cluster every key and channel of a room carries the `{room}` hash tag and a script
+//! touches one room's keys only; the rooms listing key is used by single-key commands alone.
 //!
 //! While either connection is down the bridge is "down": sends get an `unavailable` reply,
 //! `/healthz` answers 503, and both threads reconnect with backoff (0.1 s doubling to 2 s);
@@ -26,6 +33,7 @@
 use super::hub::Hub;
 use super::metrics::Metrics;
 use redis::Value as RValue;
+use rfc6455::proto::HttpResponse;
 use rfc6455::server::{ConnId, Handle};
 use rfc6455::Message;
 use serde_json::{json, Value};
@@ -33,7 +41,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -41,8 +49,6 @@ use std::time::{Duration, Instant};
 const QUEUE: usize = 65_536;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often the subscriber looks at its requests while no message arrives.
-const POLL: Duration = Duration::from_millis(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -60,8 +66,136 @@ pub fn nick_channel(nick: &str) -> String {
     format!("rfc6455:nick:{{{nick}}}")
 }
 
-/// Rooms with members on some node, scored by when that stops being true (unix ms).
+/// Rooms with members on some node, scored by when that stops being true (unix ms). A key
+/// of its own slot: only single-key commands touch it, never a script with a room's keys.
 const ROOMS_KEY: &str = "rfc6455:rooms";
+
+/// Where Redis is: one server, or a cluster (`redis+cluster://H:P[,H:P…]`).
+enum Target {
+    One(redis::Client),
+    Cluster {
+        client: redis::cluster::ClusterClient,
+        /// The nodes named on the command line, for the subscriber's first look at the
+        /// cluster's slots.
+        seeds: Vec<redis::Client>,
+    },
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Target, String> {
+        let bad = |e: &dyn std::fmt::Display| format!("--redis {url}: {e}");
+        let tcp_only = |c: &redis::Client| {
+            if matches!(
+                c.get_connection_info().addr(),
+                redis::ConnectionAddr::Tcp(..)
+            ) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "--redis {url}: only redis://HOST:PORT[/DB] or \
+                     redis+cluster://HOST:PORT[,HOST:PORT…] is supported"
+                ))
+            }
+        };
+        let Some(rest) = url.strip_prefix("redis+cluster://") else {
+            let client = redis::Client::open(url).map_err(|e| bad(&e))?;
+            tcp_only(&client)?;
+            return Ok(Target::One(client));
+        };
+        let (auth, hosts) = match rest.rsplit_once('@') {
+            Some((auth, hosts)) => (format!("{auth}@"), hosts),
+            None => (String::new(), rest),
+        };
+        let mut seeds = Vec::new();
+        for host in hosts.split(',').filter(|h| !h.is_empty()) {
+            let client = redis::Client::open(format!("redis://{auth}{host}").as_str())
+                .map_err(|e| bad(&e))?;
+            tcp_only(&client)?;
+            seeds.push(client);
+        }
+        if seeds.is_empty() {
+            return Err(bad(&"no HOST:PORT after redis+cluster://"));
+        }
+        let client = redis::cluster::ClusterClient::builder(
+            seeds.iter().map(|c| c.get_connection_info().clone()),
+        )
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(IO_TIMEOUT)
+        .retries(2)
+        .build()
+        .map_err(|e| bad(&e))?;
+        Ok(Target::Cluster { client, seeds })
+    }
+}
+
+/// A command connection to a server or a cluster (which routes each command to its key's
+/// slot, following `MOVED`/`ASK`).
+enum Conn {
+    One(redis::Connection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
+
+impl Conn {
+    fn like(&mut self) -> &mut dyn redis::ConnectionLike {
+        match self {
+            Conn::One(c) => c,
+            Conn::Cluster(c) => &mut **c,
+        }
+    }
+
+    /// `cmds` in one pipeline (one per node in a cluster): a result per command.
+    fn pipeline(
+        &mut self,
+        cmds: Vec<redis::Cmd>,
+    ) -> redis::RedisResult<Vec<redis::RedisResult<RValue>>> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Conn::One(c) => {
+                let mut pipe = redis::pipe();
+                pipe.ignore_errors();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                pipe.query(c)
+            }
+            Conn::Cluster(c) => {
+                let mut pipe = redis::cluster::cluster_pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                let values: Vec<RValue> = pipe.query(c)?;
+                Ok(values.into_iter().map(Ok).collect())
+            }
+        }
+    }
+
+    fn ping(&mut self) -> redis::RedisResult<()> {
+        redis::cmd("PING").query::<RValue>(self.like()).map(|_| ())
+    }
+}
+
+/// The cluster slot of a key or channel: CRC16 (XMODEM) of its hash tag, modulo 16384.
+fn slot(key: &str) -> u16 {
+    let key = key.as_bytes();
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let close = key[open + 1..].iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &key[open + 1..open + 1 + close])
+    });
+    let mut crc: u16 = 0;
+    for &byte in tagged.unwrap_or(key) {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
 
 /// Who to answer.
 pub struct Origin {
@@ -69,14 +203,26 @@ pub struct Origin {
     pub reference: Option<Value>,
 }
 
+/// Who waits for a room message's outcome.
+pub enum Sender {
+    /// A WebSocket connection: told only if it failed (its message comes back through the
+    /// room).
+    Ws(Origin),
+    /// A `POST /api/publish` waiting (deferred) for `{"seq":S}`.
+    Api(ConnId),
+}
+
+/// How long `POST /api/publish` waits for Redis before the server answers 504 itself.
+pub const API_WAIT: Duration = Duration::from_secs(10);
+
 /// What a loop hands the command thread.
 pub enum Job {
-    /// A room message; `origin` is `None` for the publish API.
+    /// A room message.
     Message {
         room: String,
         from: String,
         text: String,
-        origin: Option<Origin>,
+        origin: Sender,
     },
     Private {
         from: String,
@@ -112,6 +258,10 @@ enum Sub {
     /// A join, forwarded to the command thread once its room's channel is subscribed, so
     /// that every message after the history it reads arrives live.
     Join(String, Job),
+    /// A value from Redis, read by a reader thread of subscriber session `.0`.
+    Push(u64, Resp),
+    /// A reader thread of session `.0` lost its node.
+    Gone(u64, io::Error),
 }
 
 const MESSAGE_LUA: &str = r"
@@ -138,6 +288,18 @@ redis.call(ARGV[6], KEYS[3], 'm ' .. seq .. ' 0\n' .. msg)
 return seq
 ";
 
+/// Raises a room's seq counter to at least ARGV[1] (what this node last delivered), for a
+/// Redis that came back empty: so that a sender that knows no floor (the publish API on a
+/// node without the room's members) goes on from there rather than from 1.
+const FLOOR_LUA: &str = r"
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+if seq < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+return 0
+";
+
 const JOIN_LUA: &str = r"
 local live = redis.call('ZRANGEBYSCORE', KEYS[3], ARGV[4], '+inf')
 local first = 1
@@ -156,7 +318,6 @@ end
 if first == 1 then table.insert(nicks, ARGV[2]) end
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('EXPIRE', KEYS[3], ARGV[9])
-redis.call('ZADD', KEYS[5], ARGV[3], ARGV[10])
 local latest = tonumber(redis.call('GET', KEYS[1]) or '0')
 local keep = tonumber(ARGV[6])
 local held = {}
@@ -253,14 +414,14 @@ pub struct Options {
 }
 
 pub struct Bridge {
-    client: redis::Client,
+    target: Target,
     url: String,
     /// This node's id in presence entries.
     node: String,
     options: Options,
     scripts: Scripts,
     jobs: SyncSender<Job>,
-    subs: Sender<Sub>,
+    subs: mpsc::Sender<Sub>,
     receivers: Mutex<Option<(Receiver<Job>, Receiver<Sub>)>>,
     cmd_up: AtomicBool,
     sub_up: AtomicBool,
@@ -294,20 +455,12 @@ impl Bridge {
         metrics: Arc<Metrics>,
         hub: Arc<Mutex<Hub>>,
     ) -> Result<Arc<Bridge>, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("--redis {url}: {e}"))?;
-        if !matches!(
-            client.get_connection_info().addr(),
-            redis::ConnectionAddr::Tcp(..)
-        ) {
-            return Err(format!(
-                "--redis {url}: only redis://HOST:PORT[/DB] is supported"
-            ));
-        }
+        let target = Target::parse(url)?;
         let (jobs, jobs_rx) = mpsc::sync_channel(QUEUE);
         let (subs, subs_rx) = mpsc::channel();
         let node = format!("{:x}-{:x}", unix_ms(), std::process::id());
         Ok(Arc::new(Bridge {
-            client,
+            target,
             url: url.to_owned(),
             node,
             options,
@@ -454,38 +607,69 @@ impl Bridge {
         const WHY: &str = "the server cannot reach Redis; try again shortly";
         match job {
             Job::Message {
-                origin: Some(o), ..
+                origin: Sender::Ws(o),
+                ..
             }
             | Job::Private { origin: o, .. }
             | Job::Rooms { origin: o } => self.fail(handle, &o, "unavailable", WHY),
+            Job::Message {
+                origin: Sender::Api(id),
+                ..
+            } => {
+                let body = json!({"error": WHY}).to_string();
+                let _ = handle.respond_http(id, HttpResponse::new(503).json(body));
+            }
             Job::Join { origin, token, .. } => {
                 lock(&self.except).remove(&token);
                 self.fail(handle, &origin, "unavailable", WHY);
             }
-            Job::Message { origin: None, .. } | Job::Leave { .. } | Job::Ping => {}
+            Job::Leave { .. } | Job::Ping => {}
         }
     }
 
     // ------------------------------------------------------------------ command thread
 
-    fn connect(&self) -> redis::RedisResult<redis::Connection> {
-        let mut con = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-        con.set_read_timeout(Some(IO_TIMEOUT))?;
-        con.set_write_timeout(Some(IO_TIMEOUT))?;
+    /// A command connection (timeouts set).
+    fn open(&self) -> redis::RedisResult<Conn> {
+        Ok(match &self.target {
+            Target::One(client) => {
+                let con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+                con.set_read_timeout(Some(IO_TIMEOUT))?;
+                con.set_write_timeout(Some(IO_TIMEOUT))?;
+                Conn::One(con)
+            }
+            Target::Cluster { client, .. } => {
+                let con = client.get_connection()?;
+                con.set_read_timeout(Some(IO_TIMEOUT))?;
+                con.set_write_timeout(Some(IO_TIMEOUT))?;
+                Conn::Cluster(Box::new(con))
+            }
+        })
+    }
+
+    /// The command thread's connection: scripts loaded (on every primary of a cluster).
+    fn connect(&self) -> redis::RedisResult<Conn> {
+        let mut con = self.open()?;
         for script in [MESSAGE_LUA, JOIN_LUA, LEAVE_LUA, REFRESH_LUA] {
             redis::cmd("SCRIPT")
                 .arg("LOAD")
                 .arg(script)
-                .query::<String>(&mut con)?;
+                .query::<RValue>(con.like())?;
         }
-        let info: String = redis::cmd("INFO").arg("server").query(&mut con)?;
-        self.sharded
-            .store(version_major(&info) >= 7, Ordering::Relaxed);
+        let sharded = match &mut con {
+            Conn::One(c) => {
+                let info: String = redis::cmd("INFO").arg("server").query(c)?;
+                version_major(&info) >= 7
+            }
+            // A cluster's pub/sub is sharded (Redis 7+, which `serve` needs for a cluster).
+            Conn::Cluster(_) => true,
+        };
+        self.sharded.store(sharded, Ordering::Relaxed);
         Ok(con)
     }
 
     fn command_thread(&self, handle: &Handle, jobs: &Receiver<Job>) {
-        let mut con: Option<redis::Connection> = None;
+        let mut con: Option<Conn> = None;
         let mut backoff = BACKOFF_MIN;
         let mut next_try = Instant::now();
         let tick = (self.options.presence_ttl / 3).max(Duration::from_millis(200));
@@ -540,7 +724,7 @@ impl Bridge {
                 next_tick = Instant::now() + tick;
                 result = self.refresh(c);
             } else if result.is_ok() && !self.up() {
-                result = redis::cmd("PING").query::<String>(c).map(|_| ());
+                result = c.ping();
             }
             if let Err(e) = result {
                 con = None;
@@ -552,13 +736,13 @@ impl Bridge {
 
     fn run_batch(
         &self,
-        con: &mut redis::Connection,
+        con: &mut Conn,
         handle: &Handle,
         batch: Vec<Job>,
     ) -> redis::RedisResult<()> {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        let mut queued = Vec::with_capacity(batch.len());
+        // One command per job, in order (`None`: a command no job waits for).
+        let mut cmds = Vec::with_capacity(batch.len());
+        let mut queued: Vec<Option<Job>> = Vec::with_capacity(batch.len());
         let mut rooms = Vec::new();
         let publish = self.publish_cmd();
         let now = unix_ms();
@@ -569,7 +753,7 @@ impl Bridge {
                 } => {
                     let (head, tail) = message_parts(room, from, text, now);
                     let floor = lock(&self.last_seq).get(room).copied().unwrap_or(0);
-                    pipe.add_command(
+                    cmds.push(
                         evalsha(
                             &self.scripts.message,
                             &[
@@ -589,9 +773,9 @@ impl Bridge {
                 }
                 Job::Private { from, to, text, .. } => {
                     let message = private_json(from, to, text, now);
-                    pipe.cmd(publish)
-                        .arg(nick_channel(to))
-                        .arg(format!("d 0 0\n{message}"));
+                    let mut cmd = redis::cmd(publish);
+                    cmd.arg(nick_channel(to)).arg(format!("d 0 0\n{message}"));
+                    cmds.push(cmd);
                 }
                 Job::Join {
                     room,
@@ -607,7 +791,7 @@ impl Bridge {
                         format!("p 0 {token}\n{p}")
                     };
                     let ttl = self.options.presence_ttl;
-                    pipe.add_command(
+                    cmds.push(
                         evalsha(
                             &self.scripts.join,
                             &[
@@ -615,7 +799,6 @@ impl Bridge {
                                 &room_key(room, "history"),
                                 &room_key(room, "members"),
                                 &room_channel(room),
-                                ROOMS_KEY,
                             ],
                         )
                         .arg(self.member(nick))
@@ -627,14 +810,16 @@ impl Bridge {
                         .arg(publish)
                         .arg(presence)
                         .arg(ttl.as_secs() * 4 + 1)
-                        .arg(room)
                         .clone(),
                     );
+                    // Listed (a command of its own: the rooms key is in another slot).
+                    cmds.push(listed(room, now + ttl.as_millis() as u64));
+                    queued.push(None);
                 }
                 Job::Leave { room, nick } => {
                     let p =
                         json!({"type": "presence", "room": room, "event": "leave", "nick": nick});
-                    pipe.add_command(
+                    cmds.push(
                         evalsha(
                             &self.scripts.leave,
                             &[&room_key(room, "members"), &room_channel(room)],
@@ -652,22 +837,31 @@ impl Bridge {
                     continue;
                 }
                 Job::Ping => {
-                    pipe.cmd("PING");
+                    // (Not in a pipeline: a cluster's does not take PING.)
+                    if let Err(e) = con.ping() {
+                        for job in queued.into_iter().flatten().chain(rooms) {
+                            self.unavailable(handle, job);
+                        }
+                        return Err(e);
+                    }
+                    continue;
                 }
             }
-            queued.push(job);
+            // (A join's `listed` went in after its script: its job goes first.)
+            let at = queued.len() - usize::from(matches!(job, Job::Join { .. }));
+            queued.insert(at, Some(job));
         }
-        if !queued.is_empty() {
-            let results: Vec<redis::RedisResult<RValue>> = match pipe.query(con) {
-                Ok(r) => r,
-                Err(e) => {
-                    for job in queued.into_iter().chain(rooms) {
-                        self.unavailable(handle, job);
-                    }
-                    return Err(e);
+        let results = match con.pipeline(cmds) {
+            Ok(r) => r,
+            Err(e) => {
+                for job in queued.into_iter().flatten().chain(rooms) {
+                    self.unavailable(handle, job);
                 }
-            };
-            for (job, result) in queued.into_iter().zip(results) {
+                return Err(e);
+            }
+        };
+        for (job, result) in queued.into_iter().zip(results) {
+            if let Some(job) = job {
                 self.answer(handle, job, result);
             }
         }
@@ -697,8 +891,19 @@ impl Bridge {
             }
         };
         match job {
-            Job::Message { .. } => {
+            Job::Message { origin, .. } => {
                 self.metrics.room_messages.inc();
+                if let Sender::Api(id) = origin {
+                    let response = match value {
+                        RValue::Int(seq) => {
+                            self.metrics.api_publishes.inc();
+                            HttpResponse::new(200).json(json!({ "seq": seq }).to_string())
+                        }
+                        _ => HttpResponse::new(503)
+                            .json(json!({"error": "a bad answer from Redis"}).to_string()),
+                    };
+                    let _ = handle.respond_http(id, response);
+                }
             }
             Job::Private {
                 from,
@@ -756,27 +961,31 @@ impl Bridge {
     }
 
     /// Every room with members on some node, with its member count (distinct nicks).
-    fn listing(&self, con: &mut redis::Connection) -> redis::RedisResult<Vec<Value>> {
+    fn listing(&self, con: &mut Conn) -> redis::RedisResult<Vec<Value>> {
         let now = unix_ms();
-        let (names,): (Vec<String>,) = redis::pipe()
-            .cmd("ZREMRANGEBYSCORE")
+        redis::cmd("ZREMRANGEBYSCORE")
             .arg(ROOMS_KEY)
             .arg("-inf")
             .arg(format!("({now}"))
-            .ignore()
-            .cmd("ZRANGE")
+            .query::<RValue>(con.like())?;
+        let names: Vec<String> = redis::cmd("ZRANGE")
             .arg(ROOMS_KEY)
             .arg(0)
             .arg(999)
-            .query(con)?;
-        let mut pipe = redis::pipe();
-        for name in &names {
-            pipe.cmd("ZRANGEBYSCORE")
-                .arg(room_key(name, "members"))
-                .arg(now)
-                .arg("+inf");
-        }
-        let members: Vec<Vec<String>> = pipe.query(con)?;
+            .query(con.like())?;
+        let cmds = names
+            .iter()
+            .map(|name| {
+                let mut cmd = redis::cmd("ZRANGEBYSCORE");
+                cmd.arg(room_key(name, "members")).arg(now).arg("+inf");
+                cmd
+            })
+            .collect();
+        let members = con
+            .pipeline(cmds)?
+            .into_iter()
+            .map(|r| r.and_then(|v| Ok(redis::from_redis_value::<Vec<String>>(v)?)))
+            .collect::<redis::RedisResult<Vec<Vec<String>>>>()?;
         let mut rooms: Vec<(String, usize)> = names
             .into_iter()
             .zip(members)
@@ -799,7 +1008,7 @@ impl Bridge {
     /// Writes this node's presence entries (expiring after `--presence-ttl`), sweeps the
     /// expired ones of every room this node has members in (publishing their `leave`), and
     /// keeps those rooms' history alive.
-    fn refresh(&self, con: &mut redis::Connection) -> redis::RedisResult<()> {
+    fn refresh(&self, con: &mut Conn) -> redis::RedisResult<()> {
         let rooms: Vec<(String, Vec<String>)> = {
             let hub = lock(&self.hub);
             hub.rooms
@@ -809,13 +1018,12 @@ impl Bridge {
                 .collect()
         };
         if rooms.is_empty() {
-            let _: String = redis::cmd("PING").query(con)?;
-            return Ok(());
+            return con.ping();
         }
         let now = unix_ms();
         let ttl = self.options.presence_ttl;
         let expiry = now + ttl.as_millis() as u64;
-        let mut pipe = redis::pipe();
+        let mut cmds = Vec::with_capacity(2 * rooms.len());
         for (room, nicks) in &rooms {
             let mut cmd = evalsha(
                 &self.scripts.refresh,
@@ -836,14 +1044,13 @@ impl Bridge {
             for nick in nicks {
                 cmd.arg(self.member(nick));
             }
-            pipe.add_command(cmd).ignore();
-            pipe.cmd("ZADD")
-                .arg(ROOMS_KEY)
-                .arg(expiry)
-                .arg(room)
-                .ignore();
+            cmds.push(cmd);
+            cmds.push(listed(room, expiry));
         }
-        pipe.query::<()>(con)
+        for result in con.pipeline(cmds)? {
+            result?;
+        }
+        Ok(())
     }
 
     // ------------------------------------------------------------------ subscriber thread
@@ -851,12 +1058,16 @@ impl Bridge {
     fn subscriber_thread(&self, handle: &Handle, requests: &Receiver<Sub>) {
         let mut wanted: HashSet<String> = HashSet::new();
         let mut backoff = BACKOFF_MIN;
-        let mut fill: Option<redis::Connection> = None;
+        let mut session = 0u64;
         loop {
-            let why = match self.sub_connect() {
-                Ok(stream) => {
+            session += 1;
+            let why = match self.sub_connect(session) {
+                Ok(nodes) => {
                     backoff = BACKOFF_MIN;
-                    self.session(handle, requests, &mut wanted, stream, &mut fill)
+                    // A connection for catch-ups of this session's own (Redis may have
+                    // restarted since the last).
+                    let mut fill = None;
+                    self.session(handle, requests, &mut wanted, nodes, session, &mut fill)
                 }
                 Err(e) => e,
             };
@@ -882,6 +1093,7 @@ impl Bridge {
                         wanted.remove(&c);
                     }
                     Ok(Sub::Join(_, job)) => self.unavailable(handle, job),
+                    Ok(Sub::Push(..) | Sub::Gone(..)) => {}
                     Err(RecvTimeoutError::Timeout) => break,
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
@@ -896,12 +1108,14 @@ impl Bridge {
         }
     }
 
-    fn sub_connect(&self) -> io::Result<TcpStream> {
-        let info = self.client.get_connection_info();
-        let redis::ConnectionAddr::Tcp(host, port) = info.addr() else {
-            return Err(io::Error::other("not a TCP address"));
-        };
-        let addr = (host.as_str(), *port)
+    /// A pub/sub connection to `host:port`: authenticated, `sharded` set from its version.
+    fn sub_open(
+        &self,
+        host: &str,
+        port: u16,
+        settings: &redis::RedisConnectionInfo,
+    ) -> io::Result<(TcpStream, Vec<u8>)> {
+        let addr = (host, port)
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::other("the host has no address"))?;
@@ -909,7 +1123,6 @@ impl Bridge {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
-        let settings = info.redis_settings();
         let mut buf = Vec::new();
         if let Some(password) = settings.password() {
             let mut auth = redis::cmd("AUTH");
@@ -929,118 +1142,173 @@ impl Bridge {
         };
         self.sharded
             .store(version_major(&info) >= 7, Ordering::Relaxed);
-        stream.set_read_timeout(Some(POLL))?;
-        Ok(stream)
+        Ok((stream, buf))
     }
 
-    fn sub_command(&self, stream: &mut TcpStream, verb: &str, channel: &str) -> io::Result<()> {
+    /// Session `session`'s pub/sub connections, one per node that owns slots (one in all
+    /// for a single server), each read by a thread of its own that hands what it reads to
+    /// the subscriber thread as [`Sub::Push`].
+    fn sub_connect(&self, session: u64) -> io::Result<Nodes> {
+        let address = |c: &redis::Client| match c.get_connection_info().addr() {
+            redis::ConnectionAddr::Tcp(host, port) => Ok((host.clone(), *port)),
+            _ => Err(io::Error::other("not a TCP address")),
+        };
+        let mut nodes = Nodes {
+            streams: Vec::new(),
+            slots: Vec::new(),
+        };
+        let mut opened = Vec::new();
+        match &self.target {
+            Target::One(client) => {
+                let (host, port) = address(client)?;
+                let settings = client.get_connection_info().redis_settings();
+                opened.push(self.sub_open(&host, port, settings)?);
+            }
+            Target::Cluster { seeds, .. } => {
+                let mut last = io::Error::other("no node");
+                let mut found = None;
+                for seed in seeds {
+                    let tried = address(seed).and_then(|(host, port)| {
+                        let settings = seed.get_connection_info().redis_settings();
+                        let (mut stream, mut buf) = self.sub_open(&host, port, settings)?;
+                        stream
+                            .write_all(&redis::cmd("CLUSTER").arg("SLOTS").get_packed_command())?;
+                        let slots = cluster_slots(read_one(&mut stream, &mut buf)?, &host)?;
+                        Ok((slots, settings.clone()))
+                    });
+                    match tried {
+                        Ok(f) => {
+                            found = Some(f);
+                            break;
+                        }
+                        Err(e) => last = e,
+                    }
+                }
+                let (slots, settings) = found.ok_or(last)?;
+                let mut masters: Vec<(String, u16)> = Vec::new();
+                for (start, end, master) in slots {
+                    let at = match masters.iter().position(|m| *m == master) {
+                        Some(at) => at,
+                        None => {
+                            masters.push(master);
+                            masters.len() - 1
+                        }
+                    };
+                    nodes.slots.push((start, end, at));
+                }
+                for (host, port) in &masters {
+                    opened.push(self.sub_open(host, *port, &settings)?);
+                }
+            }
+        }
+        for (stream, buf) in opened {
+            let mut reader = stream.try_clone()?;
+            reader.set_read_timeout(None)?;
+            let subs = self.subs.clone();
+            std::thread::Builder::new()
+                .name("rfc6455-redis-read".into())
+                .spawn(move || {
+                    let mut buf = buf;
+                    loop {
+                        match read_one(&mut reader, &mut buf) {
+                            Ok(v) => {
+                                if subs.send(Sub::Push(session, v)).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                let _ = subs.send(Sub::Gone(session, e));
+                                return;
+                            }
+                        }
+                    }
+                })?;
+            nodes.streams.push(stream);
+        }
+        Ok(nodes)
+    }
+
+    fn sub_command(&self, nodes: &mut Nodes, verb: &str, channel: &str) -> io::Result<()> {
         let verb = match (self.sharded.load(Ordering::Relaxed), verb) {
             (true, "SUBSCRIBE") => "SSUBSCRIBE",
             (true, _) => "SUNSUBSCRIBE",
             (false, v) => v,
         };
-        stream.write_all(&redis::cmd(verb).arg(channel).get_packed_command())
+        nodes
+            .of(channel)
+            .write_all(&redis::cmd(verb).arg(channel).get_packed_command())
     }
 
-    /// One pub/sub connection's life; returns why it ended.
+    /// One pub/sub session's life; returns why it ended.
     fn session(
         &self,
         handle: &Handle,
         requests: &Receiver<Sub>,
         wanted: &mut HashSet<String>,
-        mut stream: TcpStream,
-        fill: &mut Option<redis::Connection>,
+        mut nodes: Nodes,
+        session: u64,
+        fill: &mut Option<Conn>,
     ) -> io::Error {
         let mut confirmed: HashSet<String> = HashSet::new();
         let mut pending: HashMap<String, Vec<Job>> = HashMap::new();
+        // Our own unsubscribes not yet confirmed, per channel (any other, in a cluster, is a
+        // slot that moved).
+        let mut leaving: HashMap<String, usize> = HashMap::new();
         let fail_pending = |pending: &mut HashMap<String, Vec<Job>>| {
             for job in pending.drain().flat_map(|(_, jobs)| jobs) {
                 self.unavailable(handle, job);
             }
         };
         for channel in wanted.iter() {
-            if let Err(e) = self.sub_command(&mut stream, "SUBSCRIBE", channel) {
+            if let Err(e) = self.sub_command(&mut nodes, "SUBSCRIBE", channel) {
                 return e;
             }
         }
         self.set_up(&self.sub_up, true, &"subscribed");
-        let mut buf: Vec<u8> = Vec::new();
-        let mut chunk = vec![0u8; 64 << 10];
         loop {
-            loop {
-                let request = match requests.try_recv() {
-                    Ok(r) => r,
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        return io::Error::new(io::ErrorKind::BrokenPipe, "stopped")
-                    }
-                };
-                let sent = match request {
-                    Sub::Subscribe(c) => {
-                        let r = self.sub_command(&mut stream, "SUBSCRIBE", &c);
-                        wanted.insert(c);
-                        r
-                    }
-                    Sub::Unsubscribe(c) => {
-                        let r = self.sub_command(&mut stream, "UNSUBSCRIBE", &c);
-                        self.forget(&c);
-                        confirmed.remove(&c);
-                        wanted.remove(&c);
-                        r
-                    }
-                    Sub::Join(c, job) => {
-                        if confirmed.contains(&c) {
-                            self.forward(handle, job);
-                        } else {
-                            pending.entry(c).or_default().push(job);
-                        }
-                        Ok(())
-                    }
-                };
-                if let Err(e) = sent {
-                    fail_pending(&mut pending);
-                    return e;
+            let request = match requests.recv() {
+                Ok(r) => r,
+                Err(_) => return io::Error::new(io::ErrorKind::BrokenPipe, "stopped"),
+            };
+            let ended = match request {
+                Sub::Subscribe(c) => {
+                    let r = self.sub_command(&mut nodes, "SUBSCRIBE", &c);
+                    wanted.insert(c);
+                    r.err()
                 }
+                Sub::Unsubscribe(c) => {
+                    let r = self.sub_command(&mut nodes, "UNSUBSCRIBE", &c);
+                    self.forget(&c);
+                    confirmed.remove(&c);
+                    *leaving.entry(c.clone()).or_default() += 1;
+                    wanted.remove(&c);
+                    r.err()
+                }
+                Sub::Join(c, job) => {
+                    if confirmed.contains(&c) {
+                        self.forward(handle, job);
+                    } else {
+                        pending.entry(c).or_default().push(job);
+                    }
+                    None
+                }
+                Sub::Push(s, value) if s == session => {
+                    let mut state = SessionState {
+                        confirmed: &mut confirmed,
+                        pending: &mut pending,
+                        leaving: &mut leaving,
+                        wanted,
+                        cluster: !nodes.slots.is_empty(),
+                    };
+                    self.on_push(handle, value, &mut state, fill)
+                }
+                Sub::Gone(s, e) if s == session => Some(e),
+                Sub::Push(..) | Sub::Gone(..) => None,
+            };
+            if let Some(e) = ended {
+                fail_pending(&mut pending);
+                return e;
             }
-            match stream.read(&mut chunk) {
-                Ok(0) => {
-                    fail_pending(&mut pending);
-                    return io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "Redis closed the connection",
-                    );
-                }
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue
-                }
-                Err(e) => {
-                    fail_pending(&mut pending);
-                    return e;
-                }
-            }
-            let mut at = 0;
-            loop {
-                match parse(&buf[at..]) {
-                    Ok(Some((value, used))) => {
-                        at += used;
-                        self.on_push(handle, value, &mut confirmed, &mut pending, fill);
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        fail_pending(&mut pending);
-                        return e;
-                    }
-                }
-            }
-            buf.drain(..at);
         }
     }
 
@@ -1053,26 +1321,29 @@ impl Bridge {
         }
     }
 
+    /// A value from Redis; `Some` ends the session (a slot moved in a cluster).
     fn on_push(
         &self,
         handle: &Handle,
         value: Resp,
-        confirmed: &mut HashSet<String>,
-        pending: &mut HashMap<String, Vec<Job>>,
-        fill: &mut Option<redis::Connection>,
-    ) {
+        state: &mut SessionState<'_>,
+        fill: &mut Option<Conn>,
+    ) -> Option<io::Error> {
         let Resp::Array(Some(items)) = value else {
             if let Resp::Error(e) = value {
                 log::warn!("redis: pub/sub error: {e}");
+                if e.starts_with("MOVED") || e.starts_with("ASK") {
+                    return Some(io::Error::other(format!("the cluster moved a slot ({e})")));
+                }
             }
-            return;
+            return None;
         };
         let text = |i: usize| match items.get(i) {
             Some(Resp::Bulk(Some(b))) => Some(b.as_slice()),
             _ => None,
         };
         let (Some(kind), Some(channel)) = (text(0), text(1)) else {
-            return;
+            return None;
         };
         let channel = String::from_utf8_lossy(channel).into_owned();
         match kind {
@@ -1083,23 +1354,54 @@ impl Bridge {
                 }
             }
             b"subscribe" | b"ssubscribe" => {
-                confirmed.insert(channel.clone());
-                for job in pending.remove(&channel).unwrap_or_default() {
+                state.confirmed.insert(channel.clone());
+                self.catch_up(handle, &channel, fill);
+                for job in state.pending.remove(&channel).unwrap_or_default() {
                     self.forward(handle, job);
                 }
             }
+            b"unsubscribe" | b"sunsubscribe" => match state.leaving.get_mut(&channel) {
+                Some(n) if *n > 1 => *n -= 1,
+                Some(_) => {
+                    state.leaving.remove(&channel);
+                }
+                None if state.cluster && state.wanted.contains(&channel) => {
+                    return Some(io::Error::other(format!(
+                        "the cluster moved {channel}'s slot"
+                    )));
+                }
+                None => {}
+            },
             _ => {}
         }
+        None
+    }
+
+    /// A room channel (re)subscribed after this node had delivered some of the room's
+    /// messages: what was published while it was not subscribed (Redis down, or this
+    /// node's subscription lost), read back from the room's stream, so that listeners who
+    /// never send miss nothing still held.
+    fn catch_up(&self, handle: &Handle, channel: &str, fill: &mut Option<Conn>) {
+        let Some(room) = channel_room(channel) else {
+            return;
+        };
+        let mut last = lock(&self.last_seq);
+        let Some(&prev) = last.get(room) else {
+            return;
+        };
+        self.raise_floor(room, prev, fill);
+        let topic = format!("#{room}");
+        let mut seq = prev;
+        for (s, missed) in self.gap(room, prev + 1, None, fill) {
+            self.metrics.redis_gap_filled.inc();
+            let _ = handle.publish(&topic, Message::text(missed));
+            seq = seq.max(s);
+        }
+        last.insert(room.to_owned(), seq);
     }
 
     /// Hands a message from Redis to every loop, once, in seq order.
-    fn deliver(
-        &self,
-        handle: &Handle,
-        channel: &str,
-        payload: &[u8],
-        fill: &mut Option<redis::Connection>,
-    ) {
+    fn deliver(&self, handle: &Handle, channel: &str, payload: &[u8], fill: &mut Option<Conn>) {
         let Some((head, json)) = std::str::from_utf8(payload)
             .ok()
             .and_then(|p| p.split_once('\n'))
@@ -1120,7 +1422,7 @@ impl Bridge {
                         return;
                     }
                     if let Some(p) = prev.filter(|p| seq > p + 1) {
-                        for missed in self.gap(room, p + 1, seq - 1, fill) {
+                        for (_, missed) in self.gap(room, p + 1, Some(seq - 1), fill) {
                             self.metrics.redis_gap_filled.inc();
                             let _ = handle.publish(&topic, Message::text(missed));
                         }
@@ -1146,24 +1448,40 @@ impl Bridge {
         }
     }
 
-    /// Room messages `from..=to` read back from the room's stream (what pub/sub lost while
-    /// this node's subscription was down); what the stream no longer holds stays lost.
+    /// See [`FLOOR_LUA`] (sent whole: this connection has no scripts loaded, and it runs
+    /// once per room per resubscription).
+    fn raise_floor(&self, room: &str, floor: u64, fill: &mut Option<Conn>) {
+        if fill.is_none() {
+            *fill = self.open().ok();
+        }
+        let Some(con) = fill.as_mut() else {
+            return;
+        };
+        let raised = redis::cmd("EVAL")
+            .arg(FLOOR_LUA)
+            .arg(1)
+            .arg(room_key(room, "seq"))
+            .arg(floor)
+            .arg(self.options.history_ttl.as_secs().max(1))
+            .query::<i64>(con.like());
+        if let Err(e) = raised {
+            log::warn!("redis: could not restore room {room}'s seq floor: {e}");
+            *fill = None;
+        }
+    }
+
+    /// Room messages `from..=to` (to the end: `None`) with their seq, read back from the
+    /// room's stream (what pub/sub lost while this node's subscription was down); what the
+    /// stream no longer holds stays lost.
     fn gap(
         &self,
         room: &str,
         from: u64,
-        to: u64,
-        fill: &mut Option<redis::Connection>,
-    ) -> Vec<String> {
+        to: Option<u64>,
+        fill: &mut Option<Conn>,
+    ) -> Vec<(u64, String)> {
         if fill.is_none() {
-            *fill = self
-                .client
-                .get_connection_with_timeout(CONNECT_TIMEOUT)
-                .ok();
-            if let Some(c) = fill.as_mut() {
-                let _ = c.set_read_timeout(Some(IO_TIMEOUT));
-                let _ = c.set_write_timeout(Some(IO_TIMEOUT));
-            }
+            *fill = self.open().ok();
         }
         let Some(con) = fill.as_mut() else {
             return Vec::new();
@@ -1171,12 +1489,15 @@ impl Bridge {
         let entries: redis::RedisResult<StreamEntries> = redis::cmd("XRANGE")
             .arg(room_key(room, "history"))
             .arg(format!("{from}-0"))
-            .arg(format!("{to}-0"))
-            .query(con);
+            .arg(to.map_or("+".to_owned(), |t| format!("{t}-0")))
+            .query(con.like());
         match entries {
             Ok(entries) => entries
                 .into_iter()
-                .filter_map(|(_, fields)| fields.into_iter().next().map(|(_, m)| m))
+                .filter_map(|(id, fields)| {
+                    let seq = id.split('-').next()?.parse().ok()?;
+                    fields.into_iter().next().map(|(_, m)| (seq, m))
+                })
                 .collect(),
             Err(e) => {
                 log::warn!("redis: could not read back room {room}'s missed messages: {e}");
@@ -1185,6 +1506,92 @@ impl Bridge {
             }
         }
     }
+}
+
+/// A subscriber session's pub/sub connections: one per node, and which serves which slots
+/// (empty for a single server).
+struct Nodes {
+    streams: Vec<TcpStream>,
+    slots: Vec<(u16, u16, usize)>,
+}
+
+impl Nodes {
+    /// The connection to the node that serves `channel`'s slot.
+    fn of(&mut self, channel: &str) -> &mut TcpStream {
+        let slot = slot(channel);
+        let at = self
+            .slots
+            .iter()
+            .find(|(start, end, _)| (*start..=*end).contains(&slot))
+            .map_or(0, |r| r.2);
+        &mut self.streams[at]
+    }
+}
+
+impl Drop for Nodes {
+    /// Ends the reader threads.
+    fn drop(&mut self) {
+        for s in &self.streams {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// What [`Bridge::on_push`] reads and changes of a session.
+struct SessionState<'a> {
+    confirmed: &'a mut HashSet<String>,
+    pending: &'a mut HashMap<String, Vec<Job>>,
+    leaving: &'a mut HashMap<String, usize>,
+    wanted: &'a HashSet<String>,
+    cluster: bool,
+}
+
+/// Slots `.0..=.1` and their primary (host, port).
+type SlotRange = (u16, u16, (String, u16));
+
+/// `CLUSTER SLOTS`' answer: (first slot, last slot, its primary's host and port) per range;
+/// a primary that gives no host (an empty one) is at `asked`, the node that answered.
+fn cluster_slots(value: Resp, asked: &str) -> io::Result<Vec<SlotRange>> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad CLUSTER SLOTS answer");
+    let Resp::Array(Some(ranges)) = value else {
+        return Err(match value {
+            Resp::Error(e) => io::Error::other(format!("CLUSTER SLOTS: {e}")),
+            _ => bad(),
+        });
+    };
+    let int = |v: Option<&Resp>| match v {
+        Some(Resp::Int(i)) => u16::try_from(*i).map_err(|_| bad()),
+        _ => Err(bad()),
+    };
+    let mut slots = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        let Resp::Array(Some(items)) = range else {
+            return Err(bad());
+        };
+        let Some(Resp::Array(Some(master))) = items.get(2) else {
+            return Err(bad());
+        };
+        let host = match master.first() {
+            Some(Resp::Bulk(Some(h))) if !h.is_empty() => String::from_utf8_lossy(h).into_owned(),
+            _ => asked.to_owned(),
+        };
+        slots.push((
+            int(items.first())?,
+            int(items.get(1))?,
+            (host, int(master.get(1))?),
+        ));
+    }
+    if slots.is_empty() {
+        return Err(io::Error::other("the cluster serves no slots yet"));
+    }
+    Ok(slots)
+}
+
+/// Lists `room` among the rooms with members until `until` (unix ms).
+fn listed(room: &str, until: u64) -> redis::Cmd {
+    let mut cmd = redis::cmd("ZADD");
+    cmd.arg(ROOMS_KEY).arg(until).arg(room);
+    cmd
 }
 
 /// The room of a room channel.
@@ -1370,5 +1777,17 @@ mod tests {
         );
         assert_eq!(version_major("# Server\r\nredis_version:7.0.15\r\n"), 7);
         assert_eq!(channel_room(&room_channel("a.b")), Some("a.b"));
+    }
+
+    #[test]
+    fn slots_as_redis_computes_them() {
+        // CLUSTER KEYSLOT foo / bar / hello.
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("bar"), 5061);
+        assert_eq!(slot("hello"), 866);
+        // The hash tag alone, and an empty one is no tag.
+        assert_eq!(slot("x{foo}y"), 12182);
+        assert_eq!(slot(&room_channel("foo")), slot(&room_key("foo", "seq")));
+        assert_ne!(slot("{}foo"), slot("foo"));
     }
 }

@@ -14,7 +14,7 @@ mod hub;
 mod metrics;
 
 use auth::Jwt;
-use bridge::{nick_channel, room_channel, Bridge, Job, Origin};
+use bridge::{nick_channel, room_channel, Bridge, Job, Origin, Sender};
 use hub::{Hub, RoomError};
 use metrics::Metrics;
 use rfc6455::proto::{Accept, HttpRequest, HttpResponse, Rejection, Request};
@@ -108,8 +108,9 @@ pub struct Args {
     #[arg(long)]
     deflate: bool,
     /// Share rooms, presence, private messages and history with every node using the same
-    /// Redis (redis://HOST:PORT[/DB], optionally redis://:PASSWORD@…): run N nodes behind a
-    /// load balancer as one server.
+    /// Redis (redis://HOST:PORT[/DB], optionally redis://:PASSWORD@…; a Redis 7+ Cluster:
+    /// redis+cluster://HOST:PORT[,HOST:PORT…]): run N nodes behind a load balancer as one
+    /// server.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
     /// With --redis: seconds a node's presence entries live without a refresh (refreshed
@@ -533,7 +534,7 @@ impl Chat {
                 room: room.to_owned(),
                 from: nick,
                 text: text.to_owned(),
-                origin: Some(Origin {
+                origin: Sender::Ws(Origin {
                     conn: ctx.id(),
                     reference: None,
                 }),
@@ -606,19 +607,59 @@ impl Chat {
         Ok(())
     }
 
-    fn api_publish(&self, ctx: &HttpContext<'_>, request: &HttpRequest) -> HttpResponse {
+    /// `POST /api/publish`; `None` with Redis: deferred, answered by the bridge with the
+    /// seq (or 503), or by the server with 504 after [`bridge::API_WAIT`].
+    fn api_publish(
+        &self,
+        ctx: &mut HttpContext<'_>,
+        request: &HttpRequest,
+    ) -> Option<HttpResponse> {
+        let (room, from, text) = match self.api_request(request) {
+            Ok(r) => r,
+            Err(refused) => return Some(refused),
+        };
+        if let Some(bridge) = &self.bridge {
+            let job = Job::Message {
+                room,
+                from,
+                text,
+                origin: Sender::Api(ctx.id()),
+            };
+            return match bridge.submit(job) {
+                Ok(()) => {
+                    ctx.defer(bridge::API_WAIT);
+                    None
+                }
+                Err(why) => Some(HttpResponse::new(503).json(json!({"error": why}).to_string())),
+            };
+        }
+        Some(
+            match self.publish_to_room(ctx.handle(), &room, &from, &text) {
+                Ok(seq) => {
+                    self.metrics.api_publishes.inc();
+                    HttpResponse::new(200).json(json!({"seq": seq}).to_string())
+                }
+                Err(f) => HttpResponse::new(503).json(json!({"error": f.message}).to_string()),
+            },
+        )
+    }
+
+    /// A publish request's room, sender and text, or why it is refused.
+    fn api_request(&self, request: &HttpRequest) -> Result<(String, String, String), HttpResponse> {
         let Some(key) = &self.settings.api_key else {
-            return HttpResponse::new(404)
-                .text("the publish API is off: start the server with --api-key KEY\n");
+            return Err(HttpResponse::new(404)
+                .text("the publish API is off: start the server with --api-key KEY\n"));
         };
         let given = request
             .header("Authorization")
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         if !auth::secret_eq(given.trim().as_bytes(), key.as_bytes()) {
-            return HttpResponse::new(401).text("send the API key as Authorization: Bearer KEY\n");
+            return Err(
+                HttpResponse::new(401).text("send the API key as Authorization: Bearer KEY\n")
+            );
         }
-        let bad = |why: &str| HttpResponse::new(400).json(json!({"error": why}).to_string());
+        let bad = |why: &str| Err(HttpResponse::new(400).json(json!({"error": why}).to_string()));
         let Ok(body) = serde_json::from_slice::<Value>(request.body()) else {
             return bad("the body is not JSON");
         };
@@ -641,28 +682,7 @@ impl Chat {
                 None => return bad("\"from\" must be a nick of 1 to 32 printable characters"),
             },
         };
-        if let Some(bridge) = &self.bridge {
-            let job = Job::Message {
-                room: room.to_owned(),
-                from,
-                text: text.to_owned(),
-                origin: None,
-            };
-            return match bridge.submit(job) {
-                Ok(()) => {
-                    self.metrics.api_publishes.inc();
-                    HttpResponse::new(202).json(json!({"queued": true}).to_string())
-                }
-                Err(why) => HttpResponse::new(503).json(json!({"error": why}).to_string()),
-            };
-        }
-        match self.publish_to_room(ctx.handle(), room, &from, text) {
-            Ok(seq) => {
-                self.metrics.api_publishes.inc();
-                HttpResponse::new(200).json(json!({"seq": seq}).to_string())
-            }
-            Err(f) => HttpResponse::new(503).json(json!({"error": f.message}).to_string()),
-        }
+        Ok((room.to_owned(), from, text.to_owned()))
     }
 }
 
@@ -716,7 +736,9 @@ impl Handler for Chat {
                 let text = self.metrics.render(ctx.handle().topic_stats());
                 HttpResponse::new(200).body("text/plain; version=0.0.4; charset=utf-8", text)
             }
-            ("/api/publish", _) if request.method() == "POST" => self.api_publish(ctx, request),
+            ("/api/publish", _) if request.method() == "POST" => {
+                return self.api_publish(ctx, request)
+            }
             // A plain GET of the WebSocket endpoint: answered as a failed handshake.
             ("/ws", _) => return None,
             ("/" | "/app.js" | "/style.css" | "/healthz" | "/metrics" | "/api/publish", _) => {
