@@ -87,8 +87,7 @@ pub(super) struct Entry {
     pub(super) parts_read_through: bool,
     pub(super) overflow: bool,
     /// When the phase began: accepted (handshake), refusing, open, linger; for a deferred
-    /// HTTP request, its deadline. The close
-    /// handshake's start is the core's (`timers`).
+    /// HTTP request, its deadline. The close handshake's start is the core's (`timers`).
     pub(super) since: u64,
     /// The core's heartbeat, idle and close timers, in the loop's milliseconds.
     pub(super) timers: Timers,
