@@ -231,6 +231,17 @@ struct InFrame {
     untouched: bool,
 }
 
+/// The data message being received ([`Connection::next_event`]'s flags for it).
+#[derive(Copy, Clone, Debug)]
+struct InMessage {
+    /// A text message: UTF-8 is checked as it arrives.
+    text: bool,
+    /// RSV1 was on its first frame (permessage-deflate): inflated as it arrives.
+    compressed: bool,
+    /// Handed out in parts ([`Config::stream_binary_from`]), decided on its first byte.
+    streamed: bool,
+}
+
 /// What only an unfinished frame or message needs: allocated when one is left over at the
 /// end of the input, freed by [`Connection::shrink_buffers`] once none is.
 #[derive(Default)]
@@ -341,13 +352,9 @@ pub struct Connection {
     state: State,
     /// RSV bits a negotiated extension owns.
     rsv_allowed: u8,
-    /// A fragmented message has started and its final frame has not.
-    in_message: bool,
-    message_text: bool,
-    /// The message in progress had RSV1 on its first frame (permessage-deflate).
-    message_compressed: bool,
-    /// The message in progress is handed out in parts (`Config::stream_binary_from`).
-    message_streamed: bool,
+    /// The data message being received, from its first frame's header until it is handed
+    /// out: a data frame without one is an unexpected continuation.
+    receiving: Option<InMessage>,
     /// A message sent by `send_part` is open: its last part has not been sent.
     sending_parts: bool,
 }
@@ -403,10 +410,7 @@ impl Connection {
             role,
             state: State::Open,
             rsv_allowed: 0,
-            in_message: false,
-            message_text: false,
-            message_compressed: false,
-            message_streamed: false,
+            receiving: None,
             sending_parts: false,
         }
     }
@@ -537,9 +541,7 @@ impl Connection {
 
     fn release_receive_buffers(&mut self) {
         self.frame = None;
-        self.in_message = false;
-        self.message_compressed = false;
-        self.message_streamed = false;
+        self.receiving = None;
         self.partial = None;
         // Only called once nothing more can be sent or received.
         #[cfg(feature = "deflate")]

@@ -136,7 +136,7 @@ impl Connection {
             self.out = Vec::new();
             self.out_pos = 0;
         }
-        let mid_message = self.frame.is_some() || self.in_message;
+        let mid_message = self.frame.is_some() || self.receiving.is_some();
         if !mid_message && self.partial.as_ref().is_some_and(|p| p.header_len == 0) {
             self.partial = None;
         }
