@@ -37,13 +37,14 @@ mod recv;
 mod send;
 mod timers;
 mod transmit;
+use send::Held;
 pub use send::OWNED_SEND_MIN;
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 pub use timers::TimeoutKind;
-use transmit::{Segment, SegmentData};
+use transmit::{SegmentData, Segments};
 
 /// Which end of the connection this is. It decides who masks (RFC 6455 §5.1).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -257,25 +258,22 @@ struct Partial {
     streamed: u64,
 }
 
-/// What few connections use: made on first use.
+/// What few connections use, behind one pointer made on first use (an idle server connection
+/// without timers has none). Each part belongs to one side of the connection.
 #[derive(Default)]
 struct Rare {
-    /// A client's masking keys.
+    /// Sending: a client's masking keys.
     masks: Option<Box<dyn MaskSource>>,
+    /// Sending: the messages held behind a message sent in parts (`send.rs`).
+    held: Held,
+    /// The transmit queue's payloads queued by reference (`transmit.rs`).
+    segments: Segments,
+    /// Receiving: the events [`Connection::handle_bytes`] parsed (`recv.rs`).
     queued: Option<Box<Queued>>,
-    /// Payloads queued by [`Connection::send_owned`], in order, each to go out after
-    /// `out[..at]`; the bytes of the first already written; the bytes of all still to write.
-    segments: VecDeque<Segment>,
-    segment_pos: usize,
-    segment_bytes: usize,
-    /// Messages sent while a message in parts was open (see [`Connection::send_part`]), to go
-    /// out after its last part; and their payload bytes.
-    held: VecDeque<Message<'static>>,
-    held_bytes: usize,
-    /// permessage-deflate, once negotiated (see [`Connection::set_deflate`]).
+    /// permessage-deflate, both ways, once negotiated (see [`Connection::set_deflate`]).
     #[cfg(feature = "deflate")]
     deflate: Option<Box<Codec>>,
-    /// The timers' times, once the driver has passed the time in (see `timers.rs`).
+    /// The timers' times, once the driver has passed the time in (`timers.rs`).
     clock: Option<Box<timers::Clock>>,
 }
 
@@ -288,8 +286,8 @@ impl Rare {
         self.masks.is_none()
             && self.clock.is_none()
             && self.queued.is_none()
-            && self.segments.is_empty()
-            && self.held.is_empty()
+            && self.segments.queue.is_empty()
+            && self.held.messages.is_empty()
     }
 }
 
@@ -355,7 +353,8 @@ pub struct Connection {
     /// The data message being received, from its first frame's header until it is handed
     /// out: a data frame without one is an unexpected continuation.
     receiving: Option<InMessage>,
-    /// A message sent by `send_part` is open: its last part has not been sent.
+    /// A message sent by `send_part` is open: its last part has not been sent. One flag that
+    /// every send checks; the messages held meanwhile are in `rare.held`.
     sending_parts: bool,
 }
 

@@ -237,7 +237,6 @@ impl Connection {
 
     /// The slow path: collects (or inflates) the message piece by piece, over frames and
     /// reads, and hands it out owned once its last frame is in (`None` before).
-    #[inline]
     fn collect<'a>(
         &mut self,
         mut frame: InFrame,
