@@ -764,10 +764,13 @@ impl Client {
             if self.conn.should_close_transport() || self.conn.timed_out().is_some() {
                 break;
             }
-            if wait == Some(Duration::ZERO) {
+            let Some(wait) = wait else {
+                break; // no deadline left to wait for
+            };
+            if wait.is_zero() {
                 continue; // a deadline has just begun: date it
             }
-            if self.stream.set_read_timeout(wait).is_err() {
+            if self.stream.set_read_timeout(Some(wait)).is_err() {
                 break;
             }
             match self.stream.read(&mut scratch) {
