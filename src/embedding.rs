@@ -75,7 +75,8 @@
 //! write (a heartbeat ping or a close may be queued) and check
 //! [`Connection::should_close_transport`] and [`Connection::timed_out`]. The tokio adapter's
 //! whole timer code is `src/tokio/timers.rs`: a `tokio::time::Sleep` reset to
-//! `poll_timeout()`, polled beside the read.
+//! `poll_timeout()`, polled beside the read. The mio server runs the same rules, with its
+//! deadlines in one heap per loop instead of one sleep per connection.
 //!
 //! ## 5. Backpressure and memory
 //!

@@ -38,8 +38,8 @@ pub struct Config {
     /// [`Connection::handle_timeout`](crate::Connection::handle_timeout)). Send a ping after
     /// this long without a byte from the peer. Default `None`: no heartbeat.
     pub ping_interval: Option<Duration>,
-    /// Fail the connection (1001) when nothing at all arrives this long after a heartbeat
-    /// ping. Default 10 s.
+    /// Fail the connection (1001, "heartbeat timeout") when nothing at all arrives this long
+    /// after a heartbeat ping. Default 10 s.
     pub ping_timeout: Duration,
     /// Start a close (1001, "idle timeout") when no data message arrived for this long.
     /// Default `None`.

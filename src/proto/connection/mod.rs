@@ -44,6 +44,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 pub use timers::TimeoutKind;
+#[cfg(feature = "server")]
+pub(crate) use timers::{ms, Due, TimerLimits, Timers};
 use transmit::{SegmentData, Segments};
 
 /// Which end of the connection this is. It decides who masks (RFC 6455 §5.1).

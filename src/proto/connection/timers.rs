@@ -13,6 +13,15 @@
 //! event (the close handshake) are dated by asking for a call at once: `poll_timeout` then
 //! returns a time already past.
 //!
+//! Each rule is written once, in [`Timers`] (the state, in milliseconds from the driver's
+//! epoch, 24 bytes) and [`Connection::apply_timer`] (what a rule does to the connection).
+//! `handle_timeout` drives them from the connection's own boxed [`Clock`]; the server's
+//! event loop drives the same two with its own clock, keeping one `Timers` inline per
+//! connection, dating what it reads with the time it took once per wakeup (instead of a flag
+//! dated at the next call), and one heap of the deadlines [`Timers::deadline`] gives. A
+//! heartbeat failure closes with 1001 "heartbeat timeout", an idle one with 1001 "idle
+//! timeout", for every driver.
+//!
 //! [`Config::ping_interval`]: crate::Config::ping_interval
 //! [`Config::ping_timeout`]: crate::Config::ping_timeout
 //! [`Config::idle_timeout`]: crate::Config::idle_timeout
@@ -20,7 +29,8 @@
 
 use super::{Connection, Role, State};
 use crate::proto::close::CloseCode;
-use std::time::Instant;
+use crate::proto::Config;
+use std::time::{Duration, Instant};
 
 /// Which timer ended a connection ([`Connection::timed_out`]).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -35,23 +45,215 @@ pub enum TimeoutKind {
     Close,
 }
 
-/// The times the timers run from; made by the first [`Connection::handle_timeout`].
+/// A duration in the timers' milliseconds, capped at 2^62 ms (146 million years, as good as
+/// never) so that adding one to a time cannot overflow.
+pub(crate) fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).map_or(NEVER, |t| t.min(NEVER))
+}
+
+const NEVER: u64 = 1 << 62;
+
+/// The timers' limits in milliseconds ([`ms`]): [`Config`]'s for a [`Connection`] driven
+/// through [`Connection::handle_timeout`], the server's `Timeouts` for its event loop.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct TimerLimits {
+    pub(crate) idle: Option<u64>,
+    pub(crate) ping_interval: Option<u64>,
+    pub(crate) ping_timeout: u64,
+    pub(crate) close: u64,
+}
+
+impl TimerLimits {
+    fn of(config: &Config) -> TimerLimits {
+        TimerLimits {
+            idle: config.idle_timeout.map(ms),
+            ping_interval: config.ping_interval.map(ms),
+            ping_timeout: ms(config.ping_timeout),
+            close: ms(config.close_timeout),
+        }
+    }
+}
+
+/// `since` is when the unanswered heartbeat ping went out (else when bytes were last heard).
+const PINGED: u8 = 1;
+/// `since` is when the close began.
+const CLOSING: u8 = 2;
+/// `last` is when the connection reached `Closed`.
+const CLOSED: u8 = 4;
+/// Bytes arrived since the last [`Connection::handle_timeout`] (dated at the next one).
+const HEARD: u8 = 8;
+/// A data message was handed out since the last [`Connection::handle_timeout`].
+const MESSAGED: u8 = 16;
+
+/// Every timer rule's state, in 24 bytes: times are milliseconds from an epoch the driver
+/// chooses, and each field holds the one time the connection's state needs. A
+/// [`Connection`] keeps one in its [`Clock`] (made by the first `handle_timeout`); the
+/// server's event loop keeps one inline in each connection's slot, dates arrivals with the
+/// time it read once per wakeup, and keeps its own heap of the deadlines this computes.
+#[derive(Clone, Debug)]
+pub(crate) struct Timers {
+    /// Open: when bytes were last heard, or when the unanswered ping went out (`PINGED`).
+    /// Closing and Closed: when the close began (`CLOSING`).
+    since: u64,
+    /// Open: when the last data message was handed out. Closed: when it closed (`CLOSED`).
+    last: u64,
+    flags: u8,
+    expired: Option<TimeoutKind>,
+}
+
+/// What a timer asks the driver to do to the connection ([`Connection::apply_timer`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Due {
+    Nothing,
+    /// The heartbeat: send a ping.
+    Ping,
+    /// The idle timeout: start a close (1001, "idle timeout").
+    Idle,
+    /// The ping was not answered: fail (1001, "heartbeat timeout").
+    Heartbeat,
+    /// The close was not answered: the connection is closed.
+    Close,
+}
+
+impl Timers {
+    /// Timers for a connection that starts (or is accepted) at `now`.
+    pub(crate) fn new(now: u64) -> Timers {
+        Timers {
+            since: now,
+            last: now,
+            flags: 0,
+            expired: None,
+        }
+    }
+
+    /// Bytes arrived at `now`: any byte answers a heartbeat ping.
+    #[inline]
+    pub(crate) fn heard(&mut self, now: u64) {
+        if self.flags & CLOSING == 0 {
+            self.since = now;
+            self.flags &= !PINGED;
+        }
+    }
+
+    /// A data message was handed out at `now` (the idle timeout counts from the last).
+    #[inline]
+    pub(crate) fn message(&mut self, now: u64) {
+        if self.flags & CLOSED == 0 {
+            self.last = now;
+        }
+    }
+
+    /// When the close began, once dated ([`date`](Self::date)).
+    pub(crate) fn closing_since(&self) -> Option<u64> {
+        (self.flags & CLOSING != 0).then_some(self.since)
+    }
+
+    /// Dates the deadlines that start with a state: the close (Closing or Closed) and, for
+    /// a client, the wait for the server's EOF (Closed). Idempotent.
+    pub(crate) fn date(&mut self, state: State, now: u64) {
+        if state != State::Open && self.flags & CLOSING == 0 {
+            self.since = now;
+            self.flags = (self.flags | CLOSING) & !PINGED;
+        }
+        if state == State::Closed && self.flags & CLOSED == 0 {
+            self.last = now;
+            self.flags |= CLOSED;
+        }
+    }
+
+    /// Runs the rules at `now` for a connection in `state`: what is due, if anything. The
+    /// driver then applies it to the connection ([`Connection::apply_timer`]).
+    pub(crate) fn step(&mut self, state: State, role: Role, limits: &TimerLimits, now: u64) -> Due {
+        self.date(state, now);
+        match state {
+            State::Open => {
+                if limits.idle.is_some_and(|idle| now >= self.last + idle) {
+                    self.expired = Some(TimeoutKind::Idle);
+                    self.date(State::Closing, now);
+                    Due::Idle
+                } else if let Some(interval) = limits.ping_interval {
+                    if self.flags & PINGED != 0 {
+                        if now >= self.since + limits.ping_timeout {
+                            self.expired = Some(TimeoutKind::Heartbeat);
+                            self.date(State::Closed, now);
+                            Due::Heartbeat
+                        } else {
+                            Due::Nothing
+                        }
+                    } else if now >= self.since + interval {
+                        self.since = now;
+                        self.flags |= PINGED;
+                        Due::Ping
+                    } else {
+                        Due::Nothing
+                    }
+                } else {
+                    Due::Nothing
+                }
+            }
+            State::Closing => {
+                if now >= self.since + limits.close {
+                    self.expired = Some(TimeoutKind::Close);
+                    self.date(State::Closed, now);
+                    Due::Close
+                } else {
+                    Due::Nothing
+                }
+            }
+            State::Closed => {
+                if role == Role::Client && self.expired.is_none() && now >= self.last + limits.close
+                {
+                    // §7.1.1: the server should close TCP first; it has not, in time.
+                    self.expired = Some(TimeoutKind::Close);
+                }
+                Due::Nothing
+            }
+        }
+    }
+
+    /// When [`step`](Self::step) is next due for a connection in `state`; `now` when a
+    /// deadline has begun but is not dated yet, `None` when no timer runs.
+    pub(crate) fn deadline(
+        &self,
+        state: State,
+        role: Role,
+        limits: &TimerLimits,
+        now: u64,
+    ) -> Option<u64> {
+        match state {
+            State::Open => {
+                let idle = limits.idle.map(|idle| self.last + idle);
+                let heartbeat = limits.ping_interval.map(|interval| {
+                    if self.flags & PINGED != 0 {
+                        self.since + limits.ping_timeout
+                    } else {
+                        self.since + interval
+                    }
+                });
+                match (idle, heartbeat) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+            State::Closing => Some(self.closing_since().map_or(now, |t| t + limits.close)),
+            State::Closed => match (role, self.expired, self.flags & CLOSED != 0) {
+                (Role::Client, None, true) => Some(self.last + limits.close),
+                (Role::Client, None, false) => Some(now),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// The timers of a [`Connection`] driven through [`Connection::handle_timeout`]: the epoch
+/// is the first call's time. 48 bytes, boxed, so a connection without timers pays one
+/// pointer in its rarely used state.
 #[derive(Clone, Debug)]
 pub(super) struct Clock {
-    /// The last time passed in.
-    now: Instant,
-    last_heard: Instant,
-    last_message: Instant,
-    ping_sent: Option<Instant>,
-    /// When this side learnt the close handshake began (close sent or received).
-    closing_since: Option<Instant>,
-    /// When the connection reached `Closed` (a client's wait for the server's EOF).
-    closed_since: Option<Instant>,
-    expired: Option<TimeoutKind>,
-    /// Bytes arrived since the last call (dated at the next one).
-    heard: bool,
-    /// A data message was handed out since the last call.
-    messaged: bool,
+    epoch: Instant,
+    /// The last time passed in, in milliseconds from `epoch`.
+    now: u64,
+    timers: Timers,
 }
 
 impl Connection {
@@ -61,7 +263,7 @@ impl Connection {
     /// starts, then whenever [`poll_timeout`](Self::poll_timeout) has passed; calling it more
     /// often does no harm. Then write out [`poll_transmit`](Self::poll_transmit) and check
     /// [`should_close_transport`](Self::should_close_transport) and
-    /// [`timed_out`](Self::timed_out).
+    /// [`timed_out`](Self::timed_out). Times are kept in milliseconds from the first call.
     ///
     /// ```
     /// use rfc6455::{Config, Connection};
@@ -77,104 +279,28 @@ impl Connection {
     /// assert_eq!(conn.poll_transmit(), &[0x89, 0x00]);
     /// ```
     pub fn handle_timeout(&mut self, now: Instant) {
-        let (idle, ping_interval, ping_timeout, close_timeout) = (
-            self.config.idle_timeout,
-            self.config.ping_interval,
-            self.config.ping_timeout,
-            self.config.close_timeout,
-        );
+        let limits = TimerLimits::of(&self.config);
         let (state, role) = (self.state, self.role);
         let clock = self.rare().clock.get_or_insert_with(|| {
             Box::new(Clock {
-                now,
-                last_heard: now,
-                last_message: now,
-                ping_sent: None,
-                closing_since: None,
-                closed_since: None,
-                expired: None,
-                heard: false,
-                messaged: false,
+                epoch: now,
+                now: 0,
+                timers: Timers::new(0),
             })
         });
-        let now = now.max(clock.now);
+        let now = ms(now.saturating_duration_since(clock.epoch)).max(clock.now);
         clock.now = now;
-        let (heard, messaged) = (
-            std::mem::take(&mut clock.heard),
-            std::mem::take(&mut clock.messaged),
-        );
-        if heard {
-            clock.last_heard = now;
-            clock.ping_sent = None;
+        let timers = &mut clock.timers;
+        let notes = timers.flags & (HEARD | MESSAGED);
+        timers.flags &= !(HEARD | MESSAGED);
+        if notes & HEARD != 0 {
+            timers.heard(now);
         }
-        if messaged {
-            clock.last_message = now;
+        if notes & MESSAGED != 0 {
+            timers.message(now);
         }
-        enum Act {
-            Nothing,
-            Close,
-            Fail,
-            Ping,
-            Closed,
-        }
-        let act = match state {
-            State::Open => {
-                if idle.is_some_and(|idle| now >= clock.last_message + idle) {
-                    clock.expired = Some(TimeoutKind::Idle);
-                    clock.closing_since = Some(now);
-                    Act::Close
-                } else if let Some(interval) = ping_interval {
-                    match clock.ping_sent {
-                        Some(sent) if now >= sent + ping_timeout => {
-                            clock.expired = Some(TimeoutKind::Heartbeat);
-                            clock.closed_since = Some(now);
-                            Act::Fail
-                        }
-                        None if now >= clock.last_heard + interval => {
-                            clock.ping_sent = Some(now);
-                            Act::Ping
-                        }
-                        _ => Act::Nothing,
-                    }
-                } else {
-                    Act::Nothing
-                }
-            }
-            State::Closing => {
-                let since = *clock.closing_since.get_or_insert(now);
-                if now >= since + close_timeout {
-                    clock.expired = Some(TimeoutKind::Close);
-                    clock.closed_since = Some(now);
-                    Act::Closed
-                } else {
-                    Act::Nothing
-                }
-            }
-            State::Closed => {
-                let since = *clock.closed_since.get_or_insert(now);
-                if role == Role::Client && clock.expired.is_none() && now >= since + close_timeout {
-                    // §7.1.1: the server should close TCP first; it has not, in time.
-                    clock.expired = Some(TimeoutKind::Close);
-                }
-                Act::Nothing
-            }
-        };
-        match act {
-            Act::Nothing => {}
-            Act::Close => {
-                let _ = self.close(CloseCode::GOING_AWAY, "idle timeout");
-            }
-            Act::Fail => {
-                let _ = self.fail(CloseCode::GOING_AWAY, "ping timeout");
-            }
-            Act::Ping => {
-                let _ = self.ping(b"");
-            }
-            Act::Closed => {
-                self.state = State::Closed;
-                self.release_receive_buffers();
-            }
-        }
+        let due = timers.step(state, role, &limits, now);
+        self.apply_timer(due);
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due; `None` when no timer runs
@@ -182,38 +308,39 @@ impl Connection {
     /// "now": a deadline has just begun and must be dated.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let clock = self.rare.as_ref()?.clock.as_deref()?;
-        let config = &self.config;
-        match self.state {
-            State::Open => {
-                let mut next = None::<Instant>;
-                let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
-                if let Some(idle) = config.idle_timeout {
-                    at(clock.last_message + idle);
-                }
-                if let Some(interval) = config.ping_interval {
-                    match clock.ping_sent {
-                        Some(sent) => at(sent + config.ping_timeout),
-                        None => at(clock.last_heard + interval),
-                    }
-                }
-                next
-            }
-            State::Closing => Some(
-                clock
-                    .closing_since
-                    .map_or(clock.now, |since| since + config.close_timeout),
-            ),
-            State::Closed => match (self.role, clock.expired, clock.closed_since) {
-                (Role::Client, None, Some(since)) => Some(since + config.close_timeout),
-                (Role::Client, None, None) => Some(clock.now),
-                _ => None,
-            },
-        }
+        let at = clock.timers.deadline(
+            self.state,
+            self.role,
+            &TimerLimits::of(&self.config),
+            clock.now,
+        )?;
+        clock.epoch.checked_add(Duration::from_millis(at))
     }
 
     /// Which timer ended the connection, if one did.
     pub fn timed_out(&self) -> Option<TimeoutKind> {
-        self.rare.as_ref()?.clock.as_ref()?.expired
+        self.rare.as_ref()?.clock.as_ref()?.timers.expired
+    }
+
+    /// Does what a timer asks ([`Timers::step`]): the one place each rule acts on the
+    /// connection, for `handle_timeout` and for the server's event loop alike.
+    pub(crate) fn apply_timer(&mut self, due: Due) {
+        match due {
+            Due::Nothing => {}
+            Due::Ping => {
+                let _ = self.ping(b"");
+            }
+            Due::Idle => {
+                let _ = self.close(CloseCode::GOING_AWAY, "idle timeout");
+            }
+            Due::Heartbeat => {
+                let _ = self.fail(CloseCode::GOING_AWAY, "heartbeat timeout");
+            }
+            Due::Close => {
+                self.state = State::Closed;
+                self.release_receive_buffers();
+            }
+        }
     }
 
     /// Notes that bytes arrived (for the heartbeat). Free without timers: one pointer test.
@@ -224,7 +351,7 @@ impl Connection {
             .as_deref_mut()
             .and_then(|r| r.clock.as_deref_mut())
         {
-            clock.heard = true;
+            clock.timers.flags |= HEARD;
         }
     }
 
@@ -236,7 +363,7 @@ impl Connection {
             .as_deref_mut()
             .and_then(|r| r.clock.as_deref_mut())
         {
-            clock.messaged = true;
+            clock.timers.flags |= MESSAGED;
         }
     }
 
@@ -374,6 +501,57 @@ mod tests {
         c.handle_timeout(t0 + 6 * S);
         assert!(c.should_close_transport(), "waited long enough");
         assert_eq!(c.timed_out(), Some(TimeoutKind::Close));
+    }
+
+    #[test]
+    fn a_driver_with_its_own_clock_dates_arrivals_exactly() {
+        // The server's event loop: times in its milliseconds, bytes dated when read, the
+        // deadline and what is due asked of the same rules `handle_timeout` runs.
+        let limits = TimerLimits {
+            idle: None,
+            ping_interval: Some(30_000),
+            ping_timeout: 10_000,
+            close: 5_000,
+        };
+        let mut c = Connection::server(config());
+        let mut t = Timers::new(1_000);
+        let due =
+            |t: &mut Timers, c: &Connection, now| t.step(c.state(), Role::Server, &limits, now);
+        let deadline = |t: &Timers, c: &Connection| t.deadline(c.state(), Role::Server, &limits, 0);
+        t.heard(12_345);
+        assert_eq!(
+            deadline(&t, &c),
+            Some(42_345),
+            "30 s after the last byte, not a check"
+        );
+        assert_eq!(due(&mut t, &c, 42_344), Due::Nothing);
+        assert_eq!(due(&mut t, &c, 42_345), Due::Ping);
+        c.apply_timer(Due::Ping);
+        assert_eq!(drain(&mut c), [0x89, 0x00]);
+        assert_eq!(deadline(&t, &c), Some(52_345));
+        assert_eq!(due(&mut t, &c, 52_345), Due::Heartbeat);
+        c.apply_timer(Due::Heartbeat);
+        let out = drain(&mut c);
+        assert_eq!(
+            &out[2..],
+            b"\x03\xe9heartbeat timeout",
+            "1001 and the reason"
+        );
+        assert_eq!(c.state(), State::Closed);
+        assert_eq!(t.closing_since(), Some(52_345));
+        assert_eq!(
+            deadline(&t, &c),
+            None,
+            "a server's transport is the driver's"
+        );
+    }
+
+    #[test]
+    fn the_timer_state_is_small() {
+        // The server keeps a `Timers` in every connection's slot (its idle connection
+        // budget is 256 bytes), and `handle_timeout` boxes a `Clock` per connection.
+        assert!(std::mem::size_of::<Timers>() <= 24);
+        assert!(std::mem::size_of::<Clock>() <= 48);
     }
 
     #[test]
