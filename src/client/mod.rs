@@ -78,10 +78,6 @@ use std::time::{Duration, Instant};
 /// The size of the client's read buffer.
 const READ_BUF: usize = 64 * 1024;
 
-/// A close timeout too large to add to the clock stands for this one: the core's timers add
-/// it to an `Instant`, and a century is as good as no deadline.
-const NO_DEADLINE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
 /// How to connect: what to offer in the handshake, timeouts, and the connection's limits.
 ///
 /// ```
@@ -509,11 +505,9 @@ impl Client {
         stream
             .set_read_timeout(options.read_timeout)
             .map_err(ClientError::Io)?;
+        // One too large for the clock is no deadline: poll_timeout then has none.
         let mut config = options.config.clone();
-        config.close_timeout = match Instant::now().checked_add(options.close_timeout) {
-            Some(_) => options.close_timeout.min(NO_DEADLINE),
-            None => NO_DEADLINE,
-        };
+        config.close_timeout = options.close_timeout;
         let conn = match session.connection(&response, config, rand::random::<[u8; 4]>) {
             Ok(conn) => conn,
             #[cfg(feature = "deflate")]
@@ -743,8 +737,9 @@ impl Client {
     }
 
     /// Runs the core's timers at the time now: returns how long to wait for the next
-    /// deadline (`None`: no timer runs). The clock starts at the first call, when the close
-    /// handshake begins: the client runs no heartbeat or idle timer.
+    /// deadline (`None`: none, e.g. a close timeout too large for the clock). The clock
+    /// starts at the first call, when the close handshake begins: the client runs no
+    /// heartbeat or idle timer.
     fn run_timers(&mut self) -> Option<Duration> {
         let now = Instant::now();
         self.conn.handle_timeout(now);
@@ -764,13 +759,10 @@ impl Client {
             if self.conn.should_close_transport() || self.conn.timed_out().is_some() {
                 break;
             }
-            let Some(wait) = wait else {
-                break; // no deadline left to wait for
-            };
-            if wait.is_zero() {
+            if wait.is_some_and(|wait| wait.is_zero()) {
                 continue; // a deadline has just begun: date it
             }
-            if self.stream.set_read_timeout(Some(wait)).is_err() {
+            if self.stream.set_read_timeout(wait).is_err() {
                 break;
             }
             match self.stream.read(&mut scratch) {
@@ -820,7 +812,7 @@ impl Client {
             if self.conn.timed_out() == Some(TimeoutKind::Close) {
                 break Err(ClientError::Timeout { during: DURING });
             }
-            if wait == Some(Duration::ZERO) {
+            if wait.is_some_and(|wait| wait.is_zero()) {
                 continue; // the close deadline has just begun: date it
             }
             self.stream
