@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Every blocking call in these tests is bounded by this, so a bug fails instead of hanging.
 const BOUND: Duration = Duration::from_secs(10);
@@ -425,6 +425,76 @@ fn bad_close_code_fails_with_1002() {
     );
     drop(client);
     assert_eq!(close_code(&server.join().unwrap()), Some(1002));
+}
+
+/// A server that answers the close but keeps TCP open: the client waits for its EOF (RFC 6455
+/// §7.1.1) for the close timeout, no longer, and then closes TCP itself.
+#[test]
+fn the_client_waits_for_the_servers_eof_a_bounded_time() {
+    let (url, server) = server(|mut stream| {
+        handshake_by_hand(&mut stream, None);
+        let events = client_events(&mut stream);
+        stream
+            .write_all(&frame(true, 0x8, &1000u16.to_be_bytes()))
+            .unwrap();
+        let answered = Instant::now();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        (close_code(&events), answered.elapsed(), rest)
+    });
+    let options = options().close_timeout(Duration::from_millis(300));
+    let mut client = Client::connect_with(&url, &options).unwrap();
+    let started = Instant::now();
+    let reply = client.close(CloseCode::NORMAL, "").unwrap();
+    let waited = started.elapsed();
+    assert_eq!(reply.map(|f| f.code), Some(CloseCode::NORMAL));
+    assert_eq!(client.state(), State::Closed);
+    let (code, eof_after, rest) = server.join().unwrap();
+    assert_eq!(code, Some(1000));
+    assert!(rest.is_empty(), "sent after its close frame: {rest:?}");
+    assert!(
+        eof_after >= Duration::from_millis(250),
+        "the client closed TCP without waiting for the server: after {eof_after:?}"
+    );
+    assert!(
+        (Duration::from_millis(250)..Duration::from_secs(2)).contains(&waited),
+        "close() returned after {waited:?}; the close timeout is 300 ms"
+    );
+}
+
+/// The side that fails the connection closes TCP first: after a protocol error the client
+/// sends its close frame (1002) and closes at once, without waiting for the server.
+#[test]
+fn after_a_protocol_error_the_client_closes_tcp_at_once() {
+    let (url, server) = server(|mut stream| {
+        handshake_by_hand(&mut stream, None);
+        // A masked frame from the server: 1002.
+        stream
+            .write_all(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2])
+            .unwrap();
+        let events = client_events(&mut stream);
+        let closing = Instant::now();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        (close_code(&events), closing.elapsed())
+    });
+    let options = options().close_timeout(Duration::from_secs(5));
+    let mut client = Client::connect_with(&url, &options).unwrap();
+    let started = Instant::now();
+    let err = client.recv().unwrap_err();
+    assert!(
+        matches!(err, ClientError::Protocol(ProtocolError::MaskedFrame)),
+        "{err:?}"
+    );
+    let (code, eof_after) = server.join().unwrap();
+    assert_eq!(code, Some(1002));
+    assert!(
+        eof_after < Duration::from_secs(2) && started.elapsed() < Duration::from_secs(2),
+        "the client waited for the server (EOF {eof_after:?} after its close frame, recv \
+         returned after {:?}); the close timeout is 5 s",
+        started.elapsed()
+    );
+    drop(client);
 }
 
 #[test]

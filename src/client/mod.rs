@@ -68,7 +68,7 @@ use crate::proto::SessionError;
 use crate::proto::{
     ClientHandshake, ClientHandshakeError, ClientOptions, ClientSession, CloseCode, CloseFrame,
     Config, Connection, Error, Event, HeaderError, Message, ProtocolError, RandomKeys, Response,
-    State, Status, Url, UrlError, UsageError,
+    State, Status, TimeoutKind, Url, UrlError, UsageError,
 };
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
@@ -109,7 +109,8 @@ pub struct ConnectOptions {
     pub write_timeout: Option<Duration>,
     /// How long closing waits for the server's close frame, and then for the server to close
     /// TCP; a timeout too large to add to the clock (such as [`Duration::MAX`]) waits as long
-    /// as it takes. Default 5 s.
+    /// as it takes. Default 5 s. It is the connection's [`Config::close_timeout`] (it takes
+    /// the place of `config`'s): the core's timers run both waits.
     pub close_timeout: Duration,
     /// Offer permessage-deflate with this configuration (see [`deflate`](Self::deflate)).
     /// Default `None`: not offered.
@@ -448,7 +449,6 @@ pub struct Client {
     end: usize,
     response: Response,
     read_timeout: Option<Duration>,
-    close_timeout: Duration,
     /// The server's close frame, once received.
     peer_close: Option<CloseFrame<'static>>,
 }
@@ -505,18 +505,20 @@ impl Client {
         stream
             .set_read_timeout(options.read_timeout)
             .map_err(ClientError::Io)?;
-        let conn =
-            match session.connection(&response, options.config.clone(), rand::random::<[u8; 4]>) {
-                Ok(conn) => conn,
-                #[cfg(feature = "deflate")]
-                Err(SessionError::Deflate(e)) => {
-                    // RFC 7692 §5: fail the WebSocket connection, i.e. close TCP, send nothing.
-                    stream.shutdown();
-                    return Err(ClientError::Deflate(e));
-                }
-                #[cfg(not(feature = "deflate"))]
-                Err(e) => match e {},
-            };
+        // One too large for the clock is no deadline: poll_timeout then has none.
+        let mut config = options.config.clone();
+        config.close_timeout = options.close_timeout;
+        let conn = match session.connection(&response, config, rand::random::<[u8; 4]>) {
+            Ok(conn) => conn,
+            #[cfg(feature = "deflate")]
+            Err(SessionError::Deflate(e)) => {
+                // RFC 7692 §5: fail the WebSocket connection, i.e. close TCP, send nothing.
+                stream.shutdown();
+                return Err(ClientError::Deflate(e));
+            }
+            #[cfg(not(feature = "deflate"))]
+            Err(e) => match e {},
+        };
         Ok(Client {
             stream,
             conn,
@@ -525,7 +527,6 @@ impl Client {
             end,
             response,
             read_timeout: options.read_timeout,
-            close_timeout: options.close_timeout,
             peer_close: None,
         })
     }
@@ -654,7 +655,7 @@ impl Client {
                     // The reply (if this side had not closed first); a failed write changes
                     // nothing: the handshake is over either way.
                     let _ = self.flush(during);
-                    self.await_server_eof();
+                    self.end_transport();
                     return Ok(Event::Close(frame));
                 }
                 Ok(Some(event)) => {
@@ -667,10 +668,9 @@ impl Client {
                 }
                 Ok(None) => {}
                 Err(Error::Protocol(e)) => {
-                    // The close frame with the code is queued: send it, give the server the
-                    // close timeout to close TCP, then close it.
+                    // The close frame with the code is queued: send it, then close TCP.
                     let _ = self.flush(during);
-                    self.await_server_eof();
+                    self.end_transport();
                     return Err(ClientError::Protocol(e));
                 }
                 Err(e) => return Err(self.core_error(e)),
@@ -736,20 +736,40 @@ impl Client {
         }
     }
 
-    /// After the close handshake (or a failure): the server closes TCP first (RFC 6455
-    /// §7.1.1). Wait for its EOF at most the close timeout, then close our side.
-    fn await_server_eof(&mut self) {
-        let deadline = Instant::now().checked_add(self.close_timeout);
+    /// Runs the core's timers at the time now: returns how long to wait for the next
+    /// deadline (`None`: none, e.g. a close timeout too large for the clock). The clock
+    /// starts at the first call, when the close handshake begins: the client runs no
+    /// heartbeat or idle timer.
+    fn run_timers(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        self.conn.handle_timeout(now);
+        self.conn
+            .poll_timeout()
+            .map(|deadline| deadline.saturating_duration_since(now))
+    }
+
+    /// After the close handshake (or a failure): closes TCP when the core says so
+    /// ([`Connection::should_close_transport`]), reading until then. After a failure that is
+    /// at once; after the close handshake the server closes first (RFC 6455 §7.1.1), and the
+    /// client waits for its EOF at most the close timeout.
+    fn end_transport(&mut self) {
         let mut scratch = [0u8; 4096];
         loop {
-            let left = time_left(deadline);
-            if left == Some(Duration::ZERO) || self.stream.set_read_timeout(left).is_err() {
+            let wait = self.run_timers();
+            if self.conn.should_close_transport() || self.conn.timed_out().is_some() {
+                break;
+            }
+            if wait.is_some_and(|wait| wait.is_zero()) {
+                continue; // a deadline has just begun: date it
+            }
+            if self.stream.set_read_timeout(wait).is_err() {
                 break;
             }
             match self.stream.read(&mut scratch) {
                 Ok(0) => break,
                 Ok(_) => {} // nothing after a close frame means anything
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(e.kind()) => {} // the timers decide
                 Err(_) => break,
             }
         }
@@ -786,18 +806,23 @@ impl Client {
             }
             _ => {}
         }
-        let deadline = Instant::now().checked_add(self.close_timeout);
+        // The core's close timer bounds the wait for the server's close frame.
         let result = self.flush(DURING).and_then(|()| loop {
-            let left = time_left(deadline);
-            if left == Some(Duration::ZERO) {
+            let wait = self.run_timers();
+            if self.conn.timed_out() == Some(TimeoutKind::Close) {
                 break Err(ClientError::Timeout { during: DURING });
             }
+            if wait.is_some_and(|wait| wait.is_zero()) {
+                continue; // the close deadline has just begun: date it
+            }
             self.stream
-                .set_read_timeout(left)
+                .set_read_timeout(wait)
                 .map_err(ClientError::Io)?;
             match self.next_event(DURING) {
                 Ok(Event::Close(frame)) => break Ok(frame),
                 Ok(_) => {}
+                // A read that timed out: the timer says whether the close deadline passed.
+                Err(ClientError::Timeout { .. }) => {}
                 Err(e) => break Err(e),
             }
         });
@@ -809,12 +834,6 @@ impl Client {
         let _ = self.stream.set_read_timeout(self.read_timeout);
         result
     }
-}
-
-/// The time left until `deadline`, as a read timeout: `None` if there is no deadline (a
-/// timeout too large to add to the clock is no deadline), zero once it has passed.
-fn time_left(deadline: Option<Instant>) -> Option<Duration> {
-    deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
 
 /// Sends the request and reads the response. Returns it, the read buffer, and where in the

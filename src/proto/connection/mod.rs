@@ -37,6 +37,7 @@ mod recv;
 mod send;
 mod timers;
 mod transmit;
+use send::Held;
 pub use send::OWNED_SEND_MIN;
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -45,7 +46,7 @@ use std::sync::Arc;
 pub use timers::TimeoutKind;
 #[cfg(feature = "server")]
 pub(crate) use timers::{ms, Due, TimerLimits, Timers};
-use transmit::{Segment, SegmentData};
+use transmit::{SegmentData, Segments};
 
 /// Which end of the connection this is. It decides who masks (RFC 6455 §5.1).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -233,6 +234,17 @@ struct InFrame {
     untouched: bool,
 }
 
+/// The data message being received ([`Connection::next_event`]'s flags for it).
+#[derive(Copy, Clone, Debug)]
+struct InMessage {
+    /// A text message: UTF-8 is checked as it arrives.
+    text: bool,
+    /// RSV1 was on its first frame (permessage-deflate): inflated as it arrives.
+    compressed: bool,
+    /// Handed out in parts ([`Config::stream_binary_from`]), decided on its first byte.
+    streamed: bool,
+}
+
 /// What only an unfinished frame or message needs: allocated when one is left over at the
 /// end of the input, freed by [`Connection::shrink_buffers`] once none is.
 #[derive(Default)]
@@ -248,25 +260,22 @@ struct Partial {
     streamed: u64,
 }
 
-/// What few connections use: made on first use.
+/// What few connections use, behind one pointer made on first use (an idle server connection
+/// without timers has none). Each part belongs to one side of the connection.
 #[derive(Default)]
 struct Rare {
-    /// A client's masking keys.
+    /// Sending: a client's masking keys.
     masks: Option<Box<dyn MaskSource>>,
+    /// Sending: the messages held behind a message sent in parts (`send.rs`).
+    held: Held,
+    /// The transmit queue's payloads queued by reference (`transmit.rs`).
+    segments: Segments,
+    /// Receiving: the events [`Connection::handle_bytes`] parsed (`recv.rs`).
     queued: Option<Box<Queued>>,
-    /// Payloads queued by [`Connection::send_owned`], in order, each to go out after
-    /// `out[..at]`; the bytes of the first already written; the bytes of all still to write.
-    segments: VecDeque<Segment>,
-    segment_pos: usize,
-    segment_bytes: usize,
-    /// Messages sent while a message in parts was open (see [`Connection::send_part`]), to go
-    /// out after its last part; and their payload bytes.
-    held: VecDeque<Message<'static>>,
-    held_bytes: usize,
-    /// permessage-deflate, once negotiated (see [`Connection::set_deflate`]).
+    /// permessage-deflate, both ways, once negotiated (see [`Connection::set_deflate`]).
     #[cfg(feature = "deflate")]
     deflate: Option<Box<Codec>>,
-    /// The timers' times, once the driver has passed the time in (see `timers.rs`).
+    /// The timers' times, once the driver has passed the time in (`timers.rs`).
     clock: Option<Box<timers::Clock>>,
 }
 
@@ -279,8 +288,8 @@ impl Rare {
         self.masks.is_none()
             && self.clock.is_none()
             && self.queued.is_none()
-            && self.segments.is_empty()
-            && self.held.is_empty()
+            && self.segments.queue.is_empty()
+            && self.held.messages.is_empty()
     }
 }
 
@@ -343,14 +352,11 @@ pub struct Connection {
     state: State,
     /// RSV bits a negotiated extension owns.
     rsv_allowed: u8,
-    /// A fragmented message has started and its final frame has not.
-    in_message: bool,
-    message_text: bool,
-    /// The message in progress had RSV1 on its first frame (permessage-deflate).
-    message_compressed: bool,
-    /// The message in progress is handed out in parts (`Config::stream_binary_from`).
-    message_streamed: bool,
-    /// A message sent by `send_part` is open: its last part has not been sent.
+    /// The data message being received, from its first frame's header until it is handed
+    /// out: a data frame without one is an unexpected continuation.
+    receiving: Option<InMessage>,
+    /// A message sent by `send_part` is open: its last part has not been sent. One flag that
+    /// every send checks; the messages held meanwhile are in `rare.held`.
     sending_parts: bool,
 }
 
@@ -405,10 +411,7 @@ impl Connection {
             role,
             state: State::Open,
             rsv_allowed: 0,
-            in_message: false,
-            message_text: false,
-            message_compressed: false,
-            message_streamed: false,
+            receiving: None,
             sending_parts: false,
         }
     }
@@ -539,9 +542,7 @@ impl Connection {
 
     fn release_receive_buffers(&mut self) {
         self.frame = None;
-        self.in_message = false;
-        self.message_compressed = false;
-        self.message_streamed = false;
+        self.receiving = None;
         self.partial = None;
         // Only called once nothing more can be sent or received.
         #[cfg(feature = "deflate")]

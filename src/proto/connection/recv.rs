@@ -68,6 +68,11 @@ impl Connection {
     /// receive paths act on an event when they hand it out, so whatever the application sends
     /// in answer to the events before it goes out first (RFC 6455 §5.5.1 lets a close reply
     /// wait). After an error or a close event, nothing more may be parsed until it was acted on.
+    ///
+    /// A frame takes one of four paths: [`read_control`](Self::read_control), the fast
+    /// path [`read_whole`](Self::read_whole) (a whole single-frame message in `input`),
+    /// [`read_part`](Self::read_part) (a message handed out in parts), or
+    /// [`collect`](Self::collect) (everything else, inflating included).
     #[inline]
     fn next_event<'a>(
         &mut self,
@@ -82,7 +87,7 @@ impl Connection {
             // The frame in progress, or a new one. It lives in a local from here on (a frame
             // whole in `input` never goes back into `self`) and is put back by the paths that
             // leave it unfinished.
-            let mut frame = match self.frame.take() {
+            let frame = match self.frame.take() {
                 Some(frame) => frame,
                 None => {
                     if input.is_empty() {
@@ -95,156 +100,197 @@ impl Connection {
                 }
             };
 
-            let masked = self.role == Role::Server;
             if frame.opcode.is_control() {
-                let need = frame.remaining as usize;
-                let buffered = self.partial.as_ref().is_some_and(|p| !p.control.is_empty());
-                if !buffered && input.len() >= need {
-                    let payload = take(input, need);
-                    if masked {
-                        apply_mask(payload, frame.mask, 0);
-                    }
-                    return Self::control_event(frame.opcode, Cow::Borrowed(payload));
-                }
-                let chunk = take(input, need);
-                if masked {
-                    frame.mask_pos = apply_mask(chunk, frame.mask, frame.mask_pos.into()) as u8;
-                }
-                self.partial().control.extend_from_slice(chunk);
-                frame.remaining -= chunk.len() as u64;
-                if frame.remaining > 0 {
-                    self.frame = Some(frame);
-                    return Ok(None);
-                }
-                let payload = std::mem::take(&mut self.partial().control);
-                return Self::control_event(frame.opcode, Cow::Owned(payload));
+                return self.read_control(frame, input);
             }
-
-            // Fast path: a whole single-frame message lies in `input`.
+            let Some(mut message) = self.receiving else {
+                // start_frame lets a data frame through only with a message in progress.
+                return Err(ProtocolError::UnexpectedContinuation);
+            };
             if frame.untouched
                 && frame.fin
                 && frame.opcode != OpCode::Continuation
-                && !self.message_compressed
+                && !message.compressed
                 && input.len() as u64 >= frame.remaining
             {
-                let payload = take(input, frame.remaining as usize);
-                if masked {
-                    apply_mask(payload, frame.mask, 0);
-                }
-                self.in_message = false;
-                let message = if frame.opcode == OpCode::Text {
-                    match std::str::from_utf8(payload) {
-                        Ok(text) => Message::Text(Cow::Borrowed(text)),
-                        Err(_) => return Err(ProtocolError::InvalidUtf8),
-                    }
-                } else {
-                    Message::Binary(Cow::Borrowed(payload))
-                };
-                return Ok(Some(Event::Message(message)));
+                return self.read_whole(frame, input).map(Some);
             }
-
             if input.is_empty() && frame.remaining > 0 {
                 // Nothing to go on: the frame stays untouched, so the next input may still
                 // hold it whole.
                 self.frame = Some(frame);
                 return Ok(None);
             }
-
             // A large binary message that does not lie whole in `input` (a whole one took the
             // fast path) is handed out in parts, decided on its first frame's first byte.
             if frame.untouched
                 && frame.opcode == OpCode::Binary
-                && !self.message_compressed
+                && !message.compressed
                 && self
                     .config
                     .stream_binary_from
                     .is_some_and(|from| frame.remaining >= from as u64)
             {
-                self.message_streamed = true;
+                message.streamed = true;
+                self.receiving = Some(message);
                 self.partial().streamed = 0;
             }
-            if self.message_streamed {
-                let chunk = take(
-                    input,
-                    usize::try_from(frame.remaining).unwrap_or(usize::MAX),
-                );
-                frame.remaining -= chunk.len() as u64;
-                let last = frame.fin && frame.remaining == 0;
-                if chunk.is_empty() && !last {
-                    continue; // an empty frame that does not end the message
-                }
-                if masked {
-                    frame.mask_pos = apply_mask(chunk, frame.mask, frame.mask_pos.into()) as u8;
-                }
-                frame.untouched = false;
-                if frame.remaining > 0 {
-                    self.frame = Some(frame);
-                }
-                let partial = self.partial();
-                let first = partial.streamed == 0;
-                partial.streamed += chunk.len() as u64;
-                if last {
-                    self.in_message = false;
-                    self.message_streamed = false;
-                }
-                return Ok(Some(Event::Part(Part {
-                    data: Cow::Borrowed(chunk),
-                    first,
-                    last,
-                })));
-            }
-
-            // Slow path: collect the payload piece by piece.
-            let chunk = take(
-                input,
-                usize::try_from(frame.remaining).unwrap_or(usize::MAX),
-            );
-            if masked {
-                frame.mask_pos = apply_mask(chunk, frame.mask, frame.mask_pos.into()) as u8;
-            }
-            if self.message_compressed {
-                self.inflate_chunk(chunk, frame.fin && frame.remaining == chunk.len() as u64)?;
+            let event = if message.streamed {
+                self.read_part(frame, input)
             } else {
-                let text = self.message_text;
-                let partial = self.partial();
-                if text && partial.utf8.feed(chunk).is_err() {
-                    return Err(ProtocolError::InvalidUtf8);
-                }
-                if frame.untouched {
-                    // Room for the whole frame in one step (its length passed the limits in
-                    // start_frame) instead of doubling up to it, copying each time; capped, so
-                    // a peer that declares big frames and sends nothing reserves little.
-                    let rest = usize::try_from(frame.remaining).unwrap_or(usize::MAX);
-                    partial.message.reserve(rest.min(RESERVE_AHEAD));
-                }
-                partial.message.extend_from_slice(chunk);
-            }
-            frame.remaining -= chunk.len() as u64;
-            frame.untouched = false;
-            if frame.remaining > 0 {
-                self.frame = Some(frame);
-                return Ok(None);
-            }
-            if !frame.fin {
-                continue;
-            }
-            self.in_message = false;
-            let partial = self.partial();
-            let data = std::mem::take(&mut partial.message);
-            let finished = partial.utf8.finish();
-            let message = if self.message_text {
-                if finished.is_err() {
-                    return Err(ProtocolError::InvalidUtf8);
-                }
-                match String::from_utf8(data) {
-                    Ok(text) => Message::Text(Cow::Owned(text)),
-                    Err(_) => return Err(ProtocolError::InvalidUtf8),
-                }
-            } else {
-                Message::Binary(Cow::Owned(data))
+                self.collect(frame, message, input)?
             };
-            return Ok(Some(Event::Message(message)));
+            // No event and the frame kept: `input` is used up. No event and the frame done:
+            // on to the next one.
+            if event.is_some() || self.frame.is_some() {
+                return Ok(event);
+            }
         }
+    }
+
+    /// A control frame's payload: borrowed if it lies whole in `input` (and none of it was
+    /// buffered), collected otherwise.
+    fn read_control<'a>(
+        &mut self,
+        mut frame: InFrame,
+        input: &mut &'a mut [u8],
+    ) -> Result<Option<Event<'a>>, ProtocolError> {
+        let masked = self.role == Role::Server;
+        let need = frame.remaining as usize;
+        let buffered = self.partial.as_ref().is_some_and(|p| !p.control.is_empty());
+        if !buffered && input.len() >= need {
+            let payload = take(input, need);
+            if masked {
+                apply_mask(payload, frame.mask, 0);
+            }
+            return Self::control_event(frame.opcode, Cow::Borrowed(payload));
+        }
+        let chunk = take(input, need);
+        if masked {
+            frame.mask_pos = apply_mask(chunk, frame.mask, frame.mask_pos.into()) as u8;
+        }
+        self.partial().control.extend_from_slice(chunk);
+        frame.remaining -= chunk.len() as u64;
+        if frame.remaining > 0 {
+            self.frame = Some(frame);
+            return Ok(None);
+        }
+        let payload = std::mem::take(&mut self.partial().control);
+        Self::control_event(frame.opcode, Cow::Owned(payload))
+    }
+
+    /// The fast path: a whole single-frame, uncompressed message lies in `input`; it is
+    /// unmasked in place and handed out borrowing it.
+    #[inline]
+    fn read_whole<'a>(
+        &mut self,
+        frame: InFrame,
+        input: &mut &'a mut [u8],
+    ) -> Result<Event<'a>, ProtocolError> {
+        let payload = take(input, frame.remaining as usize);
+        if self.role == Role::Server {
+            apply_mask(payload, frame.mask, 0);
+        }
+        self.receiving = None;
+        let message = if frame.opcode == OpCode::Text {
+            match std::str::from_utf8(payload) {
+                Ok(text) => Message::Text(Cow::Borrowed(text)),
+                Err(_) => return Err(ProtocolError::InvalidUtf8),
+            }
+        } else {
+            Message::Binary(Cow::Borrowed(payload))
+        };
+        Ok(Event::Message(message))
+    }
+
+    /// A message received in parts: what `input` holds of the frame is the next part,
+    /// borrowed. `None` for an empty frame that does not end the message.
+    fn read_part<'a>(&mut self, mut frame: InFrame, input: &mut &'a mut [u8]) -> Option<Event<'a>> {
+        let chunk = take(
+            input,
+            usize::try_from(frame.remaining).unwrap_or(usize::MAX),
+        );
+        frame.remaining -= chunk.len() as u64;
+        let last = frame.fin && frame.remaining == 0;
+        if chunk.is_empty() && !last {
+            return None;
+        }
+        if self.role == Role::Server {
+            frame.mask_pos = apply_mask(chunk, frame.mask, frame.mask_pos.into()) as u8;
+        }
+        frame.untouched = false;
+        if frame.remaining > 0 {
+            self.frame = Some(frame);
+        }
+        let partial = self.partial();
+        let first = partial.streamed == 0;
+        partial.streamed += chunk.len() as u64;
+        if last {
+            self.receiving = None;
+        }
+        Some(Event::Part(Part {
+            data: Cow::Borrowed(chunk),
+            first,
+            last,
+        }))
+    }
+
+    /// The slow path: collects (or inflates) the message piece by piece, over frames and
+    /// reads, and hands it out owned once its last frame is in (`None` before).
+    fn collect<'a>(
+        &mut self,
+        mut frame: InFrame,
+        message: InMessage,
+        input: &mut &'a mut [u8],
+    ) -> Result<Option<Event<'a>>, ProtocolError> {
+        let chunk = take(
+            input,
+            usize::try_from(frame.remaining).unwrap_or(usize::MAX),
+        );
+        if self.role == Role::Server {
+            frame.mask_pos = apply_mask(chunk, frame.mask, frame.mask_pos.into()) as u8;
+        }
+        if message.compressed {
+            self.inflate_chunk(chunk, frame.fin && frame.remaining == chunk.len() as u64)?;
+        } else {
+            let partial = self.partial();
+            if message.text && partial.utf8.feed(chunk).is_err() {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+            if frame.untouched {
+                // Room for the whole frame in one step (its length passed the limits in
+                // start_frame) instead of doubling up to it, copying each time; capped, so
+                // a peer that declares big frames and sends nothing reserves little.
+                let rest = usize::try_from(frame.remaining).unwrap_or(usize::MAX);
+                partial.message.reserve(rest.min(RESERVE_AHEAD));
+            }
+            partial.message.extend_from_slice(chunk);
+        }
+        frame.remaining -= chunk.len() as u64;
+        frame.untouched = false;
+        if frame.remaining > 0 {
+            self.frame = Some(frame);
+            return Ok(None);
+        }
+        if !frame.fin {
+            return Ok(None);
+        }
+        self.receiving = None;
+        let partial = self.partial();
+        let data = std::mem::take(&mut partial.message);
+        let finished = partial.utf8.finish();
+        let message = if message.text {
+            if finished.is_err() {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+            match String::from_utf8(data) {
+                Ok(text) => Message::Text(Cow::Owned(text)),
+                Err(_) => return Err(ProtocolError::InvalidUtf8),
+            }
+        } else {
+            Message::Binary(Cow::Owned(data))
+        };
+        Ok(Some(Event::Message(message)))
     }
 
     /// Reads a frame header, buffering a partial one. `Ok(None)`: `input` ran out first.
@@ -300,16 +346,18 @@ impl Connection {
             _ => {}
         }
         match header.opcode {
-            OpCode::Continuation if !self.in_message => {
+            OpCode::Continuation if self.receiving.is_none() => {
                 return Err(ProtocolError::UnexpectedContinuation)
             }
-            OpCode::Text | OpCode::Binary if self.in_message => {
+            OpCode::Text | OpCode::Binary if self.receiving.is_some() => {
                 return Err(ProtocolError::ExpectedContinuation)
             }
             OpCode::Text | OpCode::Binary => {
-                self.message_text = header.opcode == OpCode::Text;
-                self.message_compressed = compressed;
-                self.message_streamed = false;
+                self.receiving = Some(InMessage {
+                    text: header.opcode == OpCode::Text,
+                    compressed,
+                    streamed: false,
+                });
                 if let Some(partial) = &mut self.partial {
                     partial.utf8.reset();
                     partial.streamed = 0;
@@ -326,13 +374,13 @@ impl Connection {
             }
             // A compressed message's size is what it inflates to, checked as it inflates.
             let total = self.message_len() + header.payload_len;
-            if !self.message_compressed && total > self.config.max_message_size as u64 {
+            let compressed = self.receiving.is_some_and(|m| m.compressed);
+            if !compressed && total > self.config.max_message_size as u64 {
                 return Err(ProtocolError::MessageTooLarge {
                     len: total,
                     max: self.config.max_message_size,
                 });
             }
-            self.in_message = !header.fin;
         }
         Ok(InFrame {
             opcode: header.opcode,
@@ -365,7 +413,8 @@ impl Connection {
             return Err(ProtocolError::ReservedBits(RSV1));
         };
         let partial = self.partial.get_or_insert_with(Box::default);
-        let mut text = self.message_text.then_some(&mut partial.utf8);
+        let text = self.receiving.is_some_and(|m| m.text);
+        let mut text = text.then_some(&mut partial.utf8);
         codec.inflate(chunk, &mut partial.message, max, text.as_deref_mut())?;
         if last {
             codec.finish_message(&mut partial.message, max, text)?;
@@ -472,6 +521,6 @@ impl Connection {
     /// A message is being received in parts ([`Event::Part`]) and its last part has not
     /// arrived yet.
     pub fn receiving_parts(&self) -> bool {
-        self.message_streamed
+        self.receiving.is_some_and(|m| m.streamed)
     }
 }

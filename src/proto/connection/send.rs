@@ -12,6 +12,15 @@ pub const OWNED_SEND_MIN: usize = 16 << 10;
 /// Slots of [`Connection::send_through`]'s one write: what is queued, then header and payload.
 pub(super) const THROUGH_PIECES: usize = 16;
 
+/// Messages sent while a message in parts was open (see [`Connection::send_part`]), to go
+/// out after its last part.
+#[derive(Default)]
+pub(super) struct Held {
+    pub(super) messages: VecDeque<Message<'static>>,
+    /// Their payload bytes ([`Connection::held_len`]).
+    bytes: usize,
+}
+
 impl Connection {
     /// Queues a message. Messages over [`Config::max_send_frame_size`] go out as several
     /// frames. Fails with [`Error::Closed`] once a close frame was sent or received.
@@ -217,8 +226,8 @@ impl Connection {
     /// follow either).
     pub(super) fn take_held(&mut self) -> VecDeque<Message<'static>> {
         self.rare.as_mut().map_or_else(VecDeque::new, |r| {
-            r.held_bytes = 0;
-            std::mem::take(&mut r.held)
+            r.held.bytes = 0;
+            std::mem::take(&mut r.held.messages)
         })
     }
 
@@ -226,16 +235,16 @@ impl Connection {
     /// [`send_part`](Self::send_part)); they are not in [`transmit_len`](Self::transmit_len)
     /// yet.
     pub fn held_len(&self) -> usize {
-        self.rare.as_ref().map_or(0, |r| r.held_bytes)
+        self.rare.as_ref().map_or(0, |r| r.held.bytes)
     }
 
     fn hold(&mut self, message: Message<'_>) -> Result<(), Error> {
         if self.state != State::Open {
             return Err(Error::Closed);
         }
-        let rare = self.rare();
-        rare.held_bytes += message.len();
-        rare.held.push_back(message.into_owned());
+        let held = &mut self.rare().held;
+        held.bytes += message.len();
+        held.messages.push_back(message.into_owned());
         Ok(())
     }
 

@@ -8,6 +8,16 @@
 
 use super::*;
 
+/// Payloads queued by reference, in order, each to go out after `out[..at]`.
+#[derive(Default)]
+pub(super) struct Segments {
+    pub(super) queue: VecDeque<Segment>,
+    /// Bytes of the first already written.
+    pos: usize,
+    /// Bytes of all of them still to write, the first one's written ones included.
+    bytes: usize,
+}
+
 /// A payload queued as it is (see [`Connection::send_owned`]), or a whole frame shared with
 /// other connections ([`Connection::send_shared`]), written once `out[..at]` is.
 pub(super) struct Segment {
@@ -42,13 +52,15 @@ impl Connection {
     /// Queues `data` by reference, to go out after everything in `out` now.
     pub(super) fn push_segment(&mut self, data: SegmentData) {
         let at = self.out.len();
-        let rare = self.rare();
-        rare.segment_bytes += data.len();
-        rare.segments.push_back(Segment { at, data });
+        let segments = &mut self.rare().segments;
+        segments.bytes += data.len();
+        segments.queue.push_back(Segment { at, data });
     }
 
     fn has_segments(&self) -> bool {
-        self.rare.as_ref().is_some_and(|r| !r.segments.is_empty())
+        self.rare
+            .as_ref()
+            .is_some_and(|r| !r.segments.queue.is_empty())
     }
 
     /// The next bytes waiting to be written to the transport: all of them, or, after
@@ -57,11 +69,12 @@ impl Connection {
     /// again until it returns an empty slice.
     pub fn poll_transmit(&self) -> &[u8] {
         if let Some(rare) = &self.rare {
-            if let Some(first) = rare.segments.front() {
+            let segments = &rare.segments;
+            if let Some(first) = segments.queue.front() {
                 return if self.out_pos < first.at {
                     &self.out[self.out_pos..first.at]
                 } else {
-                    &first.data[rare.segment_pos..]
+                    &first.data[segments.pos..]
                 };
             }
         }
@@ -82,9 +95,9 @@ impl Connection {
         };
         let mut pos = self.out_pos;
         if let Some(rare) = &self.rare {
-            let mut written = rare.segment_pos;
+            let mut written = rare.segments.pos;
             // Each segment takes at least one slot: the rest cannot fit this time.
-            for segment in rare.segments.iter().take(slots) {
+            for segment in rare.segments.queue.iter().take(slots) {
                 push(&self.out[pos..segment.at]);
                 push(&segment.data[written..]);
                 pos = segment.at;
@@ -100,7 +113,7 @@ impl Connection {
         let segments = self
             .rare
             .as_ref()
-            .map_or(0, |r| r.segment_bytes - r.segment_pos);
+            .map_or(0, |r| r.segments.bytes - r.segments.pos);
         self.out.len() - self.out_pos + segments
     }
 
@@ -108,22 +121,23 @@ impl Connection {
     /// [`transmit_len`](Self::transmit_len) count).
     pub fn consume_transmit(&mut self, mut n: usize) {
         if let Some(rare) = &mut self.rare {
-            while let Some(first) = rare.segments.front() {
+            let segments = &mut rare.segments;
+            while let Some(first) = segments.queue.front() {
                 let before = (first.at - self.out_pos).min(n);
                 self.out_pos += before;
                 n -= before;
                 if self.out_pos < first.at {
                     return;
                 }
-                let left = first.data.len() - rare.segment_pos;
+                let left = first.data.len() - segments.pos;
                 if n < left {
-                    rare.segment_pos += n;
+                    segments.pos += n;
                     return;
                 }
                 n -= left;
-                rare.segment_pos = 0;
-                rare.segment_bytes -= first.data.len();
-                rare.segments.pop_front();
+                segments.pos = 0;
+                segments.bytes -= first.data.len();
+                segments.queue.pop_front();
             }
         }
         self.out_pos = (self.out_pos + n).min(self.out.len());
@@ -136,7 +150,7 @@ impl Connection {
             self.out = Vec::new();
             self.out_pos = 0;
         }
-        let mid_message = self.frame.is_some() || self.in_message;
+        let mid_message = self.frame.is_some() || self.receiving.is_some();
         if !mid_message && self.partial.as_ref().is_some_and(|p| p.header_len == 0) {
             self.partial = None;
         }

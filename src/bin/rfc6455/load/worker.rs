@@ -13,7 +13,8 @@ use super::serve::{self, Serve};
 use super::tls::{Sock as TcpStream, TlsPlan};
 use mio::{Events, Interest, Poll, Token};
 use rfc6455::proto::{
-    ClientHandshake, ClientHandshakeError, ClientOptions, RandomKeys, Status, Url,
+    ClientHandshake, ClientHandshakeError, ClientOptions, ClientSession, RandomKeys, Response,
+    Status, Url,
 };
 use rfc6455::{CloseCode, Config, Connection, Event, Message, State};
 use std::collections::VecDeque;
@@ -247,7 +248,8 @@ pub struct Report {
 enum Handshaking {
     Wait,
     Failed(Kind, String),
-    Done(Vec<u8>),
+    /// The server's response, and the bytes that followed its head.
+    Done(Box<Response>, Vec<u8>),
 }
 
 enum Phase {
@@ -372,6 +374,9 @@ struct Worker<'a> {
     /// The one read buffer of this thread.
     buf: Vec<u8>,
     config: Config,
+    /// What the core negotiates (nothing today: the load tool offers no extension), and the
+    /// request's options with its offers.
+    session: ClientSession,
     options: ClientOptions,
     /// Seeds each connection's masking generator; itself seeded once per thread.
     seeds: XorShift,
@@ -470,6 +475,7 @@ impl<'a> Worker<'a> {
                 step: Step::Welcome,
             })
             .collect();
+        let session = ClientSession::new();
         let (scratch, header_at) = match (&plan.payload, &plan.serve) {
             (Payload::Text(text), Some(serve)) => {
                 let (json, at) = serve.message(text);
@@ -492,7 +498,8 @@ impl<'a> Worker<'a> {
             // copy; bigger messages are collected by the core.
             buf: vec![0; 256 << 10],
             config,
-            options: ClientOptions::default(),
+            options: session.offer(&ClientOptions::default()),
+            session,
             seeds: XorShift::new(rand::random()),
             next_start: 0,
             pending: 0,
@@ -777,16 +784,26 @@ impl<'a> Worker<'a> {
     }
 
     fn on_handshake(&mut self, i: usize, now: u64) {
-        let mut rest = match self.drive_handshake(i) {
+        let (response, mut rest) = match self.drive_handshake(i) {
             Handshaking::Wait => return,
             Handshaking::Failed(kind, message) => return self.fail(i, kind, || message),
-            Handshaking::Done(rest) => rest,
+            Handshaking::Done(response, rest) => (response, rest),
+        };
+        let masks = mask_source(XorShift::new(self.seeds.next()));
+        let ws = match self
+            .session
+            .connection(&response, self.config.clone(), masks)
+        {
+            Ok(ws) => ws,
+            Err(e) => {
+                let url = &self.plan.url;
+                return self.fail(i, Kind::Handshake, || format!("{url}: {e}"));
+            }
         };
         let conn = &mut self.conns[i];
         conn.phase = Phase::Open;
         conn.deadline = 0;
-        let masks = mask_source(XorShift::new(self.seeds.next()));
-        conn.ws = Some(Connection::client(self.config.clone(), masks));
+        conn.ws = Some(ws);
         let broadcast = self.plan.broadcast.as_deref();
         if let Some(b) = broadcast {
             conn.expected = vec![0; b.publishers].into_boxed_slice();
@@ -855,8 +872,9 @@ impl<'a> Worker<'a> {
                     hs.response.extend_from_slice(&self.buf[..n]);
                     match hs.client.parse_response(&hs.response) {
                         Ok(Status::Partial) => {}
-                        Ok(Status::Complete(_, head_len)) => {
-                            return Handshaking::Done(hs.response.split_off(head_len))
+                        Ok(Status::Complete(response, head_len)) => {
+                            let rest = hs.response.split_off(head_len);
+                            return Handshaking::Done(Box::new(response), rest);
                         }
                         Err(e) => {
                             if self.plan.serve.is_some()
