@@ -324,13 +324,24 @@ fn echo_refuses_bad_arguments_with_status_2() {
 #[test]
 fn echo_without_tls_survives_sighup() {
     use std::io::{BufRead, Read};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
-        .args(["echo", "--listen", "127.0.0.1:0", "--threads", "1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    /// Killed on drop, so a failed assertion leaves no server behind.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+            .args(["echo", "--listen", "127.0.0.1:0", "--threads", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -367,6 +378,4 @@ fn echo_without_tls_survives_sighup() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "still here\n");
     assert_eq!(child.try_wait().unwrap(), None, "echo exited");
-    child.kill().unwrap();
-    let _ = child.wait();
 }
