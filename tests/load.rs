@@ -226,6 +226,10 @@ fn unusable_urls_are_bad_arguments() {
     refused(&["127.0.0.1:1"], "no scheme");
     refused(&["ws://127.0.0.1:99999/"], "from 1 to 65535");
     // wss:// is taken: tests/tls_command.rs runs load over it.
+    refused(
+        &["ws://127.0.0.1:1/", "--churn", "--no-resume"],
+        "--no-resume is about TLS sessions",
+    );
 }
 
 #[test]

@@ -303,6 +303,12 @@ fn check_arguments(args: &Args) -> Result<Url, String> {
             ));
         }
     }
+    if args.no_resume && !url.is_secure() {
+        return Err(format!(
+            "--no-resume is about TLS sessions: give a wss:// URL, not {}",
+            args.url
+        ));
+    }
     if let Some(name) = &args.tcp_congestion {
         check_congestion(name)?;
     }
