@@ -5,6 +5,7 @@
 # /proc/PID/stat and /usr/bin/time), so a run where the load tool, not the server, saturates
 # its core shows up. Usage: benches/load.sh [scenario...]   (default: a b c d idle)
 #
+# BIN picks the rfc6455 binary (default target/release/rfc6455), e.g. an older build for an A/B.
 # SERVER_ARGS / TOOL_ARGS add options to the server / the load tool, e.g.
 #   SERVER_ARGS="--tcp-congestion reno" benches/load.sh d
 # Two more scenarios measure the floor under c (examples/tcp_floor.rs, built here):
@@ -27,7 +28,7 @@
 #             the four servers in turn, so a change in the machine's load hits all of them
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=target/release/rfc6455
+BIN=${BIN:-target/release/rfc6455}
 PORT=${PORT:-9001}
 URL=ws://127.0.0.1:$PORT/
 D=${D:-5}

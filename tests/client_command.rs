@@ -318,3 +318,55 @@ fn echo_refuses_bad_arguments_with_status_2() {
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("0 or not given: one per core"), "{help}");
 }
+
+/// A plain `rfc6455 echo` (no TLS, nothing to reload) gets SIGHUP: it says so on stderr and
+/// goes on serving, instead of dying of the signal.
+#[test]
+fn echo_without_tls_survives_sighup() {
+    use std::io::{BufRead, Read};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+        .args(["echo", "--listen", "127.0.0.1:0", "--threads", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.split("ws://").nth(1).and_then(|r| r.split(' ').next());
+    let url = format!(
+        "ws://{}",
+        addr.unwrap_or_else(|| panic!("no address: {line}"))
+    );
+    let mut stderr = child.stderr.take().unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    // Its line on stderr comes once the signal is handled; then it still echoes.
+    let mut said = Vec::new();
+    let mut byte = [0u8; 1];
+    while !said.ends_with(b"\n") {
+        let n = stderr.read(&mut byte).unwrap();
+        assert!(n > 0, "stderr ended: {}", String::from_utf8_lossy(&said));
+        said.push(byte[0]);
+    }
+    let said = String::from_utf8_lossy(&said).into_owned();
+    assert!(
+        said.contains("SIGHUP: no TLS certificate to reload"),
+        "{said}"
+    );
+    let out = run(&url, &["--wait", "1"], b"still here\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "still here\n");
+    assert_eq!(child.try_wait().unwrap(), None, "echo exited");
+    child.kill().unwrap();
+    let _ = child.wait();
+}

@@ -1,6 +1,7 @@
 //! The tokio adapter (`rfc6455::tokio`) against our blocking client, against itself and
 //! against tokio-tungstenite both ways: echo, deflate, split, backpressure, rejection, one
-//! write per read, and the cancel-safety of `recv`.
+//! write per read (and per burst of reads for a message streaming through), reunite, and the
+//! cancel-safety of `recv`.
 
 use futures_util::{SinkExt, StreamExt};
 use rfc6455::proto::deflate::DeflateConfig;
@@ -672,4 +673,174 @@ async fn recv_collects_parts() {
     ws.send(Message::binary(big.clone())).await.unwrap();
     let got = tokio::time::timeout(LIMIT, server).await.unwrap().unwrap();
     assert_eq!(got.as_bytes(), &big[..]);
+}
+
+/// A transport that hands out its input in the chunks given, one per read, and then has
+/// nothing more (`Pending`, never woken: the test looks at what was written by then).
+struct Scripted {
+    chunks: std::collections::VecDeque<Vec<u8>>,
+    out: Arc<std::sync::Mutex<Vec<u8>>>,
+    writes: Arc<AtomicUsize>,
+}
+
+impl AsyncRead for Scripted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let Some(chunk) = self.chunks.front_mut() else {
+            return Poll::Pending;
+        };
+        let n = chunk.len().min(buf.remaining());
+        buf.put_slice(&chunk[..n]);
+        chunk.drain(..n);
+        if chunk.is_empty() {
+            self.chunks.pop_front();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Scripted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.out.lock().unwrap().extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        let mut out = self.out.lock().unwrap();
+        for buf in bufs {
+            out.extend_from_slice(buf);
+        }
+        Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A 1 MiB message streaming in over 17 reads goes back out part by part in 2 writes (one
+/// after 16 reads, one when there is nothing more to read), not one write per read; and
+/// the echo is the message.
+#[tokio::test]
+async fn a_large_message_streams_back_in_few_writes() {
+    use rfc6455::tokio::Reply;
+    use rfc6455::Event;
+    let payload: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 253) as u8).collect();
+    let mut masker = rfc6455::Connection::client(rfc6455::Config::default(), || [9, 8, 7, 6]);
+    masker.send_binary(&payload).unwrap();
+    let frame = masker.poll_transmit().to_vec();
+    let mut chunks: std::collections::VecDeque<Vec<u8>> = [b"GET / HTTP/1.1\r\nHost: x\r\n\
+        Upgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        .to_vec()]
+    .into();
+    chunks.extend(frame.chunks(64 << 10).map(<[u8]>::to_vec));
+    assert_eq!(chunks.len(), 1 + 17);
+    let (out, writes) = (Arc::default(), Arc::new(AtomicUsize::new(0)));
+    let stream = Scripted {
+        chunks,
+        out: Arc::clone(&out),
+        writes: Arc::clone(&writes),
+    };
+    let server = tokio::spawn(async move {
+        let mut config = rfc6455::Config::default();
+        config.stream_binary_from = Some(64 << 10);
+        let options = AcceptOptions::default().config(config);
+        let mut ws = accept_with(stream, |r: &Request| Ok(r.accept()), &options)
+            .await
+            .unwrap();
+        let echo = |event: Event<'_>, reply: &mut Reply<'_, Scripted>| match event {
+            Event::Message(m) => reply.send(m),
+            Event::Part(p) => reply.send_part(&p.data, p.last),
+            _ => Ok(()),
+        };
+        while let Some(Ok(result)) = ws.recv_with(echo).await {
+            result.unwrap();
+        }
+    });
+    // The echo, read back through a client connection.
+    let head_len = {
+        let started = std::time::Instant::now();
+        loop {
+            let done = {
+                let out = out.lock().unwrap();
+                let head = out.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+                head.filter(|head| out.len() >= head + payload.len())
+            };
+            if let Some(head) = done {
+                break head;
+            }
+            assert!(started.elapsed() < LIMIT, "the echo did not come back");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    // Let the server reach its read that finds nothing, then look.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let out = out.lock().unwrap().clone();
+    let mut client = rfc6455::Connection::client(rfc6455::Config::default(), || [0; 4]);
+    let mut input = out[head_len..].to_vec();
+    let mut rest = &mut input[..];
+    let mut echoed = Vec::new();
+    while let Some(event) = client.read(&mut rest).unwrap() {
+        if let rfc6455::Event::Message(m) = event {
+            echoed = m.as_bytes().to_vec();
+            break;
+        }
+    }
+    assert_eq!(echoed, payload, "the echo is not the message");
+    let writes = writes.load(Ordering::Relaxed);
+    // The 101, then the answers to 16 reads, then to the 17th.
+    assert!(writes <= 3, "{writes} writes for a message read in 17");
+    server.abort();
+}
+
+/// The halves of one split go back together and the connection goes on; halves of two
+/// connections are refused and handed back.
+#[tokio::test]
+async fn split_halves_reunite() {
+    let (url, server) = echo_server(AcceptOptions::default()).await;
+    let (url2, server2) = echo_server(AcceptOptions::default()).await;
+    let (ws, _) = connect(&url).await.unwrap();
+    let (ws2, _) = connect(&url2).await.unwrap();
+    let (mut reader, mut writer) = ws.split();
+    let (reader2, writer2) = ws2.split();
+    writer.send(Message::text("before")).await.unwrap();
+    assert_eq!(
+        reader.recv().await.unwrap().unwrap().as_text(),
+        Some("before")
+    );
+    let err = reader.reunite(writer2).unwrap_err();
+    assert!(err.to_string().contains("different connections"), "{err}");
+    let rfc6455::tokio::ReuniteError(reader, writer2) = err;
+    let mut ws = reader.reunite(writer).unwrap();
+    let mut ws2 = reader2.reunite(writer2).unwrap();
+    for ws in [&mut ws, &mut ws2] {
+        ws.send(Message::text("after")).await.unwrap();
+        let m = tokio::time::timeout(LIMIT, ws.recv()).await.unwrap();
+        assert_eq!(m.unwrap().unwrap().as_text(), Some("after"));
+        ws.close(CloseCode::NORMAL, "").await.unwrap();
+    }
+    tokio::time::timeout(LIMIT, server).await.unwrap().unwrap();
+    tokio::time::timeout(LIMIT, server2).await.unwrap().unwrap();
 }

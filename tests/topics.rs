@@ -9,7 +9,7 @@ mod common;
 use common::Client;
 use rfc6455::proto::{Accept, Rejection, Request};
 use rfc6455::server::{
-    CloseReason, Context, Handle, Handler, Limits, Server, SlowSubscriber, TopicError,
+    CloseReason, Context, Handle, Handler, Limits, Server, SlowSubscriber, Timeouts, TopicError,
 };
 use rfc6455::{CloseCode, Event, Message};
 use std::collections::HashMap;
@@ -79,10 +79,16 @@ struct Running {
 impl Running {
     fn start(limits: Limits) -> Running {
         let (tx, closes) = mpsc::channel();
+        // A slow subscriber closed with 1008 reads its close frame only after the flood, which
+        // takes longer than the default 5 s close timeout on a loaded machine: the server would
+        // drop it, close frame unsent, before it looks.
+        let mut timeouts = Timeouts::default();
+        timeouts.close = common::BOUND;
         let server = Server::builder()
             .listen("127.0.0.1:0")
             .threads(2)
             .limits(limits)
+            .timeouts(timeouts)
             .shutdown_on_signals(false)
             .bind(PubSub {
                 closes: Arc::new(Mutex::new(tx)),
@@ -371,7 +377,16 @@ fn with_the_drop_policy_a_slow_subscriber_stays_and_misses_messages_in_order() {
     let before = rss_kib();
     flood(&server, &mut fast, 1_000_000, 16);
     let grown = rss_kib().saturating_sub(before);
-    let stats = server.handle.topic_stats();
+    // The fast subscriber has everything; the slow one's loop may still be going through
+    // its mailbox (the two may be on different loops).
+    let deadline = Instant::now() + common::BOUND;
+    let stats = loop {
+        let stats = server.handle.topic_stats();
+        if stats.delivered + stats.dropped >= 2_000_000 || Instant::now() > deadline {
+            break stats;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     assert!(stats.dropped > 0, "{stats:?}");
     assert_eq!(stats.slow_closed, 0, "{stats:?}");
     assert!(

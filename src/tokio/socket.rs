@@ -24,6 +24,12 @@ const READ_BUF: usize = 64 * 1024;
 const SPARE_WRITE_MAX: usize = 4 << 20;
 /// Slots for one vectored write.
 const WRITE_PIECES: usize = 16;
+/// Reads answered with one write, at most. As the mio server does, the receive path reads
+/// again before it writes, until the transport has nothing more (`Pending`) or this many
+/// reads were made: a large message streaming in goes back out in writes of up to a MiB, not
+/// one per read. (Over tokio's `TcpStream` the read after a short one costs no syscall: tokio
+/// knows the socket is drained.)
+const READS_PER_WRITE: u8 = 16;
 
 thread_local! {
     // One read buffer and one transmit buffer per thread, lent to whichever connection this
@@ -112,6 +118,9 @@ pub(super) struct Inner<S> {
     timers: super::timers::Timers,
     /// The message `recv` is collecting from parts (`Config::stream_binary_from`).
     parts: Vec<u8>,
+    /// Reads since the last write in the receive path: the next read comes before the write
+    /// (up to [`READS_PER_WRITE`]), which waits for a read that finds nothing.
+    reads: u8,
 }
 
 /// `recv`'s delivery: every message owned, parts collected into one.
@@ -204,6 +213,7 @@ where
             reader_waker: None,
             timers: super::timers::Timers::default(),
             parts: Vec::new(),
+            reads: 0,
         }
     }
 
@@ -216,6 +226,13 @@ where
     /// Bytes read and not handed out yet: more messages of the same read may follow.
     fn input_pending(&self) -> bool {
         self.start < self.end
+    }
+
+    /// The receive path leaves the answers to what was read for the next read: the last one
+    /// found bytes (more may follow), fewer than [`READS_PER_WRITE`] reads went unanswered,
+    /// and the queue is under the high-water mark.
+    fn answers_wait(&self) -> bool {
+        (1..READS_PER_WRITE).contains(&self.reads) && self.conn.transmit_len() < self.high_water
     }
 
     /// Parses one event out of the read buffer and hands a message or a part to `deliver`.
@@ -380,11 +397,17 @@ where
                 }
                 continue;
             }
-            // Everything read is handed out: the answers to it go out in one write.
-            let blocked = match self.poll_write_out(cx, side) {
-                Poll::Ready(Ok(())) => false,
-                Poll::Ready(Err(e)) => return self.fail_io(e),
-                Poll::Pending => self.conn.transmit_len() >= self.high_water,
+            // Everything read is handed out: the answers to it go out in one write, after
+            // the next read if that one finds more.
+            let blocked = if self.answers_wait() {
+                false
+            } else {
+                self.reads = 0;
+                match self.poll_write_out(cx, side) {
+                    Poll::Ready(Ok(())) => false,
+                    Poll::Ready(Err(e)) => return self.fail_io(e),
+                    Poll::Pending => self.conn.transmit_len() >= self.high_water,
+                }
             };
             if self.timers.poll(&mut self.conn, cx).is_ready() {
                 // A heartbeat ping or an idle close may be queued: write it. A timer that
@@ -405,6 +428,13 @@ where
             let mut buf = ReadBuf::new(&mut self.rbuf);
             match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
                 Poll::Pending => {
+                    if self.reads > 0 {
+                        // Nothing more to read: write the answers to the reads before.
+                        self.reads = 0;
+                        if let Poll::Ready(Err(e)) = self.poll_write_out(cx, side) {
+                            return self.fail_io(e);
+                        }
+                    }
                     self.release_read_buf();
                     if self.conn.transmit_len() == 0 {
                         self.go_idle();
@@ -419,6 +449,13 @@ where
                 Poll::Ready(Ok(())) => {}
             }
             let n = buf.filled().len();
+            if n == 0 && self.reads > 0 {
+                // The end of the input: write the answers to the reads before it first (the
+                // next read finds the end again).
+                self.reads = 0;
+                self.release_read_buf();
+                continue;
+            }
             if n == 0 {
                 self.release_read_buf();
                 self.phase = Phase::Done;
@@ -430,6 +467,7 @@ where
             }
             self.start = 0;
             self.end = n;
+            self.reads = self.reads.saturating_add(1);
             if self.conn.transmit_len() == 0 {
                 self.lend_transmit_buf();
             }
@@ -601,8 +639,10 @@ where
     /// [`Config::stream_binary_from`](crate::Config::stream_binary_from) set, large binary
     /// messages come as [`Event::Part`]s as they arrive (pass them on with
     /// [`Reply::send_part`]); otherwise every event is an [`Event::Message`]. Pings, pongs
-    /// and the close are handled as in [`recv`](Self::recv), and the answers to one read go
-    /// out in one write. Cancel-safe like `recv`: `f` runs only in the poll that returns.
+    /// and the close are handled as in [`recv`](Self::recv). The answers `f` queues go out
+    /// in one write when the transport has nothing more to read (or after 16 reads), from
+    /// the next call: call it again (or [`flush`](Self::flush)) to have them written.
+    /// Cancel-safe like `recv`: `f` runs only in the poll that returns.
     ///
     /// ```no_run
     /// # async fn echo(mut ws: rfc6455::tokio::WebSocket<tokio::net::TcpStream>) {
@@ -770,7 +810,48 @@ where
     pub fn peer_close(&self) -> Option<CloseFrame<'static>> {
         lock(&self.inner).peer_close.clone()
     }
+
+    /// Puts the two halves of one [`WebSocket::split`] back together. Halves of different
+    /// connections are handed back unchanged in the error.
+    ///
+    /// ```no_run
+    /// # async fn f(ws: rfc6455::tokio::WebSocket<tokio::net::TcpStream>) {
+    /// let (reader, writer) = ws.split();
+    /// // … a reader task and a writer task, then:
+    /// let ws = reader.reunite(writer).expect("halves of one connection");
+    /// # }
+    /// ```
+    pub fn reunite(self, writer: WsWriter<S>) -> Result<WebSocket<S>, ReuniteError<S>> {
+        if !Arc::ptr_eq(&self.inner, &writer.inner) {
+            return Err(ReuniteError(self, writer));
+        }
+        drop(writer);
+        let Ok(inner) = Arc::try_unwrap(self.inner) else {
+            unreachable!("the reader and the writer hold the only two references")
+        };
+        let mut inner = inner.into_inner().unwrap_or_else(|e| e.into_inner());
+        inner.wakers = None;
+        inner.reader_waker = None;
+        Ok(WebSocket::from_inner(inner))
+    }
 }
+
+/// [`WsReader::reunite`] was given halves of two different connections: here they are back.
+pub struct ReuniteError<S>(pub WsReader<S>, pub WsWriter<S>);
+
+impl<S> std::fmt::Debug for ReuniteError<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReuniteError(..)")
+    }
+}
+
+impl<S> std::fmt::Display for ReuniteError<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the reader and the writer are halves of different connections")
+    }
+}
+
+impl<S> std::error::Error for ReuniteError<S> {}
 
 impl<S> WsWriter<S>
 where
