@@ -4,6 +4,8 @@
 #   bash autobahn/run.sh server   # wstest fuzzingclient  -> our server (`rfc6455 echo`)
 #   bash autobahn/run.sh client   # wstest fuzzingserver  -> our client (examples/autobahn_client)
 #   bash autobahn/run.sh all      # both, one after the other
+#   bash autobahn/run.sh server-tls    # fuzzingclient over wss:// -> `rfc6455 echo --tls-cert`
+#                                      # (a certificate made with openssl), expected/servers.json
 #   bash autobahn/run.sh tokio-server  # fuzzingclient -> examples/tokio_echo --deflate
 #                                      # (rfc6455::tokio), expected/servers-tokio.json
 #   bash autobahn/run.sh tokio-client  # fuzzingserver -> examples/tokio_client --autobahn
@@ -34,7 +36,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 
 usage() {
-    echo "usage: $0 server|client|all|install" >&2
+    echo "usage: $0 server|server-tls|client|all|tokio-server|tokio-client|install" >&2
     exit 2
 }
 
@@ -56,7 +58,7 @@ run_child() {
 
 MODE=${1:-}
 case "$MODE" in
-server | client | install | tokio-server | tokio-client) ;;
+server | server-tls | client | install | tokio-server | tokio-client) ;;
 all)
     rc=0
     run_child bash "$0" server || rc=$?
@@ -205,19 +207,20 @@ ensure_wstest() {
     log "wstest installed: $WSTEST"
 }
 
-# write_spec SRC: print the spec to use, applying AUTOBAHN_PORT / AUTOBAHN_CASES to a copy.
+# write_spec SRC [SCHEME]: print the spec to use, applying AUTOBAHN_PORT / AUTOBAHN_CASES and
+# the URL scheme (ws by default, wss for server-tls) to a copy.
 write_spec() {
-    local src=$1 dst
-    if [[ $PORT == 9001 && -z ${AUTOBAHN_CASES:-} ]]; then
+    local src=$1 scheme=${2:-ws} dst
+    if [[ $PORT == 9001 && -z ${AUTOBAHN_CASES:-} && $scheme == ws ]]; then
         echo "$src"
         return
     fi
     dst=$REPORTS/$(basename "$src" .json).effective.json
-    python3 - "$src" "$dst" "$PORT" "${AUTOBAHN_CASES:-}" <<'EOF'
+    python3 - "$src" "$dst" "$PORT" "${AUTOBAHN_CASES:-}" "$scheme" <<'EOF'
 import json, sys
-src, dst, port, cases = sys.argv[1:]
+src, dst, port, cases, scheme = sys.argv[1:]
 spec = json.load(open(src))
-url = "ws://127.0.0.1:%s" % port
+url = "%s://127.0.0.1:%s" % (scheme, port)
 if "servers" in spec:
     for s in spec["servers"]:
         s["url"] = url
@@ -241,10 +244,28 @@ summarize() {
 
 # ---------------------------------------------------------------- modes
 
+# server-tls: a self-signed certificate for 127.0.0.1 in reports/tls/ (made once; wstest does
+# not verify the server's certificate, it only needs TLS: pyOpenSSL and service_identity come
+# with autobahntestsuite's dependencies, pyOpenSSL 19.1.0 and service-identity 18.1.0 on
+# Python 2.7.18).
+make_cert() {
+    local dir=$REPORTS/tls
+    [[ -s $dir/cert.pem && -s $dir/key.pem ]] && return 0
+    command -v openssl >/dev/null 2>&1 || die "server-tls needs the openssl command"
+    mkdir -p "$dir"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+        -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+        -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null || die "openssl could not make a certificate"
+}
+
 run_server_mode() {
     local cmd spec rc=0 server_pid wstest_pid server_log=$REPORTS/server.log
     local wstest_log=$REPORTS/wstest-fuzzingclient.log expected=$EXPECTED_DIR/servers.json
-    local deflate=()
+    local deflate=() scheme=ws
+    if [[ $MODE == server-tls ]]; then
+        scheme=wss
+        make_cert
+    fi
     if [[ -n ${AUTOBAHN_SERVER_CMD:-} ]]; then
         cmd=$AUTOBAHN_SERVER_CMD
     elif [[ $MODE == tokio-server ]]; then
@@ -257,6 +278,9 @@ run_server_mode() {
         log "cargo build --release --bin rfc6455"
         (cd "$ROOT" && cargo build --release --bin rfc6455)
         cmd="$TARGET_DIR/release/rfc6455 echo --listen $HOST:$PORT"
+        if [[ $MODE == server-tls ]]; then
+            cmd+=" --tls-cert $REPORTS/tls/cert.pem --tls-key $REPORTS/tls/key.pem"
+        fi
         if [[ ${AUTOBAHN_DEFLATE:-0} == 1 ]]; then
             cmd+=" --deflate"
             expected=$EXPECTED_DIR/servers-deflate.json
@@ -265,7 +289,7 @@ run_server_mode() {
     fi
 
     rm -rf "$REPORTS/servers"
-    spec=$(write_spec "$HERE/fuzzingclient.json")
+    spec=$(write_spec "$HERE/fuzzingclient.json" "$scheme")
 
     ensure_port_free # again: the build may have taken a while
     log "starting server: $cmd"
@@ -371,6 +395,6 @@ ensure_port_free
 ensure_wstest
 
 case "$MODE" in
-server | tokio-server) run_server_mode ;;
+server | server-tls | tokio-server) run_server_mode ;;
 client | tokio-client) run_client_mode ;;
 esac

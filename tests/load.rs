@@ -86,6 +86,35 @@ fn idle_connections_are_held_and_closed() {
     assert!(stdout.contains("20 established, 20 of 20 up at the end, 20 closed with 1000"));
 }
 
+/// `--churn`: each slot closes after one echo and connects again, so far more connections are
+/// made than slots, and every one is closed cleanly.
+#[test]
+fn churn_makes_new_connections_again_and_again() {
+    let url = server(|m| m);
+    let (out, stdout) = load(&[&url, "--churn", "-c", "4", "-d", "1", "--warmup", "0.2"]);
+    assert!(out.status.success());
+    assert!(stdout.contains("errors       none"));
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("new conns"))
+        .expect("a new conns line");
+    let opened: u64 = line
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    assert!(opened > 8, "only {opened} connections for 4 slots: {line}");
+    // Every connection established was closed with 1000: in the cycle, or at the end.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("connections"))
+        .expect("a connections line");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[1], words[words.len() - 4], "{line}");
+}
+
 #[test]
 fn a_wrong_echo_is_an_error() {
     let url = server(|m| match m {
@@ -197,6 +226,10 @@ fn unusable_urls_are_bad_arguments() {
     refused(&["127.0.0.1:1"], "no scheme");
     refused(&["ws://127.0.0.1:99999/"], "from 1 to 65535");
     // wss:// is taken: tests/tls_command.rs runs load over it.
+    refused(
+        &["ws://127.0.0.1:1/", "--churn", "--no-resume"],
+        "--no-resume is about TLS sessions",
+    );
 }
 
 #[test]

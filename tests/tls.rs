@@ -249,6 +249,31 @@ fn tungstenite_over_rustls_echoes_over_wss_with_tls12_and_tls13() {
     handle.shutdown();
 }
 
+/// Our client's configuration offers X25519 first, as browsers do, and our server takes it:
+/// rustls 0.23.48 lists P-384 first for ring, ten times the instructions per handshake on
+/// both sides (see `ring_provider` in src/tls.rs).
+#[test]
+fn our_client_and_server_agree_on_x25519() {
+    let ca = Ca::new("test CA");
+    let (cert, key) = ca.leaf(&["localhost"], ecdsa(), false);
+    let (secure, _, handle) = serve(
+        TlsConfig::from_pem(cert.as_bytes(), key.as_bytes()).unwrap(),
+        Timeouts::default(),
+    );
+    let config = trusting(&ca).with_shared_tls().unwrap().tls_config.unwrap();
+    let first = config.crypto_provider().kx_groups[0].name();
+    assert_eq!(first, rustls::NamedGroup::X25519);
+    let mut conn = rustls::ClientConnection::new(config, "localhost".try_into().unwrap()).unwrap();
+    let mut tcp = TcpStream::connect(secure).unwrap();
+    tcp.set_read_timeout(Some(BOUND)).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    let group = conn.negotiated_key_exchange_group().map(|g| g.name());
+    assert_eq!(group, Some(rustls::NamedGroup::X25519));
+    handle.shutdown();
+}
+
 #[test]
 fn tls_sessions_resume() {
     let ca = Ca::new("test CA");

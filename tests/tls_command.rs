@@ -344,3 +344,56 @@ fn load_runs_over_wss() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `load --churn` over wss://: connections are made again and again, each slot resumes its
+/// previous connection's TLS session, and `--no-resume` makes every handshake a full one.
+#[test]
+fn load_churn_counts_new_tls_connections_with_and_without_resumption() {
+    let dir = temp_dir("churn");
+    Ca::new("test CA").write(&dir);
+    let echo = echo_with_tls(&dir);
+    let url = format!("wss://localhost:{}/", echo.addr.port());
+    let ca = dir.join("ca.pem");
+    // "N of the M TLS handshakes of the run resumed a session" and "K opened, …".
+    let figures = |stdout: &str| -> (u64, u64, u64) {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("new conns"))
+            .unwrap_or_else(|| panic!("no 'new conns' line in {stdout}"));
+        let numbers: Vec<u64> = line
+            .split([' ', ';'])
+            .filter_map(|w| w.replace(',', "").parse().ok())
+            .collect();
+        // opened, connections/s, resumed, of (the seconds are "1.00": not a whole number).
+        assert_eq!(numbers.len(), 4, "{line}");
+        (numbers[0], numbers[2], numbers[3])
+    };
+    for resume in [true, false] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+            .args(["load", &url, "--ca", ca.to_str().unwrap(), "--churn"])
+            .args(["-c", "4", "-d", "1", "--warmup", "0.3"])
+            .args(if resume { &[][..] } else { &["--no-resume"] })
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "resume {resume}: {stdout}{stderr}");
+        assert!(stdout.contains("errors       none"), "{stdout}");
+        let (opened, resumed, handshakes) = figures(&stdout);
+        // Far more connections than slots: they were made again.
+        assert!(
+            opened > 8,
+            "resume {resume}: only {opened} cycles: {stdout}"
+        );
+        if resume {
+            // Only each slot's first handshake is a full one.
+            assert!(
+                resumed + 4 >= handshakes && resumed > 0,
+                "{resumed} of {handshakes} resumed: {stdout}"
+            );
+        } else {
+            assert_eq!(resumed, 0, "{stdout}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

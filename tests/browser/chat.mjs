@@ -6,12 +6,15 @@
 // stdout line), drives pages in separate browser contexts, and stops the server whatever
 // happens. Every wait is bounded; a failure prints what it waited for, the pages' console
 // output and the server's output. The last line is `N passed, M failed`.
-// Screenshots go to tests/browser/out/ (gitignored). CHAT_VERBOSE=1 prints the pages' console
-// and the server's output at the end.
+// One case runs a second server over https:// and wss:// with a certificate from a test CA
+// made at run time (openssl CLI; see makeCerts). Screenshots go to tests/browser/out/
+// (gitignored). CHAT_VERBOSE=1 prints the pages' console and the server's output at the end.
 
 import { chromium } from 'playwright-core';
-import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -36,7 +39,7 @@ function startServer(listen = '127.0.0.1:0', extra = [], s = server) {
     let first = null;
     let buf = '';
     const timer = setTimeout(() => {
-      rejectStart(new Error(`server printed no 'listening on http://HOST:PORT/' line within ${WAIT_MS / 1000} s`));
+      rejectStart(new Error(`server printed no 'listening on http(s)://HOST:PORT/' line within ${WAIT_MS / 1000} s`));
     }, WAIT_MS);
     proc.stdout.on('data', (d) => {
       buf += d;
@@ -48,10 +51,10 @@ function startServer(listen = '127.0.0.1:0', extra = [], s = server) {
         if (first === null) {
           first = line;
           clearTimeout(timer);
-          const m = /http:\/\/([^/\s]+)\//.exec(line);
-          if (!m) return rejectStart(new Error(`server's first line has no http://HOST:PORT/: ${line}`));
-          s.listen = m[1];
-          s.url = `http://${m[1]}/`;
+          const m = /(https?):\/\/([^/\s]+)\//.exec(line);
+          if (!m) return rejectStart(new Error(`server's first line has no http(s)://HOST:PORT/: ${line}`));
+          s.listen = m[2];
+          s.url = `${m[1]}://${m[2]}/`;
           resolveStart(s.url);
         }
       }
@@ -84,12 +87,41 @@ function killServerNow() {
 process.on('exit', killServerNow);
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { killServerNow(); process.exit(130); });
 
+// ---------- a test CA and a server certificate (openssl CLI), for https:// and wss:// ----------
+
+// Made fresh each run in a temporary directory (removed at exit): a CA, and a certificate for
+// 127.0.0.1 signed by it. Chromium is told to trust that CA's key only
+// (--ignore-certificate-errors-spki-list with the SHA-256 of the CA's SubjectPublicKeyInfo,
+// which the server sends in its chain): headless Chromium has no command-line way to add a
+// root to its store (that needs NSS's certutil), and this trusts one key, not every
+// certificate as --ignore-certificate-errors would.
+function makeCerts() {
+  const dir = mkdtempSync(join(tmpdir(), 'rfc6455-chat-tls-'));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const f = (name) => join(dir, name);
+  const openssl = (...args) => execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
+    '-subj', '/CN=rfc6455 chat.mjs test CA', '-addext', 'basicConstraints=critical,CA:TRUE',
+    '-addext', 'keyUsage=critical,keyCertSign', '-keyout', f('ca.key'), '-out', f('ca.pem'));
+  openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=127.0.0.1',
+    '-keyout', f('server.key'), '-out', f('server.csr'));
+  writeFileSync(f('server.ext'), 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n'
+    + 'keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n');
+  openssl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial',
+    '-days', '2', '-extfile', f('server.ext'), '-out', f('server.pem'));
+  writeFileSync(f('chain.pem'), readFileSync(f('server.pem'), 'utf8') + readFileSync(f('ca.pem'), 'utf8'));
+  const spki = openssl('x509', '-in', f('ca.pem'), '-noout', '-pubkey');
+  const der = execFileSync('openssl', ['pkey', '-pubin', '-outform', 'DER'], { input: spki });
+  return { cert: f('chain.pem'), key: f('server.key'), caSpki: createHash('sha256').update(der).digest('base64') };
+}
+
 // ---------- pages ----------
 
 let browser;
 const users = new Map(); // nick -> {context, page}
 const consoleLines = [];
 const pageErrors = [];
+const sockets = []; // '[nick] URL' of every WebSocket a page opened
 
 async function user(nick, room = 'lobby', at = server) {
   if (at === server && users.has(nick)) return users.get(nick).page;
@@ -97,6 +129,7 @@ async function user(nick, room = 'lobby', at = server) {
   const page = await context.newPage();
   page.on('console', (m) => consoleLines.push(`[${nick}] ${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => { pageErrors.push(`[${nick}] ${e.message}`); consoleLines.push(`[${nick}] pageerror: ${e.message}`); });
+  page.on('websocket', (ws) => sockets.push(`[${nick}] ${ws.url()}`));
   if (at === server) users.set(nick, { context, page });
   await page.goto(`${at.url}?nick=${encodeURIComponent(nick)}&room=${encodeURIComponent(room)}`, { timeout: WAIT_MS });
   await until(`${nick} online`, () => page.evaluate(() => document.querySelector('#status').dataset.state === 'online'));
@@ -348,6 +381,34 @@ test('a page told that messages were dropped (recovered: false) says some may be
   }
 });
 
+test('over https:// and wss://: two pages load the page from a TLS server and chat', async () => {
+  const secure = { proc: null, url: null, listen: null, output: server.output };
+  const pages = [];
+  try {
+    await startServer('127.0.0.1:0', ['--tls-cert', tls.cert, '--tls-key', tls.key], secure);
+    assert(secure.url.startsWith('https://'), `the TLS server says https:// (got ${secure.url})`);
+    const alice = await user('alice', 'tls', secure);
+    const bob = await user('bob', 'tls', secure);
+    pages.push(alice, bob);
+    assert(alice.url().startsWith(secure.url), `alice's page is ${secure.url} (got ${alice.url()})`);
+    const wss = `wss://${secure.listen}/`;
+    for (const nick of ['alice', 'bob']) {
+      assert(sockets.some((s) => s.startsWith(`[${nick}] ${wss}`)),
+        `${nick}'s page opened a WebSocket at ${wss} (opened: ${sockets.join(' | ')})`);
+    }
+    await until('alice sees bob in tls', async () => (await members(alice)).includes('bob'));
+    const hello = `hello over TLS ${RUN}`;
+    await say(alice, hello);
+    await until(`bob sees '${hello}'`, () => seesText(bob, '[data-room="tls"]', hello));
+    const back = `and back ${RUN}`;
+    await say(bob, back);
+    await until(`alice sees '${back}'`, () => seesText(alice, '[data-room="tls"]', back));
+  } finally {
+    for (const p of pages) await p.context().close().catch(() => {});
+    await stopServer(secure);
+  }
+});
+
 test('screenshots: desktop and phone', async () => {
   const bob = await user('bob');
   mkdirSync(OUT, { recursive: true });
@@ -408,13 +469,16 @@ test('no JavaScript errors in any page', async () => {
 
 let passed = 0;
 let failed = 0;
+let tls;
 try {
+  tls = makeCerts();
   await startServer();
   console.log(`# server: ${BIN} at ${server.url}`);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      `--ignore-certificate-errors-spki-list=${tls.caSpki}`],
     timeout: WAIT_MS * 3,
   });
   for (const c of cases) {

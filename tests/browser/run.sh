@@ -9,7 +9,8 @@
 # /usr/bin/firefox-esr is missing, runs `npm ci` only when node_modules is missing or older than
 # the lockfile. Runs both scripts whatever the first does and exits non-zero if either fails;
 # each prints its own `N passed, M failed`, and the last line is the total of both in the same
-# form. Screenshots land in tests/browser/out/.
+# form. Screenshots land in tests/browser/out/. chat.mjs also runs serve over https:// and wss://
+# with a test CA it makes with the openssl CLI (installed here when missing).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,6 +27,12 @@ if [[ ! -x /usr/bin/firefox-esr ]]; then
     echo "# installing firefox-esr (Debian's package)"
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y firefox-esr
+fi
+
+if ! command -v openssl >/dev/null; then
+    echo "# installing openssl (Debian's package)"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y openssl
 fi
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

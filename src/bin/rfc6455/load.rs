@@ -5,6 +5,10 @@
 //! that starts after `--warmup`. `--idle` only opens connections and holds them, so the
 //! server's memory per connection can be read.
 //!
+//! `--churn` measures new connections per second instead: each connection exchanges one
+//! message, closes, and connects again (over `wss://` with TLS session resumption, or without
+//! it with `--no-resume`).
+//!
 //! `--broadcast` drives a server that sends every message to every connection (its sender
 //! included): once all connections have joined, `--publishers` of them publish numbered,
 //! timestamped messages (see [`broadcast`]) at `--rate`, or with `--depth` in flight each,
@@ -57,6 +61,13 @@ Examples:
   rfc6455 load ws://127.0.0.1:9001/ -c 10 -s 16384 --binary --depth 4 -d 5 --threads 2
   ulimit -n 20000; rfc6455 load ws://127.0.0.1:9001/ --idle -c 10000 -d 5 --server-pid PID
   rfc6455 load ws://127.0.0.1:9001/ --broadcast -c 1000 --publishers 2 -s 64 -d 5  # vs echo --broadcast
+  rfc6455 load wss://localhost:9002/ --ca ca.pem --churn -c 50 -d 5 [--no-resume]
+
+--churn: new connections per second. Each connection connects, completes the TCP, TLS (for
+wss://) and WebSocket handshakes, sends one message (-s), closes with 1000 once its echo is
+back, and once the server has closed TCP connects again; -c of them at once. The count is of
+cycles completed in the window; over wss://, how many handshakes resumed a TLS session is
+shown (--no-resume: none, every one is a full handshake).
 
 Throughput counts echoes received in the window (after --warmup, for -d seconds); MB/s is
 payload bytes (10^6) each way. Latency is from queueing a message to reading its echo.
@@ -129,6 +140,13 @@ pub struct Args {
     /// Only open the connections and hold them (answering pings) for the whole run.
     #[arg(long, conflicts_with = "broadcast")]
     idle: bool,
+    /// Measure new connections per second: each connection sends one message, closes once
+    /// its echo is back, and connects again (see below).
+    #[arg(long, conflicts_with_all = ["broadcast", "idle"])]
+    churn: bool,
+    /// wss://: no TLS session resumption (every handshake a full one).
+    #[arg(long)]
+    no_resume: bool,
     /// Drive a broadcast server (one that sends every message to every connection, the
     /// sender included) instead of an echo server: see below.
     #[arg(long)]
@@ -285,6 +303,12 @@ fn check_arguments(args: &Args) -> Result<Url, String> {
             ));
         }
     }
+    if args.no_resume && !url.is_secure() {
+        return Err(format!(
+            "--no-resume is about TLS sessions: give a wss:// URL, not {}",
+            args.url
+        ));
+    }
     if let Some(name) = &args.tcp_congestion {
         check_congestion(name)?;
     }
@@ -322,9 +346,15 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
         let options = options.with_shared_tls().map_err(|e| e.to_string())?;
         let name = rfc6455::tls::rustls::pki_types::ServerName::try_from(url.host().to_string())
             .map_err(|e| format!("{}: {e}", url.host()))?;
+        let mut config = options.tls_config.expect("with_shared_tls sets it");
+        if args.no_resume {
+            Arc::make_mut(&mut config).resumption =
+                rfc6455::tls::rustls::client::Resumption::disabled();
+        }
         Some(tls::TlsPlan {
-            config: options.tls_config.expect("with_shared_tls sets it"),
+            config,
             name,
+            resume: !args.no_resume,
         })
     } else {
         None
@@ -356,8 +386,9 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
         addr,
         also,
         payload,
-        depth: args.depth as usize,
+        depth: if args.churn { 1 } else { args.depth as usize },
         idle: args.idle,
+        churn: args.churn,
         verify: !args.no_verify,
         t0,
         window,
@@ -399,6 +430,19 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
         println!(
             "rfc6455 load --idle: {url} ({addr}) · {} connections held for {:.1} s (+{:.1} s to connect) · {threads} thread(s)",
             args.connections,
+            duration.as_secs_f64(),
+            warmup.as_secs_f64()
+        );
+    } else if args.churn {
+        let resume = match (url.is_secure(), args.no_resume) {
+            (false, _) => "",
+            (true, false) => " · TLS session resumption on",
+            (true, true) => " · TLS session resumption off",
+        };
+        println!(
+            "rfc6455 load --churn: {url} ({addr}) · {} connections at once, each one {} B {kind} echo then closed and opened again{resume} · {threads} thread(s) · {:.1} s after {:.1} s warmup",
+            args.connections,
+            args.size,
             duration.as_secs_f64(),
             warmup.as_secs_f64()
         );
@@ -515,6 +559,8 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
                 report.rate_limited += r.rate_limited;
                 report.refused += r.refused;
                 report.established += r.established;
+                report.churned += r.churned;
+                report.resumed += r.resumed;
                 report.up_at_end += r.up_at_end;
                 report.closed_clean += r.closed_clean;
                 report.close_lingered += r.close_lingered;
@@ -563,6 +609,21 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
         let secs = window.as_secs_f64().max(1e-9);
         if let Some(b) = plan.broadcast.as_deref() {
             print_broadcast(b, &report, &args, secs, warmup);
+        } else if args.churn {
+            let resumed = if url.is_secure() {
+                format!(
+                    "; {} of the {} TLS handshakes of the run resumed a session",
+                    thousands(report.resumed),
+                    thousands(report.established)
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "new conns    {} opened, echoed and closed in {secs:.2} s = {} connections/s{resumed}",
+                thousands(report.churned),
+                thousands((report.churned as f64 / secs) as u64)
+            );
         } else if report.echoes > 0 || !stopped_early {
             let rate = report.echoes as f64 / secs;
             println!(
@@ -652,6 +713,12 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
     if args.broadcast && report.echoes == 0 {
         eprintln!(
             "rfc6455 load: no broadcast message was delivered in the measurement window: does the server send every message to every connection?"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if args.churn && report.churned == 0 {
+        eprintln!(
+            "rfc6455 load: no connection completed its cycle (handshake, echo, close) in the measurement window"
         );
         return Ok(ExitCode::FAILURE);
     }

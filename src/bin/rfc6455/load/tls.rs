@@ -20,6 +20,8 @@ use std::sync::Arc;
 pub struct TlsPlan {
     pub config: Arc<rustls::ClientConfig>,
     pub name: rustls::pki_types::ServerName<'static>,
+    /// TLS session resumption on (`--no-resume` turns it off).
+    pub resume: bool,
 }
 
 pub struct Sock {
@@ -28,11 +30,16 @@ pub struct Sock {
 }
 
 impl Sock {
-    pub fn connect(addr: SocketAddr, tls: Option<&TlsPlan>) -> io::Result<Sock> {
+    /// `config`: the plan's, or (`--churn`) the slot's own, so that each slot resumes its own
+    /// session as a returning browser does.
+    pub fn connect(
+        addr: SocketAddr,
+        tls: Option<(&TlsPlan, &Arc<rustls::ClientConfig>)>,
+    ) -> io::Result<Sock> {
         let tcp = TcpStream::connect(addr)?;
         let tls = match tls {
-            Some(plan) => Some(Box::new(
-                rustls::ClientConnection::new(plan.config.clone(), plan.name.clone())
+            Some((plan, config)) => Some(Box::new(
+                rustls::ClientConnection::new(config.clone(), plan.name.clone())
                     .map_err(io::Error::other)?,
             )),
             None => None,
@@ -50,6 +57,14 @@ impl Sock {
 
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         self.tcp.set_nodelay(on)
+    }
+
+    /// Whether the TLS handshake resumed a session (false for plain TCP, and before the
+    /// handshake is over).
+    pub fn resumed(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|t| t.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
     }
 
     /// Whether a short read means the socket is empty: not with TLS, where a read hands out

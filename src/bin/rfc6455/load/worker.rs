@@ -6,6 +6,10 @@
 //! it, masked, into the connection's transmit buffer; the send times live in a ring per
 //! connection (capacity `depth`, allocated once); reads land in one buffer per thread; all
 //! that a readable event produces for a connection goes out in one `write`.
+//!
+//! `--churn`: a connection sends one message, closes with 1000 once its echo is back, and once
+//! the server has closed TCP the same slot connects again, until the window ends; what is
+//! measured is new connections (TCP, TLS, WebSocket handshakes, one echo, the close) per second.
 
 use super::broadcast::{self, Broadcast};
 use super::histogram::Histogram;
@@ -16,6 +20,7 @@ use rfc6455::proto::{
     ClientHandshake, ClientHandshakeError, ClientOptions, ClientSession, RandomKeys, Response,
     Status, Url,
 };
+use rfc6455::tls::rustls;
 use rfc6455::{CloseCode, Config, Connection, Event, Message, State};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -44,6 +49,8 @@ pub struct Plan {
     pub payload: Payload,
     pub depth: usize,
     pub idle: bool,
+    /// `--churn`: close after one echo and connect again (see the module doc).
+    pub churn: bool,
     /// Compare every echo byte for byte (otherwise only its type and length).
     pub verify: bool,
     /// Time zero of the run, shared by all threads.
@@ -235,6 +242,11 @@ pub struct Report {
     pub refused: u64,
     /// Connections whose handshake completed.
     pub established: u64,
+    /// `--churn`: connections that completed their cycle (handshake, echo, clean close) in
+    /// the window.
+    pub churned: u64,
+    /// `wss://`: of the connections established, how many resumed a TLS session.
+    pub resumed: u64,
     /// Connections open when the window ended.
     pub up_at_end: u64,
     /// Connections closed with a completed close handshake.
@@ -290,6 +302,8 @@ struct Conn {
     slot: usize,
     /// `--serve`: how far the connection is into joining the room.
     step: Step,
+    /// `wss:// --churn`: this slot's TLS configuration, with its own session cache.
+    tls_config: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// `--serve`: a connection's way into the room.
@@ -381,6 +395,8 @@ struct Worker<'a> {
     /// Seeds each connection's masking generator; itself seeded once per thread.
     seeds: XorShift,
     next_start: usize,
+    /// `--churn`: slots closed cleanly, to connect again.
+    restart: Vec<usize>,
     pending: usize,
     up: u64,
     echoes_total: u64,
@@ -473,6 +489,7 @@ impl<'a> Worker<'a> {
                     NOT_A_PUBLISHER
                 },
                 step: Step::Welcome,
+                tls_config: None,
             })
             .collect();
         let session = ClientSession::new();
@@ -502,6 +519,7 @@ impl<'a> Worker<'a> {
             session,
             seeds: XorShift::new(rand::random()),
             next_start: 0,
+            restart: Vec::new(),
             pending: 0,
             up: 0,
             echoes_total: 0,
@@ -558,7 +576,11 @@ impl<'a> Worker<'a> {
             self.live.published.store(self.published_total, Relaxed);
             // Every connection started, none connecting or up: nothing is left to run (before
             // the end, that means every one failed).
-            if self.next_start == self.conns.len() && self.pending == 0 && self.up == 0 {
+            if self.next_start == self.conns.len()
+                && self.restart.is_empty()
+                && self.pending == 0
+                && self.up == 0
+            {
                 break;
             }
 
@@ -611,10 +633,32 @@ impl<'a> Worker<'a> {
 
     /// Opens connections while fewer than `max_pending` are on their way.
     fn start_connections(&mut self, now: u64) {
-        while self.pending < self.plan.max_pending && self.next_start < self.conns.len() {
-            let i = self.next_start;
-            self.next_start += 1;
-            let tls = self.plan.tls.as_ref();
+        while self.pending < self.plan.max_pending {
+            let i = if let Some(i) = self.restart.pop() {
+                i
+            } else if self.next_start < self.conns.len() {
+                self.next_start += 1;
+                self.next_start - 1
+            } else {
+                break;
+            };
+            let plan = self.plan;
+            let tls = match &plan.tls {
+                // --churn: one client per slot, with a session cache of its own, so a
+                // connection resumes the session of the slot's previous one, as a returning
+                // browser does. (One cache shared by all keeps 8 TLS 1.3 tickets per server
+                // name: a burst of reconnections would find it empty.)
+                Some(tls) if plan.churn && tls.resume => {
+                    let config = self.conns[i].tls_config.get_or_insert_with(|| {
+                        let mut config = (*tls.config).clone();
+                        config.resumption = rustls::client::Resumption::in_memory_sessions(1);
+                        Arc::new(config)
+                    });
+                    Some((tls, &*config))
+                }
+                Some(tls) => Some((tls, &tls.config)),
+                None => None,
+            };
             let addr = self.plan.target(self.thread + i * self.threads).1;
             let sock = TcpStream::connect(addr, tls).and_then(|mut sock| {
                 if let Some(name) = &self.plan.congestion {
@@ -671,6 +715,7 @@ impl<'a> Worker<'a> {
                         self.report.closed_clean += 1;
                         self.report.close_lingered += 1;
                         self.drop_conn(i);
+                        self.churned(i);
                     } else {
                         let t = self.plan.close_timeout;
                         self.fail(i, Kind::CloseTimeout, || {
@@ -687,7 +732,18 @@ impl<'a> Worker<'a> {
     fn begin_end(&mut self, now: u64) {
         self.ending = true;
         self.report.up_at_end = self.up;
+        // `--churn`: slots between two connections, and connections on their way, are part of
+        // the cycle, not failures.
+        for i in std::mem::take(&mut self.restart) {
+            self.conns[i].phase = Phase::Done;
+        }
         for i in 0..self.conns.len() {
+            if self.plan.churn
+                && matches!(self.conns[i].phase, Phase::Connecting | Phase::Handshake(_))
+            {
+                self.drop_conn(i);
+                continue;
+            }
             match self.conns[i].phase {
                 Phase::Open => {
                     let conn = &mut self.conns[i];
@@ -828,6 +884,9 @@ impl<'a> Worker<'a> {
         self.pending -= 1;
         self.up += 1;
         self.report.established += 1;
+        if conn.sock.as_ref().is_some_and(|s| s.resumed()) {
+            self.report.resumed += 1;
+        }
         if !self.plan.idle && !self.ending && broadcast.is_none() {
             for _ in 0..self.plan.depth {
                 self.send_one(i, now);
@@ -1148,9 +1207,33 @@ impl<'a> Worker<'a> {
             self.report.echoes += 1;
             self.report.latency.record(now.saturating_sub(sent));
         }
-        if matches!(self.conns[i].phase, Phase::Open) {
-            self.send_one(i, now);
+        if !matches!(self.conns[i].phase, Phase::Open) {
+            return;
         }
+        if !self.plan.churn {
+            return self.send_one(i, now);
+        }
+        let conn = &mut self.conns[i];
+        if let Some(ws) = conn.ws.as_mut() {
+            let _ = ws.close(CloseCode::NORMAL, "");
+        }
+        conn.phase = Phase::Closing;
+        conn.deadline = now + self.plan.close_timeout.as_nanos() as u64;
+        // `on_open` flushes once this read is handled.
+    }
+
+    /// `--churn`: connection `i` completed its cycle (closed cleanly, now dropped): count it
+    /// and let the slot connect again.
+    fn churned(&mut self, i: usize) {
+        if !self.plan.churn || self.ending {
+            return;
+        }
+        let now = self.plan.now();
+        if now >= self.plan.window.0 && now < self.plan.window.1 {
+            self.report.churned += 1;
+        }
+        self.conns[i].phase = Phase::Waiting;
+        self.restart.push(i);
     }
 
     fn on_eof(&mut self, i: usize) {
@@ -1162,6 +1245,7 @@ impl<'a> Worker<'a> {
         if clean {
             self.report.closed_clean += 1;
             self.drop_conn(i);
+            self.churned(i);
         } else if matches!(conn.phase, Phase::Closing) {
             self.fail(i, Kind::CloseTimeout, || {
                 "the server closed TCP without answering the close frame".into()
