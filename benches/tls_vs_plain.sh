@@ -69,13 +69,20 @@ start_server() {
     exit 1
 }
 
-# load NAME URL ARGS...: one bounded run of the load tool, its summary lines only.
+# CPU seconds (utime + stime, USER_HZ=100) the server has used.
+server_cpu() { awk '{print ($14 + $15) / 100}' "/proc/$SERVER/stat"; }
+
+# load NAME URL ARGS...: one bounded run of the load tool, its summary lines only, and the
+# CPU seconds each side used in it (a side near its whole core for the run sets the pace).
 load() {
-    local name=$1 url=$2
+    local name=$1 url=$2 before
     shift 2
     echo "== $name $url $*"
-    timeout $((${D%.*} + ${W%.*} + 30)) taskset -c 1 "$BIN" load "$url" --ca "$DIR/ca.pem" "$@" 2>&1 |
-        grep -E '^(messages|new conns|latency|connections|errors|server)|^ +[0-9]+ ×|e\.g\.' || true
+    before=$(server_cpu)
+    timeout $((${D%.*} + ${W%.*} + 30)) /usr/bin/time -f "load tool CPU: %U s user + %S s system over %e s" \
+        taskset -c 1 "$BIN" load "$url" --ca "$DIR/ca.pem" "$@" 2>&1 |
+        grep -E '^(messages|new conns|latency|connections|errors|server|load tool CPU)|^ +[0-9]+ ×|e\.g\.' || true
+    echo "server CPU: $(echo "$(server_cpu) - $before" | bc) s"
 }
 
 ulimit -n $((C_IDLE * 2 + 1000)) 2>/dev/null || true

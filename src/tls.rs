@@ -253,3 +253,102 @@ fn server_config(certificate: Arc<Certificate>) -> io::Result<Arc<rustls::Server
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
     Ok(Arc::new(config))
 }
+
+/// The most ciphertext one socket read takes: the loops' and the load tool's read buffers are
+/// 64 KiB, and what this much ciphertext decrypts to always fits in them (see
+/// [`read_plaintext`]).
+const STAGED_READ: usize = 64 * 1024;
+/// Room kept in the plaintext buffer for a record rustls already holds part of: one record's
+/// ciphertext at most (2^14 + 2,048 + 5 bytes), rounded up.
+const RECORD_ROOM: usize = 20 * 1024;
+
+std::thread_local! {
+    static STAGING: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Reads plaintext from a rustls connection driven over `socket` (non-blocking or not), as a
+/// socket's `read`: `Ok(0)` at the end (the peer's close_notify or TCP EOF), `WouldBlock`
+/// when the socket has nothing. A TLS failure is an `InvalidData` error (its alert queued in
+/// `conn`). Records rustls wants to send in answer (the handshake's next flight, tickets)
+/// are left in `conn` for the caller to write, whatever this returns.
+///
+/// Unlike `conn.read_tls(socket)`, which reads at most 4 KiB from the socket per call (so a
+/// 16 KiB record costs four reads of the socket), this reads the socket once per call, up to
+/// 64 KiB into a buffer of the thread's, and feeds rustls from it. It never leaves
+/// ciphertext behind: it reads only as much as decrypts into the room `buf` has, keeping one
+/// record's worth of room for a record rustls already holds part of; with a `buf` of less
+/// than 24 KiB it falls back to `read_tls`.
+pub fn read_plaintext<D>(
+    conn: &mut rustls::ConnectionCommon<D>,
+    socket: &mut impl io::Read,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    use std::io::Read;
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            return Ok(filled);
+        }
+        match conn.reader().read(&mut buf[filled..]) {
+            Ok(0) => return Ok(filled), // close_notify: the next call says 0
+            Ok(n) => {
+                filled += n;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(filled),
+            // The same error again on the next call.
+            Err(_) if filled > 0 => return Ok(filled),
+            Err(e) => return Err(e),
+        }
+        if filled > 0 {
+            // Everything decrypted so far is handed out; the socket's next bytes are for the
+            // next call (the caller reads until `WouldBlock`).
+            return Ok(filled);
+        }
+        let room = buf.len().saturating_sub(RECORD_ROOM).min(STAGED_READ);
+        if room < 4096 {
+            if conn.read_tls(socket)? == 0 {
+                return Ok(0);
+            }
+            if let Err(e) = conn.process_new_packets() {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+            continue;
+        }
+        let mut staging = STAGING.try_with(std::cell::Cell::take).unwrap_or_default();
+        staging.resize(STAGED_READ, 0);
+        let fed = match socket.read(&mut staging[..room]) {
+            Ok(0) => Ok(0),
+            Ok(n) => {
+                let mut staged = &staging[..n];
+                let mut fed = Ok(n);
+                while !staged.is_empty() {
+                    // Up to 4 KiB a call, from memory; then decrypt what is whole and hand it
+                    // out, so that rustls' own plaintext buffer never fills.
+                    if let Err(e) = conn.read_tls(&mut staged) {
+                        fed = Err(e);
+                        break;
+                    }
+                    if let Err(e) = conn.process_new_packets() {
+                        fed = Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                        break;
+                    }
+                    // WouldBlock ends it (or an error, which the next call sees).
+                    while let Ok(n @ 1..) = conn.reader().read(&mut buf[filled..]) {
+                        filled += n;
+                    }
+                }
+                fed
+            }
+            Err(e) => Err(e),
+        };
+        let _ = STAGING.try_with(|spare| spare.set(staging));
+        match fed {
+            Ok(0) if filled == 0 => return Ok(0),
+            Ok(_) => {}
+            Err(e) if filled == 0 => return Err(e),
+            Err(_) => return Ok(filled),
+        }
+    }
+}

@@ -533,3 +533,106 @@ fn tls_config_errors_name_the_file_and_the_problem() {
     assert!(err.to_string().contains("no usable private key"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A reader over bytes that counts its reads and gives at most `most` bytes a read.
+struct Counted<'a> {
+    bytes: &'a [u8],
+    reads: usize,
+    most: usize,
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.bytes.is_empty() {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        self.reads += 1;
+        let n = buf.len().min(self.most).min(self.bytes.len());
+        buf[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        Ok(n)
+    }
+}
+
+/// `tls::read_plaintext` (the server's and the load tool's TLS read) takes up to 44 KiB of
+/// ciphertext per socket read where rustls' `read_tls` takes 4 KiB, leaves none behind, and
+/// hands out exactly what was sent; then `WouldBlock`, then 0 after close_notify.
+#[test]
+fn read_plaintext_reads_the_socket_in_large_pieces() {
+    let ca = Ca::new("test CA");
+    let (cert, key) = ca.leaf(&["localhost"], ecdsa(), false);
+    let server_config = rustls::ServerConfig::builder_with_provider(ring())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            rfc6455::tls::certs_from_pem(cert.as_bytes()).unwrap(),
+            rfc6455::tls::private_key_from_pem(key.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    let mut server = rustls::ServerConnection::new(Arc::new(server_config)).unwrap();
+    let name = "localhost".try_into().unwrap();
+    let mut client = rustls::ClientConnection::new(rustls_client(&ca), name).unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    // The handshake, in memory; the server's side through read_plaintext.
+    for _ in 0..10 {
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        let mut socket = Counted {
+            bytes: &wire,
+            reads: 0,
+            most: usize::MAX,
+        };
+        match rfc6455::tls::read_plaintext(&mut server, &mut socket, &mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("plaintext during the handshake: {other:?}"),
+        }
+        let mut back = Vec::new();
+        while server.wants_write() {
+            server.write_tls(&mut back).unwrap();
+        }
+        let mut back = &back[..];
+        while !back.is_empty() {
+            client.read_tls(&mut back).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        if !client.is_handshaking() && !server.is_handshaking() {
+            break;
+        }
+    }
+    assert!(!server.is_handshaking(), "the handshake did not complete");
+    let sent: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    client.set_buffer_limit(None);
+    client.writer().write_all(&sent).unwrap();
+    client.send_close_notify();
+    let mut wire = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut wire).unwrap();
+    }
+    let mut socket = Counted {
+        bytes: &wire,
+        reads: 0,
+        most: usize::MAX,
+    };
+    let mut got = Vec::new();
+    loop {
+        match rfc6455::tls::read_plaintext(&mut server, &mut socket, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("after {} bytes: {e}", got.len()),
+        }
+    }
+    assert_eq!(got.len(), sent.len());
+    assert!(got == sent, "the plaintext differs");
+    assert!(socket.bytes.is_empty(), "ciphertext left in the socket");
+    // 300,000 bytes are ~300 KiB of ciphertext: rustls' read_tls alone would take 74 reads.
+    let most = wire.len().div_ceil(44 * 1024) + 1;
+    assert!(
+        socket.reads <= most,
+        "{} socket reads for {} bytes of ciphertext",
+        socket.reads,
+        wire.len()
+    );
+}

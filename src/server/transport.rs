@@ -4,8 +4,8 @@
 //!
 //! - **Plain**: reads and writes are the socket's; the zero-copy paths (`send_through`
 //!   writing from the read buffer) write to the socket itself.
-//! - **TLS**: `read` pulls records off the socket (`read_tls`), decrypts them
-//!   (`process_new_packets`) and hands out plaintext; `write` encrypts plaintext into
+//! - **TLS**: `read` pulls records off the socket ([`crate::tls::read_plaintext`]: one
+//!   socket read of up to 64 KiB, not rustls' 4 KiB), decrypts them and hands out plaintext; `write` encrypts plaintext into
 //!   rustls' outgoing buffer (bounded by rustls' buffer limit, so it takes what fits and
 //!   says so, as a full socket would), and [`Transport::write_records`] moves those records
 //!   to the socket. No thread, no blocking: the loop's readiness drives both.
@@ -182,21 +182,5 @@ fn tls_read(tls: &mut Tls, stream: &mut TcpStream, buf: &mut [u8]) -> io::Result
             Err(e) => return Err(e),
         }
     }
-    loop {
-        match tls.conn.reader().read(buf) {
-            Ok(n) => return Ok(n), // 0: close_notify
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-            Err(e) => return Err(e),
-        }
-        match tls.conn.read_tls(stream) {
-            Ok(0) => return Ok(0),
-            Ok(_) => {
-                if let Err(e) = tls.conn.process_new_packets() {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    crate::tls::read_plaintext(&mut tls.conn, stream, buf)
 }

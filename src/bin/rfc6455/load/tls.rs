@@ -99,26 +99,13 @@ impl Read for Sock {
             Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
             _ => {}
         }
-        loop {
-            let tls = self.tls.as_mut().expect("TLS");
-            match tls.reader().read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) => return Err(e),
-            }
-            match tls.read_tls(&mut self.tcp) {
-                Ok(0) => return Ok(0),
-                Ok(_) => {
-                    tls.process_new_packets()
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                    match self.push_records() {
-                        Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
-                        _ => {}
-                    }
-                }
-                Err(e) => return Err(e),
-            }
+        let tls = self.tls.as_mut().expect("TLS");
+        let read = rfc6455::tls::read_plaintext(tls, &mut self.tcp, buf);
+        // TLS answers reads with writes (the handshake's next flight, tickets, key updates):
+        // send them, whatever the read says (a WouldBlock often follows a flight).
+        match self.push_records() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => read,
         }
     }
 }
