@@ -31,8 +31,8 @@
 //! - **One write per burst of reads.** `send` leaves the write to the next `recv` while
 //!   messages of the same read are still to be handed out, so an echo answers a burst of
 //!   messages with one syscall; `recv_with` reads again before it writes, until the
-//!   transport has nothing more or 16 reads were made, as the mio server does, so a large
-//!   message streaming through goes back out in writes of up to a MiB.
+//!   transport has nothing more or 8 reads were made, as the mio server does (16 there), so a
+//!   large message streaming through goes back out in writes of up to 512 KiB.
 //! - **No buffers while idle.** The read buffer and the transmit buffer are lent by the
 //!   thread for the time a read is being answered; an idle connection keeps neither.
 //! - **Backpressure.** The [`Sink`](futures_sink::Sink) is ready while less than
@@ -79,7 +79,7 @@ use std::time::Duration;
 
 /// The default [`AcceptOptions::write_buffer`] / [`ConnectOptions::write_buffer`]: 1 MiB, as
 /// the mio server's `Limits::write_high_water`. It also bounds how much the receive path queues before it
-/// writes (the answers to up to 16 reads of 64 KiB go out in one write).
+/// writes (the answers to up to 8 reads of 64 KiB go out in one write).
 pub const DEFAULT_WRITE_BUFFER: usize = 1 << 20;
 
 /// How a server accepts: handshake limits and timeout, the connection's config, deflate.

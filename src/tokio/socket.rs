@@ -26,10 +26,12 @@ const SPARE_WRITE_MAX: usize = 4 << 20;
 const WRITE_PIECES: usize = 16;
 /// Reads answered with one write, at most. As the mio server does, the receive path reads
 /// again before it writes, until the transport has nothing more (`Pending`) or this many
-/// reads were made: a large message streaming in goes back out in writes of up to a MiB, not
-/// one per read. (Over tokio's `TcpStream` the read after a short one costs no syscall: tokio
-/// knows the socket is drained.)
-const READS_PER_WRITE: u8 = 16;
+/// reads were made: a large message streaming in goes back out in writes of up to 512 KiB,
+/// not one per read. (Over tokio's `TcpStream` the read after a short one costs no syscall:
+/// tokio knows the socket is drained.) 8 rather than the mio server's 16: in scenario d (1 MiB
+/// echoes, one at a time) 8 did 1,811–1,955 msg/s and 16 did 1,685–1,847 in the same five
+/// rounds (benches/LOAD.md): the peer gets the first half back sooner.
+const READS_PER_WRITE: u8 = 8;
 
 thread_local! {
     // One read buffer and one transmit buffer per thread, lent to whichever connection this
@@ -640,7 +642,7 @@ where
     /// messages come as [`Event::Part`]s as they arrive (pass them on with
     /// [`Reply::send_part`]); otherwise every event is an [`Event::Message`]. Pings, pongs
     /// and the close are handled as in [`recv`](Self::recv). The answers `f` queues go out
-    /// in one write when the transport has nothing more to read (or after 16 reads), from
+    /// in one write when the transport has nothing more to read (or after 8 reads), from
     /// the next call: call it again (or [`flush`](Self::flush)) to have them written.
     /// Cancel-safe like `recv`: `f` runs only in the poll that returns.
     ///
