@@ -534,11 +534,19 @@ fn tls_config_errors_name_the_file_and_the_problem() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// A reader over bytes that counts its reads and gives at most `most` bytes a read.
+/// A reader over bytes that counts its reads; `WouldBlock` once they are all read.
 struct Counted<'a> {
     bytes: &'a [u8],
     reads: usize,
-    most: usize,
+}
+
+/// What `conn` has to send, as bytes.
+fn flight<D>(conn: &mut rustls::ConnectionCommon<D>) -> Vec<u8> {
+    let mut wire = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut wire).unwrap();
+    }
+    wire
 }
 
 impl Read for Counted<'_> {
@@ -547,7 +555,7 @@ impl Read for Counted<'_> {
             return Err(std::io::ErrorKind::WouldBlock.into());
         }
         self.reads += 1;
-        let n = buf.len().min(self.most).min(self.bytes.len());
+        let n = buf.len().min(self.bytes.len());
         buf[..n].copy_from_slice(&self.bytes[..n]);
         self.bytes = &self.bytes[n..];
         Ok(n)
@@ -576,23 +584,16 @@ fn read_plaintext_reads_the_socket_in_large_pieces() {
     let mut buf = vec![0u8; 64 * 1024];
     // The handshake, in memory; the server's side through read_plaintext.
     for _ in 0..10 {
-        let mut wire = Vec::new();
-        while client.wants_write() {
-            client.write_tls(&mut wire).unwrap();
-        }
+        let wire = flight(&mut client);
         let mut socket = Counted {
             bytes: &wire,
             reads: 0,
-            most: usize::MAX,
         };
         match rfc6455::tls::read_plaintext(&mut server, &mut socket, &mut buf) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             other => panic!("plaintext during the handshake: {other:?}"),
         }
-        let mut back = Vec::new();
-        while server.wants_write() {
-            server.write_tls(&mut back).unwrap();
-        }
+        let back = flight(&mut server);
         let mut back = &back[..];
         while !back.is_empty() {
             client.read_tls(&mut back).unwrap();
@@ -607,14 +608,10 @@ fn read_plaintext_reads_the_socket_in_large_pieces() {
     client.set_buffer_limit(None);
     client.writer().write_all(&sent).unwrap();
     client.send_close_notify();
-    let mut wire = Vec::new();
-    while client.wants_write() {
-        client.write_tls(&mut wire).unwrap();
-    }
+    let wire = flight(&mut client);
     let mut socket = Counted {
         bytes: &wire,
         reads: 0,
-        most: usize::MAX,
     };
     let mut got = Vec::new();
     loop {
