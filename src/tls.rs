@@ -46,11 +46,27 @@ pub(crate) fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// it on both sides: 89 % of the server's instructions in a `load --churn` over wss://, about
 /// 12 million per handshake (callgrind, benches/LOAD.md). The server's own order does not
 /// choose (the client's does), so this changes what our client offers, nothing else.
+///
+/// Cipher suites AES-128-GCM first, as browsers order them (rustls lists AES-256-GCM first):
+/// AES-128 is TLS 1.3's mandatory suite and takes 10 rounds a block instead of 14. A rustls
+/// server follows the client's order, so this too changes what our client offers; on the
+/// server under `load` c over wss:// it is 12 % fewer cipher instructions and 6.6 % fewer in
+/// all per message (callgrind, benches/LOAD.md).
 #[allow(deprecated)]
 fn ring_provider() -> rustls::crypto::CryptoProvider {
     use provider::kx_group::{SECP256R1, SECP384R1, X25519};
+    use rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256;
+    use rustls::CipherSuite::{TLS13_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256};
     let mut ring = provider::default_provider();
     ring.kx_groups = vec![X25519, SECP256R1, SECP384R1];
+    // A stable sort: the AES-128-GCM suites first, the rest in rustls' order.
+    let aes128 = [
+        TLS13_AES_128_GCM_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    ];
+    ring.cipher_suites
+        .sort_by_key(|suite| !aes128.contains(&suite.suite()));
     ring
 }
 

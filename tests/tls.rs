@@ -253,7 +253,7 @@ fn tungstenite_over_rustls_echoes_over_wss_with_tls12_and_tls13() {
 /// rustls 0.23.48 lists P-384 first for ring, ten times the instructions per handshake on
 /// both sides (see `ring_provider` in src/tls.rs).
 #[test]
-fn our_client_and_server_agree_on_x25519() {
+fn our_client_and_server_agree_on_x25519_and_aes_128_gcm() {
     let ca = Ca::new("test CA");
     let (cert, key) = ca.leaf(&["localhost"], ecdsa(), false);
     let (secure, _, handle) = serve(
@@ -271,6 +271,9 @@ fn our_client_and_server_agree_on_x25519() {
     }
     let group = conn.negotiated_key_exchange_group().map(|g| g.name());
     assert_eq!(group, Some(rustls::NamedGroup::X25519));
+    // And AES-128-GCM, browsers' first choice (rustls lists AES-256-GCM first).
+    let suite = conn.negotiated_cipher_suite().map(|s| s.suite());
+    assert_eq!(suite, Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256));
     handle.shutdown();
 }
 
