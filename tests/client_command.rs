@@ -2,6 +2,8 @@
 //! arguments of `rfc6455 echo`.
 #![cfg(all(feature = "client", feature = "server"))]
 
+mod common;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -323,34 +325,12 @@ fn echo_refuses_bad_arguments_with_status_2() {
 /// goes on serving, instead of dying of the signal.
 #[test]
 fn echo_without_tls_survives_sighup() {
-    use std::io::{BufRead, Read};
-    /// Killed on drop, so a failed assertion leaves no server behind.
-    struct Killed(std::process::Child);
-    impl Drop for Killed {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Killed(
-        Command::new(env!("CARGO_BIN_EXE_rfc6455"))
-            .args(["echo", "--listen", "127.0.0.1:0", "--threads", "1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let mut echo = common::Command::start_with(
+        &["echo", "--listen", "127.0.0.1:0", "--threads", "1"],
+        Stdio::piped(),
     );
-    let child = &mut child.0;
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.split("ws://").nth(1).and_then(|r| r.split(' ').next());
-    let url = format!(
-        "ws://{}",
-        addr.unwrap_or_else(|| panic!("no address: {line}"))
-    );
+    let url = format!("ws://{}/", echo.addr);
+    let child = &mut echo.child;
     let mut stderr = child.stderr.take().unwrap();
     let hup = Command::new("kill")
         .args(["-HUP", &child.id().to_string()])

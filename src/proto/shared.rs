@@ -54,10 +54,9 @@ impl SharedFrame {
             mask: None,
             payload_len: payload.len() as u64,
         };
-        let mut head = [0u8; MAX_HEADER_LEN];
-        let header_len = header.encode(&mut head);
-        let mut bytes = Vec::with_capacity(header_len + payload.len());
-        bytes.extend_from_slice(&head[..header_len]);
+        let mut bytes = Vec::with_capacity(MAX_HEADER_LEN + payload.len());
+        header.encode_to(&mut bytes);
+        let header_len = bytes.len();
         bytes.extend_from_slice(payload);
         SharedFrame {
             bytes: bytes.into(),

@@ -292,13 +292,19 @@ pub struct Command {
 
 impl Command {
     pub fn start(args: &[&str]) -> Command {
+        Command::start_with(args, std::process::Stdio::inherit())
+    }
+
+    /// As [`start`](Self::start), with stderr to `stderr` (`Stdio::piped()` to read it from
+    /// `child.stderr`).
+    pub fn start_with(args: &[&str], stderr: std::process::Stdio) -> Command {
         use std::io::{BufRead, BufReader};
         use std::process::Stdio;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rfc6455"))
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("rfc6455");
         let mut line = String::new();
