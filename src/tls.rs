@@ -282,8 +282,23 @@ std::thread_local! {
     static STAGING: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// What one [`read_plaintext`] call handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Plaintext {
+    /// Bytes of plaintext at the start of `buf`; 0 at the end of the stream (the peer's
+    /// close_notify or TCP EOF).
+    pub len: usize,
+    /// This call's socket read came back short (the socket was empty) and every record
+    /// decrypted so far is handed out: under edge-triggered readiness (epoll and kqueue, as
+    /// mio uses them) bytes arriving later raise a new event, so the caller can wait for it
+    /// instead of reading again only to learn `WouldBlock`. Never set at the end of the
+    /// stream, which a caller sees by reading on.
+    pub drained: bool,
+}
+
 /// Reads plaintext from a rustls connection driven over `socket` (non-blocking or not), as a
-/// socket's `read`: `Ok(0)` at the end (the peer's close_notify or TCP EOF), `WouldBlock`
+/// socket's `read`: `len == 0` at the end (the peer's close_notify or TCP EOF), `WouldBlock`
 /// when the socket has nothing. A TLS failure is an `InvalidData` error (its alert queued in
 /// `conn`). Records rustls wants to send in answer (the handshake's next flight, tickets)
 /// are left in `conn` for the caller to write, whatever this returns.
@@ -293,39 +308,47 @@ std::thread_local! {
 /// 64 KiB into a buffer of the thread's, and feeds rustls from it. It never leaves
 /// ciphertext behind: it reads only as much as decrypts into the room `buf` has, keeping one
 /// record's worth of room for a record rustls already holds part of; with a `buf` of less
-/// than 24 KiB it falls back to `read_tls`.
+/// than 24 KiB it falls back to `read_tls`. A short socket read says the socket is empty
+/// ([`Plaintext::drained`]); with nothing decrypted it is then `WouldBlock` at once, without
+/// a second read of the socket.
 pub fn read_plaintext<D>(
     conn: &mut rustls::ConnectionCommon<D>,
     socket: &mut impl io::Read,
     buf: &mut [u8],
-) -> io::Result<usize> {
+) -> io::Result<Plaintext> {
     use std::io::Read;
+    let done = |len| {
+        Ok(Plaintext {
+            len,
+            drained: false,
+        })
+    };
     let mut filled = 0;
     loop {
         if filled == buf.len() {
-            return Ok(filled);
+            return done(filled);
         }
         match conn.reader().read(&mut buf[filled..]) {
-            Ok(0) => return Ok(filled), // close_notify: the next call says 0
+            Ok(0) => return done(filled), // close_notify: the next call says 0
             Ok(n) => {
                 filled += n;
                 continue;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(filled),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return done(filled),
             // The same error again on the next call.
-            Err(_) if filled > 0 => return Ok(filled),
+            Err(_) if filled > 0 => return done(filled),
             Err(e) => return Err(e),
         }
         if filled > 0 {
             // Everything decrypted so far is handed out; the socket's next bytes are for the
             // next call (the caller reads until `WouldBlock`).
-            return Ok(filled);
+            return done(filled);
         }
         let room = buf.len().saturating_sub(RECORD_ROOM).min(STAGED_READ);
         if room < 4096 {
             if conn.read_tls(socket)? == 0 {
-                return Ok(0);
+                return done(0);
             }
             if let Err(e) = conn.process_new_packets() {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, e));
@@ -334,6 +357,8 @@ pub fn read_plaintext<D>(
         }
         let mut staging = STAGING.try_with(std::cell::Cell::take).unwrap_or_default();
         staging.resize(STAGED_READ, 0);
+        // Whether rustls has no plaintext left after the last record fed to it.
+        let mut handed_out = false;
         let fed = match socket.read(&mut staging[..room]) {
             Ok(0) => Ok(0),
             Ok(n) => {
@@ -351,9 +376,13 @@ pub fn read_plaintext<D>(
                         break;
                     }
                     // WouldBlock ends it (or an error, which the next call sees).
-                    while let Ok(n @ 1..) = conn.reader().read(&mut buf[filled..]) {
-                        filled += n;
-                    }
+                    handed_out = loop {
+                        match conn.reader().read(&mut buf[filled..]) {
+                            Ok(n @ 1..) => filled += n,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
+                            _ => break false,
+                        }
+                    };
                 }
                 fed
             }
@@ -361,10 +390,17 @@ pub fn read_plaintext<D>(
         };
         let _ = STAGING.try_with(|spare| spare.set(staging));
         match fed {
-            Ok(0) if filled == 0 => return Ok(0),
+            Ok(0) if filled == 0 => return done(0),
+            // A short read: the socket is empty, and so is rustls if `handed_out`.
+            Ok(n) if n < room && handed_out => {
+                return match filled {
+                    0 => Err(io::ErrorKind::WouldBlock.into()),
+                    len => Ok(Plaintext { len, drained: true }),
+                };
+            }
             Ok(_) => {}
             Err(e) if filled == 0 => return Err(e),
-            Err(_) => return Ok(filled),
+            Err(_) => return done(filled),
         }
     }
 }

@@ -537,7 +537,8 @@ fn tls_config_errors_name_the_file_and_the_problem() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// A reader over bytes that counts its reads; `WouldBlock` once they are all read.
+/// A reader over bytes that counts its reads (those that say `WouldBlock` too); `WouldBlock`
+/// once they are all read.
 struct Counted<'a> {
     bytes: &'a [u8],
     reads: usize,
@@ -554,10 +555,10 @@ fn flight<D>(conn: &mut rustls::ConnectionCommon<D>) -> Vec<u8> {
 
 impl Read for Counted<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.reads += 1;
         if self.bytes.is_empty() {
             return Err(std::io::ErrorKind::WouldBlock.into());
         }
-        self.reads += 1;
         let n = buf.len().min(self.bytes.len());
         buf[..n].copy_from_slice(&self.bytes[..n]);
         self.bytes = &self.bytes[n..];
@@ -565,11 +566,9 @@ impl Read for Counted<'_> {
     }
 }
 
-/// `tls::read_plaintext` (the server's and the load tool's TLS read) takes up to 44 KiB of
-/// ciphertext per socket read where rustls' `read_tls` takes 4 KiB, leaves none behind, and
-/// hands out exactly what was sent; then `WouldBlock`, then 0 after close_notify.
-#[test]
-fn read_plaintext_reads_the_socket_in_large_pieces() {
+/// A server and a client connection that completed their handshake in memory, the server's
+/// side read through `tls::read_plaintext`.
+fn pair_in_memory() -> (rustls::ServerConnection, rustls::ClientConnection) {
     let ca = Ca::new("test CA");
     let (cert, key) = ca.leaf(&["localhost"], ecdsa(), false);
     let server_config = rustls::ServerConfig::builder_with_provider(ring())
@@ -607,6 +606,16 @@ fn read_plaintext_reads_the_socket_in_large_pieces() {
         }
     }
     assert!(!server.is_handshaking(), "the handshake did not complete");
+    (server, client)
+}
+
+/// `tls::read_plaintext` (the server's and the load tool's TLS read) takes up to 44 KiB of
+/// ciphertext per socket read where rustls' `read_tls` takes 4 KiB, leaves none behind, and
+/// hands out exactly what was sent; then `WouldBlock`, then 0 after close_notify.
+#[test]
+fn read_plaintext_reads_the_socket_in_large_pieces() {
+    let (mut server, mut client) = pair_in_memory();
+    let mut buf = vec![0u8; 64 * 1024];
     let sent: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     client.set_buffer_limit(None);
     client.writer().write_all(&sent).unwrap();
@@ -619,8 +628,8 @@ fn read_plaintext_reads_the_socket_in_large_pieces() {
     let mut got = Vec::new();
     loop {
         match rfc6455::tls::read_plaintext(&mut server, &mut socket, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Ok(read) if read.len == 0 => break,
+            Ok(read) => got.extend_from_slice(&buf[..read.len]),
             Err(e) => panic!("after {} bytes: {e}", got.len()),
         }
     }
@@ -635,4 +644,62 @@ fn read_plaintext_reads_the_socket_in_large_pieces() {
         socket.reads,
         wire.len()
     );
+}
+
+/// A short socket read with every record handed out says the socket is empty
+/// (`Plaintext::drained`), so that the server and the load tool skip the read that would only
+/// say `WouldBlock` (one syscall per echo); a read that filled its room does not say so; part
+/// of a record is `WouldBlock` from that one read.
+#[test]
+fn read_plaintext_says_when_the_socket_is_empty() {
+    let (mut server, mut client) = pair_in_memory();
+    let mut buf = vec![0u8; 64 * 1024];
+    client.writer().write_all(b"hello").unwrap();
+    let wire = flight(&mut client);
+    let mut socket = Counted {
+        bytes: &wire,
+        reads: 0,
+    };
+    let read = rfc6455::tls::read_plaintext(&mut server, &mut socket, &mut buf).unwrap();
+    assert_eq!(&buf[..read.len], b"hello");
+    assert!(read.drained, "one short read of a whole record: {read:?}");
+    assert_eq!(socket.reads, 1);
+
+    client.writer().write_all(&[7u8; 1000]).unwrap();
+    let wire = flight(&mut client);
+    let mut socket = Counted {
+        bytes: &wire[..500],
+        reads: 0,
+    };
+    match rfc6455::tls::read_plaintext(&mut server, &mut socket, &mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("half a record: {other:?}"),
+    }
+    assert_eq!(socket.reads, 1, "half a record: the socket read again");
+    let mut socket = Counted {
+        bytes: &wire[500..],
+        reads: 0,
+    };
+    let read = rfc6455::tls::read_plaintext(&mut server, &mut socket, &mut buf).unwrap();
+    assert_eq!(&buf[..read.len], &[7u8; 1000][..]);
+    assert!(read.drained, "the rest of the record: {read:?}");
+    assert_eq!(socket.reads, 1);
+
+    // More ciphertext than one read takes (44 KiB with a 64 KiB buffer): not drained.
+    client.set_buffer_limit(None);
+    client.writer().write_all(&[1u8; 100_000]).unwrap();
+    let wire = flight(&mut client);
+    let mut socket = Counted {
+        bytes: &wire,
+        reads: 0,
+    };
+    let read = rfc6455::tls::read_plaintext(&mut server, &mut socket, &mut buf).unwrap();
+    assert!(read.len > 0 && !read.drained, "a full read: {read:?}");
+    let mut got = read.len;
+    while got < 100_000 {
+        got += rfc6455::tls::read_plaintext(&mut server, &mut socket, &mut buf)
+            .unwrap()
+            .len;
+    }
+    assert_eq!(got, 100_000);
 }

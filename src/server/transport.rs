@@ -27,6 +27,8 @@ struct Tls {
     conn: rustls::ServerConnection,
     /// Nothing has been read yet: the first bytes are checked for plain HTTP.
     fresh: bool,
+    /// The last read emptied the socket ([`crate::tls::Plaintext::drained`]).
+    drained: bool,
 }
 
 /// What [`Transport::read`] fails with when a peer speaks plain HTTP to a TLS port.
@@ -57,7 +59,11 @@ impl Transport {
         let conn = rustls::ServerConnection::new(config.clone()).map_err(io::Error::other)?;
         Ok(Transport {
             stream,
-            tls: Some(Box::new(Tls { conn, fresh: true })),
+            tls: Some(Box::new(Tls {
+                conn,
+                fresh: true,
+                drained: false,
+            })),
         })
     }
 
@@ -86,10 +92,16 @@ impl Transport {
         false
     }
 
-    /// Whether a short read says the socket is empty (plain TCP, edge-triggered): with TLS
-    /// a read hands out the plaintext of some records, not all the socket has.
-    pub(super) fn short_read_drains(&self) -> bool {
-        !self.is_tls()
+    /// Whether the last [`read`](Self::read), which returned `n` bytes into a buffer of
+    /// `len`, emptied the socket, so that under edge-triggered readiness the next bytes raise
+    /// a new event. Plain TCP: a short read. TLS: a short read of the socket with every
+    /// record decrypted so far handed out, as [`crate::tls::read_plaintext`] reports it.
+    pub(super) fn read_drained(&self, n: usize, len: usize) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.drained;
+        }
+        n < len
     }
 
     /// Reads plaintext, as a socket's `read`: `Ok(0)` at the end (TCP EOF, or the peer's TLS
@@ -165,6 +177,7 @@ impl Write for Transport {
 
 #[cfg(feature = "tls")]
 fn tls_read(tls: &mut Tls, stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    tls.drained = false;
     if tls.fresh {
         // A TLS connection begins with a handshake record (0x16); an HTTP method begins with
         // a capital letter. Answer that one in plain HTTP rather than with an alert that a
@@ -182,5 +195,7 @@ fn tls_read(tls: &mut Tls, stream: &mut TcpStream, buf: &mut [u8]) -> io::Result
             Err(e) => return Err(e),
         }
     }
-    crate::tls::read_plaintext(&mut tls.conn, stream, buf)
+    let read = crate::tls::read_plaintext(&mut tls.conn, stream, buf)?;
+    tls.drained = read.drained;
+    Ok(read.len)
 }

@@ -117,9 +117,10 @@ impl<H: Handler> EventLoop<H> {
         self.buf = buf;
     }
 
-    /// For a plain readable edge: a read that does not fill the buffer emptied the socket,
-    /// and bytes arriving after it raise a new edge, so the extra read that would only return
-    /// `WouldBlock` is skipped (it was one syscall in three at one message in flight).
+    /// For a readable edge: a read that emptied the socket (a short one; with TLS, a short
+    /// read of the socket with all its records handed out) means bytes arriving after it
+    /// raise a new edge, so the extra read that would only return `WouldBlock` is skipped (it
+    /// was one syscall in three at one message in flight, plain or TLS).
     pub(super) fn on_readable_edge(&mut self, key: usize) {
         let mut buf = std::mem::take(&mut self.buf);
         self.read_ready(key, &mut buf, true);
@@ -157,7 +158,6 @@ impl<H: Handler> EventLoop<H> {
                 break;
             }
             reads += 1;
-            let drains = e.transport.short_read_drains();
             match e.transport.read(buf) {
                 Ok(0) => {
                     self.on_eof(key);
@@ -165,12 +165,13 @@ impl<H: Handler> EventLoop<H> {
                 }
                 Ok(n) => {
                     e.timers.heard(self.now);
+                    let drained = short_read_ends && e.transport.read_drained(n, buf.len());
                     match e.phase {
                         Phase::Handshake => self.on_handshake_bytes(key, &mut buf[..n]),
                         Phase::Open => self.on_frames(key, &mut buf[..n]),
                         Phase::Refusing | Phase::Linger | Phase::Deferred => {}
                     }
-                    if short_read_ends && drains && n < buf.len() {
+                    if drained {
                         break;
                     }
                 }

@@ -27,6 +27,8 @@ pub struct TlsPlan {
 pub struct Sock {
     tcp: TcpStream,
     tls: Option<Box<rustls::ClientConnection>>,
+    /// The last TLS read emptied the socket (`tls::Plaintext::drained`).
+    drained: bool,
 }
 
 impl Sock {
@@ -44,7 +46,11 @@ impl Sock {
             )),
             None => None,
         };
-        Ok(Sock { tcp, tls })
+        Ok(Sock {
+            tcp,
+            tls,
+            drained: false,
+        })
     }
 
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
@@ -67,10 +73,14 @@ impl Sock {
             .is_some_and(|t| t.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
     }
 
-    /// Whether a short read means the socket is empty: not with TLS, where a read hands out
-    /// the plaintext of some records only.
-    pub fn short_read_drains(&self) -> bool {
-        self.tls.is_none()
+    /// Whether the last read, which returned `n` bytes into a buffer of `len`, emptied the
+    /// socket: a short read in plain TCP; with TLS, a short read of the socket with every
+    /// record decrypted so far handed out (a short TLS read may only be some records).
+    pub fn read_drained(&self, n: usize, len: usize) -> bool {
+        match self.tls {
+            None => n < len,
+            Some(_) => self.drained,
+        }
     }
 
     /// Writes waiting records: `WouldBlock` if some are left.
@@ -100,7 +110,11 @@ impl Read for Sock {
             _ => {}
         }
         let tls = self.tls.as_mut().expect("TLS");
-        let read = rfc6455::tls::read_plaintext(tls, &mut self.tcp, buf);
+        self.drained = false;
+        let read = rfc6455::tls::read_plaintext(tls, &mut self.tcp, buf).map(|read| {
+            self.drained = read.drained;
+            read.len
+        });
         // TLS answers reads with writes (the handshake's next flight, tickets, key updates):
         // send them, whatever the read says (a WouldBlock often follows a flight).
         match self.push_records() {

@@ -1000,15 +1000,11 @@ impl<'a> Worker<'a> {
                     // `read` per message on learning `WouldBlock`. Safe with edge-triggered
                     // epoll and kqueue: bytes arriving after this read raise a new event. Not
                     // so an end of stream that came with this event: then read on to see it.
-                    let drains = self.conns[i]
+                    let drained = self.conns[i]
                         .sock
                         .as_ref()
-                        .is_some_and(|s| s.short_read_drains());
-                    if n < buf.len()
-                        && !drain
-                        && drains
-                        && matches!(self.conns[i].phase, Phase::Open)
-                    {
+                        .is_some_and(|s| s.read_drained(n, buf.len()));
+                    if drained && !drain && matches!(self.conns[i].phase, Phase::Open) {
                         self.flush(i);
                         break;
                     }
