@@ -2,8 +2,8 @@
 //! client and with tungstenite over a rustls stream (a client no one here wrote), plain HTTP
 //! to the TLS port, a stalled TLS handshake, the certificate checks that must fail (expired,
 //! wrong name, unknown CA) each with its own error, and reloading the certificate.
-//! Certificates are made at test time with rcgen (RSA from a fixed key in tests/data, since
-//! ring cannot generate RSA keys).
+//! Certificates are made at test time with rcgen (RSA from a fixed key in tests/data, which
+//! is faster than generating one).
 #![cfg(all(feature = "tls", feature = "server", feature = "client"))]
 
 use rcgen::{
@@ -180,17 +180,16 @@ fn our_client_echoes_over_wss_with_ecdsa_ed25519_and_rsa_keys() {
     }
 }
 
-/// rustls' ring provider (deprecated in 0.23.48 only for lacking post-quantum key exchange).
-#[allow(deprecated)]
-fn ring() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// rustls' default provider, aws-lc-rs, as it comes.
+fn stock_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// A rustls client configuration trusting `ca`, for clients that are not ours.
 fn rustls_client(ca: &Ca) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der()).unwrap();
-    let provider = ring();
+    let provider = stock_provider();
     Arc::new(
         rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -211,7 +210,7 @@ fn tungstenite_over_rustls_echoes_over_wss_with_tls12_and_tls13() {
     for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca.der()).unwrap();
-        let provider = ring();
+        let provider = stock_provider();
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[version])
             .unwrap()
@@ -249,11 +248,11 @@ fn tungstenite_over_rustls_echoes_over_wss_with_tls12_and_tls13() {
     handle.shutdown();
 }
 
-/// Our client's configuration offers X25519 first, as browsers do, and our server takes it:
-/// rustls 0.23.48 lists P-384 first for ring, ten times the instructions per handshake on
-/// both sides (see `ring_provider` in src/tls.rs).
+/// Our client's configuration offers the post-quantum hybrid X25519MLKEM768 first, then
+/// X25519 (never P-384 first: ten times the instructions per handshake with ring, see
+/// benches/LOAD.md), as browsers do, and our server takes it; and AES-128-GCM.
 #[test]
-fn our_client_and_server_agree_on_x25519_and_aes_128_gcm() {
+fn our_client_and_server_agree_on_x25519mlkem768_and_aes_128_gcm() {
     let ca = Ca::new("test CA");
     let (cert, key) = ca.leaf(&["localhost"], ecdsa(), false);
     let (secure, _, handle) = serve(
@@ -261,8 +260,19 @@ fn our_client_and_server_agree_on_x25519_and_aes_128_gcm() {
         Timeouts::default(),
     );
     let config = trusting(&ca).with_shared_tls().unwrap().tls_config.unwrap();
-    let first = config.crypto_provider().kx_groups[0].name();
-    assert_eq!(first, rustls::NamedGroup::X25519);
+    let groups: Vec<_> = config
+        .crypto_provider()
+        .kx_groups
+        .iter()
+        .map(|g| g.name())
+        .collect();
+    assert_eq!(
+        groups[..2],
+        [
+            rustls::NamedGroup::X25519MLKEM768,
+            rustls::NamedGroup::X25519
+        ]
+    );
     let mut conn = rustls::ClientConnection::new(config, "localhost".try_into().unwrap()).unwrap();
     let mut tcp = TcpStream::connect(secure).unwrap();
     tcp.set_read_timeout(Some(BOUND)).unwrap();
@@ -270,7 +280,7 @@ fn our_client_and_server_agree_on_x25519_and_aes_128_gcm() {
         conn.complete_io(&mut tcp).unwrap();
     }
     let group = conn.negotiated_key_exchange_group().map(|g| g.name());
-    assert_eq!(group, Some(rustls::NamedGroup::X25519));
+    assert_eq!(group, Some(rustls::NamedGroup::X25519MLKEM768));
     // And AES-128-GCM, browsers' first choice (rustls lists AES-256-GCM first).
     let suite = conn.negotiated_cipher_suite().map(|s| s.suite());
     assert_eq!(suite, Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256));
@@ -455,7 +465,10 @@ fn certificates_that_do_not_verify_fail_with_the_check_that_failed() {
             ),
             "{err:?}"
         );
-        assert!(err.to_string().contains("issuer is unknown"), "{err}");
+        assert!(
+            err.to_string().contains("issuer is unknown"),
+            "{err}"
+        );
     }
 
     // A CA certificate used as the server's own (what a bare `openssl req -x509` makes): a
@@ -482,7 +495,10 @@ fn certificates_that_do_not_verify_fail_with_the_check_that_failed() {
         ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("leaf certificate"), "{err}");
+    assert!(
+        err.to_string().contains("leaf certificate"),
+        "{err}"
+    );
 
     // Only the loudly named option gets through, and then it is TLS all the same.
     let options = ConnectOptions::default().danger_accept_invalid_certs(true);
@@ -513,10 +529,16 @@ fn a_reload_replaces_the_certificate_for_new_handshakes_and_keeps_open_connectio
     let (_, other_key) = second.leaf(&["localhost"], ecdsa(), false);
     std::fs::write(&key, other_key).unwrap();
     let err = tls.reload().unwrap_err();
-    assert!(err.to_string().contains("does not belong"), "{err}");
+    assert!(
+        err.to_string().contains("does not belong"),
+        "{err}"
+    );
     std::fs::write(&cert, "not a certificate").unwrap();
     let err = tls.reload().unwrap_err();
-    assert!(err.to_string().contains("no certificate"), "{err}");
+    assert!(
+        err.to_string().contains("no certificate"),
+        "{err}"
+    );
     Client::connect_with(&url, &trusting(&second)).unwrap();
     echo_round_trips(&mut live);
     handle.shutdown();
@@ -533,7 +555,10 @@ fn tls_config_errors_name_the_file_and_the_problem() {
     let (cert, _) = ca.leaf(&["localhost"], ecdsa(), false);
     let (c, k) = write_pair(&dir, &(cert.clone(), cert));
     let err = TlsConfig::from_pem_files(&c, &k).unwrap_err();
-    assert!(err.to_string().contains("no usable private key"), "{err}");
+    assert!(
+        err.to_string().contains("no usable private key"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -571,7 +596,7 @@ impl Read for Counted<'_> {
 fn pair_in_memory() -> (rustls::ServerConnection, rustls::ClientConnection) {
     let ca = Ca::new("test CA");
     let (cert, key) = ca.leaf(&["localhost"], ecdsa(), false);
-    let server_config = rustls::ServerConfig::builder_with_provider(ring())
+    let server_config = rustls::ServerConfig::builder_with_provider(stock_provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()

@@ -252,8 +252,7 @@ fn serve_speaks_https_and_wss() {
         for c in rfc6455::tls::load_certs(dir.join("ca.pem")).unwrap() {
             roots.add(c).unwrap();
         }
-        #[allow(deprecated)]
-        let provider = rfc6455::tls::rustls::crypto::ring::default_provider();
+        let provider = rfc6455::tls::rustls::crypto::aws_lc_rs::default_provider();
         rfc6455::tls::rustls::ClientConfig::builder_with_provider(provider.into())
             .with_safe_default_protocol_versions()
             .unwrap()
