@@ -305,9 +305,8 @@ pub struct Plaintext {
 /// 64 KiB into a buffer of the thread's, and feeds rustls from it. It never leaves
 /// ciphertext behind: it reads only as much as decrypts into the room `buf` has, keeping one
 /// record's worth of room for a record rustls already holds part of; with a `buf` of less
-/// than 24 KiB it falls back to `read_tls`. A short socket read says the socket is empty
-/// ([`Plaintext::drained`]); with nothing decrypted it is then `WouldBlock` at once, without
-/// a second read of the socket.
+/// than 24 KiB it falls back to `read_tls`. A short socket read that decrypted something
+/// says the socket is empty ([`Plaintext::drained`]).
 pub fn read_plaintext<D>(
     conn: &mut rustls::ConnectionCommon<D>,
     socket: &mut impl io::Read,
@@ -364,9 +363,15 @@ pub fn read_plaintext<D>(
                 while !staged.is_empty() {
                     // Up to 4 KiB a call, from memory; then decrypt what is whole and hand it
                     // out, so that rustls' own plaintext buffer never fills.
-                    if let Err(e) = conn.read_tls(&mut staged) {
-                        fed = Err(e);
-                        break;
+                    match conn.read_tls(&mut staged) {
+                        // After the peer's close_notify rustls takes nothing more: what
+                        // follows it is dropped (feeding it again would never end).
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) => {
+                            fed = Err(e);
+                            break;
+                        }
                     }
                     if let Err(e) = conn.process_new_packets() {
                         fed = Err(io::Error::new(io::ErrorKind::InvalidData, e));
@@ -388,12 +393,14 @@ pub fn read_plaintext<D>(
         let _ = STAGING.try_with(|spare| spare.set(staging));
         match fed {
             Ok(0) if filled == 0 => return done(0),
-            // A short read: the socket is empty, and so is rustls if `handed_out`.
-            Ok(n) if n < room && handed_out => {
-                return match filled {
-                    0 => Err(io::ErrorKind::WouldBlock.into()),
-                    len => Ok(Plaintext { len, drained: true }),
-                };
+            // A short read: the socket is empty, and so is rustls if `handed_out`. With
+            // nothing decrypted the socket is read again, as before: a FIN may wait right
+            // behind these bytes, and a caller draining to the end of the stream must see it.
+            Ok(n) if n < room && handed_out && filled > 0 => {
+                return Ok(Plaintext {
+                    len: filled,
+                    drained: true,
+                });
             }
             Ok(_) => {}
             Err(e) if filled == 0 => return Err(e),

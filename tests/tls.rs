@@ -465,10 +465,7 @@ fn certificates_that_do_not_verify_fail_with_the_check_that_failed() {
             ),
             "{err:?}"
         );
-        assert!(
-            err.to_string().contains("issuer is unknown"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("issuer is unknown"), "{err}");
     }
 
     // A CA certificate used as the server's own (what a bare `openssl req -x509` makes): a
@@ -495,10 +492,7 @@ fn certificates_that_do_not_verify_fail_with_the_check_that_failed() {
         ),
         "{err:?}"
     );
-    assert!(
-        err.to_string().contains("leaf certificate"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("leaf certificate"), "{err}");
 
     // Only the loudly named option gets through, and then it is TLS all the same.
     let options = ConnectOptions::default().danger_accept_invalid_certs(true);
@@ -529,16 +523,10 @@ fn a_reload_replaces_the_certificate_for_new_handshakes_and_keeps_open_connectio
     let (_, other_key) = second.leaf(&["localhost"], ecdsa(), false);
     std::fs::write(&key, other_key).unwrap();
     let err = tls.reload().unwrap_err();
-    assert!(
-        err.to_string().contains("does not belong"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("does not belong"), "{err}");
     std::fs::write(&cert, "not a certificate").unwrap();
     let err = tls.reload().unwrap_err();
-    assert!(
-        err.to_string().contains("no certificate"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("no certificate"), "{err}");
     Client::connect_with(&url, &trusting(&second)).unwrap();
     echo_round_trips(&mut live);
     handle.shutdown();
@@ -555,10 +543,7 @@ fn tls_config_errors_name_the_file_and_the_problem() {
     let (cert, _) = ca.leaf(&["localhost"], ecdsa(), false);
     let (c, k) = write_pair(&dir, &(cert.clone(), cert));
     let err = TlsConfig::from_pem_files(&c, &k).unwrap_err();
-    assert!(
-        err.to_string().contains("no usable private key"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("no usable private key"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -673,8 +658,7 @@ fn read_plaintext_reads_the_socket_in_large_pieces() {
 
 /// A short socket read with every record handed out says the socket is empty
 /// (`Plaintext::drained`), so that the server and the load tool skip the read that would only
-/// say `WouldBlock` (one syscall per echo); a read that filled its room does not say so; part
-/// of a record is `WouldBlock` from that one read.
+/// say `WouldBlock` (one syscall per echo); a read that filled its room does not say so.
 #[test]
 fn read_plaintext_says_when_the_socket_is_empty() {
     let (mut server, mut client) = pair_in_memory();
@@ -700,7 +684,8 @@ fn read_plaintext_says_when_the_socket_is_empty() {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         other => panic!("half a record: {other:?}"),
     }
-    assert_eq!(socket.reads, 1, "half a record: the socket read again");
+    // Read again (a FIN may wait behind half a record: see the next test).
+    assert_eq!(socket.reads, 2, "half a record");
     let mut socket = Counted {
         bytes: &wire[500..],
         reads: 0,
@@ -727,4 +712,66 @@ fn read_plaintext_says_when_the_socket_is_empty() {
             .len;
     }
     assert_eq!(got, 100_000);
+}
+
+/// A reader over bytes, then the end of the stream (a TCP FIN): 0.
+struct ThenFin<'a>(&'a [u8]);
+
+impl Read for ThenFin<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+/// Half a record and then the peer's FIN, all there at one event: the end of the stream is
+/// seen (a caller draining to the end after an event that reported the FIN gets no further
+/// event), not `WouldBlock`.
+#[test]
+fn read_plaintext_sees_a_fin_behind_half_a_record() {
+    let (mut server, mut client) = pair_in_memory();
+    let mut buf = vec![0u8; 64 * 1024];
+    client.writer().write_all(&[7u8; 1000]).unwrap();
+    let wire = flight(&mut client);
+    let mut socket = ThenFin(&wire[..500]);
+    match rfc6455::tls::read_plaintext(&mut server, &mut socket, &mut buf) {
+        Ok(read) if read.len == 0 => {}
+        other => panic!("half a record, then FIN: {other:?}"),
+    }
+}
+
+/// The peer's close_notify with more bytes behind it in the same read (junk, or a peer
+/// trying its luck) ends the stream: the bytes after it are dropped, and the call returns
+/// (rustls takes nothing after close_notify; feeding it again spun forever).
+#[test]
+fn read_plaintext_returns_after_close_notify_and_junk() {
+    let (mut server, mut client) = pair_in_memory();
+    let mut buf = vec![0u8; 64 * 1024];
+    client.writer().write_all(b"last words").unwrap();
+    client.send_close_notify();
+    let mut wire = flight(&mut client);
+    wire.extend_from_slice(&[0x17; 8192]);
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut socket = Counted {
+            bytes: &wire,
+            reads: 0,
+        };
+        let mut got = Vec::new();
+        let end = loop {
+            match rfc6455::tls::read_plaintext(&mut server, &mut socket, &mut buf) {
+                Ok(read) if read.len == 0 => break Ok(()),
+                Ok(read) => got.extend_from_slice(&buf[..read.len]),
+                Err(e) => break Err(e.kind()),
+            }
+        };
+        let _ = done.send((got, end));
+    });
+    let (got, end) = result
+        .recv_timeout(Duration::from_secs(10))
+        .expect("read_plaintext did not return within 10 s after close_notify and junk");
+    assert_eq!(got, b"last words");
+    assert_eq!(end, Ok(()));
 }

@@ -38,7 +38,7 @@
 //! if the server accepts, messages are compressed and decompressed transparently (see
 //! [`Client::deflate`]); if it does not, the connection works without it.
 //!
-//! **`wss://`** (feature `tls`): TLS 1.3 or 1.2 through rustls (the `ring` provider), with
+//! **`wss://`** (feature `tls`): TLS 1.3 or 1.2 through rustls (the `aws-lc-rs` provider), with
 //! SNI, ALPN `http/1.1`, and the server's certificate checked against the Mozilla root
 //! store compiled in from `webpki-roots` (the same on every machine and in a bare container,
 //! no system store to find), or only against the CAs of [`ConnectOptions::ca`] for a
