@@ -24,6 +24,9 @@
 //! fresh 2-core machine. The numbers are in the README.
 
 pub use rustls;
+pub use session::Session;
+
+mod session;
 use rustls::crypto::aws_lc_rs as provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -224,8 +227,13 @@ impl TlsConfig {
     }
 
     /// A rustls configuration of your own (client certificates, other ALPN, another
-    /// provider). [`reload`](Self::reload) does nothing with it.
-    pub fn from_rustls(config: Arc<rustls::ServerConfig>) -> TlsConfig {
+    /// provider). [`reload`](Self::reload) does nothing with it. Secret extraction is turned
+    /// on (in a copy, if it was off): the server's [`Session`]s take the traffic keys over
+    /// from rustls after each handshake.
+    pub fn from_rustls(mut config: Arc<rustls::ServerConfig>) -> TlsConfig {
+        if !config.enable_secret_extraction {
+            Arc::make_mut(&mut config).enable_secret_extraction = true;
+        }
         TlsConfig {
             config,
             reload: None,
@@ -261,25 +269,15 @@ fn server_config(certificate: Arc<Certificate>) -> io::Result<Arc<rustls::Server
         .with_no_client_auth()
         .with_cert_resolver(certificate);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // `Session` takes the traffic keys over from rustls after the handshake.
+    config.enable_secret_extraction = true;
     config.ticketer =
         provider::Ticketer::new().map_err(|e| invalid(format!("TLS session tickets: {e}")))?;
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
     Ok(Arc::new(config))
 }
 
-/// The most ciphertext one socket read takes: the loops' and the load tool's read buffers are
-/// 64 KiB, and what this much ciphertext decrypts to always fits in them (see
-/// [`read_plaintext`]).
-const STAGED_READ: usize = 64 * 1024;
-/// Room kept in the plaintext buffer for a record rustls already holds part of: one record's
-/// ciphertext at most (2^14 + 2,048 + 5 bytes), rounded up.
-const RECORD_ROOM: usize = 20 * 1024;
-
-std::thread_local! {
-    static STAGING: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// What one [`read_plaintext`] call handed out.
+/// What one [`Session::read`] handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Plaintext {
@@ -292,119 +290,4 @@ pub struct Plaintext {
     /// instead of reading again only to learn `WouldBlock`. Never set at the end of the
     /// stream, which a caller sees by reading on.
     pub drained: bool,
-}
-
-/// Reads plaintext from a rustls connection driven over `socket` (non-blocking or not), as a
-/// socket's `read`: `len == 0` at the end (the peer's close_notify or TCP EOF), `WouldBlock`
-/// when the socket has nothing. A TLS failure is an `InvalidData` error (its alert queued in
-/// `conn`). Records rustls wants to send in answer (the handshake's next flight, tickets)
-/// are left in `conn` for the caller to write, whatever this returns.
-///
-/// Unlike `conn.read_tls(socket)`, which reads at most 4 KiB from the socket per call (so a
-/// 16 KiB record costs four reads of the socket), this reads the socket once per call, up to
-/// 64 KiB into a buffer of the thread's, and feeds rustls from it. It never leaves
-/// ciphertext behind: it reads only as much as decrypts into the room `buf` has, keeping one
-/// record's worth of room for a record rustls already holds part of; with a `buf` of less
-/// than 24 KiB it falls back to `read_tls`. A short socket read that decrypted something
-/// says the socket is empty ([`Plaintext::drained`]).
-pub fn read_plaintext<D>(
-    conn: &mut rustls::ConnectionCommon<D>,
-    socket: &mut impl io::Read,
-    buf: &mut [u8],
-) -> io::Result<Plaintext> {
-    use std::io::Read;
-    let done = |len| {
-        Ok(Plaintext {
-            len,
-            drained: false,
-        })
-    };
-    let mut filled = 0;
-    loop {
-        if filled == buf.len() {
-            return done(filled);
-        }
-        match conn.reader().read(&mut buf[filled..]) {
-            Ok(0) => return done(filled), // close_notify: the next call says 0
-            Ok(n) => {
-                filled += n;
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return done(filled),
-            // The same error again on the next call.
-            Err(_) if filled > 0 => return done(filled),
-            Err(e) => return Err(e),
-        }
-        if filled > 0 {
-            // Everything decrypted so far is handed out; the socket's next bytes are for the
-            // next call (the caller reads until `WouldBlock`).
-            return done(filled);
-        }
-        let room = buf.len().saturating_sub(RECORD_ROOM).min(STAGED_READ);
-        if room < 4096 {
-            if conn.read_tls(socket)? == 0 {
-                return done(0);
-            }
-            if let Err(e) = conn.process_new_packets() {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-            }
-            continue;
-        }
-        let mut staging = STAGING.try_with(std::cell::Cell::take).unwrap_or_default();
-        staging.resize(STAGED_READ, 0);
-        // Whether rustls has no plaintext left after the last record fed to it.
-        let mut handed_out = false;
-        let fed = match socket.read(&mut staging[..room]) {
-            Ok(0) => Ok(0),
-            Ok(n) => {
-                let mut staged = &staging[..n];
-                let mut fed = Ok(n);
-                while !staged.is_empty() {
-                    // Up to 4 KiB a call, from memory; then decrypt what is whole and hand it
-                    // out, so that rustls' own plaintext buffer never fills.
-                    match conn.read_tls(&mut staged) {
-                        // After the peer's close_notify rustls takes nothing more: what
-                        // follows it is dropped (feeding it again would never end).
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e) => {
-                            fed = Err(e);
-                            break;
-                        }
-                    }
-                    if let Err(e) = conn.process_new_packets() {
-                        fed = Err(io::Error::new(io::ErrorKind::InvalidData, e));
-                        break;
-                    }
-                    // WouldBlock ends it (or an error, which the next call sees).
-                    handed_out = loop {
-                        match conn.reader().read(&mut buf[filled..]) {
-                            Ok(n @ 1..) => filled += n,
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
-                            _ => break false,
-                        }
-                    };
-                }
-                fed
-            }
-            Err(e) => Err(e),
-        };
-        let _ = STAGING.try_with(|spare| spare.set(staging));
-        match fed {
-            Ok(0) if filled == 0 => return done(0),
-            // A short read: the socket is empty, and so is rustls if `handed_out`. With
-            // nothing decrypted the socket is read again, as before: a FIN may wait right
-            // behind these bytes, and a caller draining to the end of the stream must see it.
-            Ok(n) if n < room && handed_out && filled > 0 => {
-                return Ok(Plaintext {
-                    len: filled,
-                    drained: true,
-                });
-            }
-            Ok(_) => {}
-            Err(e) if filled == 0 => return Err(e),
-            Err(_) => return done(filled),
-        }
-    }
 }

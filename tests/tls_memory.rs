@@ -1,21 +1,23 @@
-//! Heap held by one idle server-side TLS connection (rustls `ServerConnection` after the
-//! handshake and one exchange), measured with a counting allocator around the server's calls
-//! only. Run with `cargo test --release --test tls_memory -- --nocapture` for the figure.
+//! Heap held by one idle server-side TLS connection (a `tls::Session` after the handshake and
+//! one exchange, as the server's transport keeps it), measured with a counting allocator
+//! around the server's calls only. Run with
+//! `cargo test --release --test tls_memory -- --nocapture` for the figure.
 //!
-//! With rustls 0.23.48 on aws-lc-rs it is 6,425 bytes. On ring it was 7,449 (TLS 1.3,
-//! AES-256-GCM): 4,096 the record
-//! deframer's read buffer (rustls' buffered API keeps 4 KiB after every read and has no way
-//! to release it), 1,168 the `ServerConnection` itself (boxed by the transport), 640 the
-//! handshake deframer, 2 × 560 the AEAD keys, 224 the traffic state, 2 × 96 the send and
-//! plaintext queues, 9 the SNI name. The server's own part of a connection is measured
-//! separately (benches/LOAD.md's idle figures).
+//! rustls' buffered `ServerConnection`, which the server used before `Session`, held 6,425
+//! bytes idle on aws-lc-rs (7,449 on ring: 4,096 of it the record deframer's read buffer,
+//! which rustls' buffered API keeps after every read, 1,168 the `ServerConnection` itself,
+//! 640 the handshake deframer, 2 × 560 the AEAD keys). A `Session` keeps its keys and
+//! rustls' `KernelConnection` (for key updates); its read and write buffers are the thread's
+//! while it is idle. The thread's buffers are made by a first connection, before counting.
+//! The server's own part of a connection is measured separately (benches/LOAD.md's idle
+//! figures).
 //! (The library forbids `unsafe`; a `GlobalAlloc` cannot be written without it, and this test
 //! binary is not part of the library.)
 #![cfg(feature = "tls")]
 
 use rcgen::{CertificateParams, KeyPair};
 use rfc6455::tls::rustls;
-use rfc6455::tls::TlsConfig;
+use rfc6455::tls::{Session, TlsConfig};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Read, Write};
@@ -65,16 +67,79 @@ fn server_side<T>(f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// Moves every record `from` has queued into `to`.
-fn pump(from: &mut dyn FnMut(&mut Vec<u8>), to: &mut dyn FnMut(&[u8])) -> usize {
-    // Big enough not to grow while the server writes into it: counted, it would look like the
-    // server's (and be freed uncounted).
-    let mut wire = Vec::with_capacity(1 << 16);
-    from(&mut wire);
-    if !wire.is_empty() {
-        to(&wire);
+/// Bytes as a non-blocking socket: `WouldBlock` once they are read.
+struct Wire<'a>(&'a [u8]);
+
+impl Read for Wire<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0.is_empty() {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
     }
-    wire.len()
+}
+
+/// A server session and a rustls client through the handshake and one exchange (a 300-byte
+/// request, a 200-byte answer, as an upgrade and its 101 would be), the session's calls
+/// counted when `counted`.
+fn connect(config: &TlsConfig, client: Arc<rustls::ClientConfig>, counted: bool) -> Session {
+    let run = |f: &mut dyn FnMut()| {
+        if counted {
+            server_side(f)
+        } else {
+            f()
+        }
+    };
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut client = rustls::ClientConnection::new(client, name).unwrap();
+    let mut session = None;
+    run(&mut || session = Some(Session::server(config.rustls().clone()).unwrap()));
+    let mut session = session.unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    // Made here, not in a counted call: it would look like the session's.
+    let mut got = Vec::with_capacity(1024);
+    for _ in 0..10 {
+        if !client.is_handshaking() && got.is_empty() {
+            client.writer().write_all(&[b'x'; 300]).unwrap();
+        }
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        // Big enough not to grow while the session writes into it: counted, it would look
+        // like the session's (and be freed uncounted).
+        let mut back = Vec::with_capacity(1 << 16);
+        run(&mut || {
+            let mut socket = Wire(&wire);
+            while let Ok(read) = session.read(&mut socket, &mut buf) {
+                if read.len == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..read.len]);
+            }
+            if got.len() == 300 {
+                session
+                    .write_vectored(&[std::io::IoSlice::new(&[b'y'; 200])])
+                    .unwrap();
+                got.push(0);
+            }
+            session.write_records(&mut back).unwrap();
+        });
+        let mut rd = &back[..];
+        while !rd.is_empty() {
+            client.read_tls(&mut rd).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        let mut answer = Vec::new();
+        let _ = client.reader().read_to_end(&mut answer);
+        if answer.len() == 200 {
+            return session;
+        }
+    }
+    panic!("no answer after 10 rounds");
 }
 
 #[test]
@@ -93,93 +158,21 @@ fn heap_of_an_idle_server_tls_connection() {
             .with_root_certificates(roots)
             .with_no_client_auth(),
     );
-    let config = server_config.rustls().clone();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-
+    // The thread's buffers, made uncounted.
+    drop(connect(&server_config, client_config.clone(), false));
     let before = LIVE.load(Relaxed);
-    let mut server = server_side(|| Box::new(rustls::ServerConnection::new(config).unwrap()));
-    let mut client = rustls::ClientConnection::new(client_config, name).unwrap();
-    let mut plaintext = [0u8; 1024];
-    for _ in 0..10 {
-        let c2s = pump(
-            &mut |w| {
-                while client.wants_write() {
-                    client.write_tls(w).unwrap();
-                }
-            },
-            &mut |bytes| {
-                server_side(|| {
-                    let mut rd = bytes;
-                    while !rd.is_empty() {
-                        server.read_tls(&mut rd).unwrap();
-                        server.process_new_packets().unwrap();
-                    }
-                    while let Ok(n) = server.reader().read(&mut plaintext) {
-                        if n == 0 {
-                            break;
-                        }
-                    }
-                })
-            },
-        );
-        let s2c = pump(
-            &mut |w| {
-                server_side(|| {
-                    while server.wants_write() {
-                        server.write_tls(w).unwrap();
-                    }
-                })
-            },
-            &mut |bytes| {
-                let mut rd = bytes;
-                while !rd.is_empty() {
-                    client.read_tls(&mut rd).unwrap();
-                    client.process_new_packets().unwrap();
-                }
-            },
-        );
-        if !client.is_handshaking() && !server.is_handshaking() && c2s == 0 && s2c == 0 {
-            break;
-        }
-    }
-    assert!(!server.is_handshaking());
-    // One request and one reply, as an upgrade request and its 101 would be.
-    client.writer().write_all(&[b'x'; 300]).unwrap();
-    let mut wire = Vec::new();
-    while client.wants_write() {
-        client.write_tls(&mut wire).unwrap();
-    }
-    server_side(|| {
-        let mut rd = &wire[..];
-        while !rd.is_empty() {
-            server.read_tls(&mut rd).unwrap();
-            server.process_new_packets().unwrap();
-        }
-        let mut got = 0;
-        while let Ok(n) = server.reader().read(&mut plaintext) {
-            if n == 0 {
-                break;
-            }
-            got += n;
-        }
-        assert_eq!(got, 300);
-        server.writer().write_all(&[b'y'; 200]).unwrap();
-        let mut out = Vec::new();
-        while server.wants_write() {
-            server.write_tls(&mut out).unwrap();
-        }
-    });
+    let session = connect(&server_config, client_config, true);
     let idle = LIVE.load(Relaxed) - before;
     println!(
-        "idle server TLS connection: {idle} bytes of heap (size_of ServerConnection {})",
-        std::mem::size_of::<rustls::ServerConnection>()
+        "idle server TLS connection: {idle} bytes of heap (size_of Session {})",
+        std::mem::size_of::<Session>()
     );
-    // A guard against growth (a rustls upgrade, or a buffer kept by mistake): 6,425 today.
+    // A guard against growth (a rustls upgrade, or a buffer kept by mistake).
     assert!(
-        idle <= 8 << 10,
-        "an idle TLS connection holds {idle} bytes of heap, more than 8 KiB"
+        idle <= 4 << 10,
+        "an idle TLS connection holds {idle} bytes of heap, more than 4 KiB"
     );
-    server_side(|| drop(server));
+    server_side(|| drop(session));
     let after = LIVE.load(Relaxed) - before;
     assert!(
         after <= 0,

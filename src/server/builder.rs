@@ -67,8 +67,9 @@ impl Builder {
 
     /// The certificate and TLS settings of the [`listen_tls`](Self::listen_tls) addresses:
     /// usually [`TlsConfig::from_pem_files`](crate::tls::TlsConfig::from_pem_files). The
-    /// TLS handshake runs in the loop, sans-IO (rustls reads and writes through the same
-    /// non-blocking socket), within [`Timeouts::handshake`] together with the HTTP upgrade.
+    /// TLS handshake runs in the loop ([`Session`](crate::tls::Session): rustls' handshake
+    /// over the same non-blocking socket, then the session's own records), within
+    /// [`Timeouts::handshake`] together with the HTTP upgrade.
     /// With signals on ([`shutdown_on_signals`](Self::shutdown_on_signals)), SIGHUP reloads
     /// the certificate and key files ([`TlsConfig::reload`](crate::tls::TlsConfig::reload)):
     /// open connections are kept; a bad new pair is refused with a line on stderr and the

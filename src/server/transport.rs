@@ -1,21 +1,22 @@
-//! The seam between the loop and the bytes on the wire: plain TCP, or rustls driven sans-IO
-//! over the same non-blocking socket (feature `tls`). The loop reads and writes plaintext
+//! The seam between the loop and the bytes on the wire: plain TCP, or a TLS
+//! [`crate::tls::Session`] over the same non-blocking socket (feature `tls`). The loop reads and writes plaintext
 //! through a [`Transport`]; handlers and topics never see which it is.
 //!
 //! - **Plain**: reads and writes are the socket's; the zero-copy paths (`send_through`
 //!   writing from the read buffer) write to the socket itself.
-//! - **TLS**: `read` pulls records off the socket ([`crate::tls::read_plaintext`]: one
-//!   socket read of up to 64 KiB, not rustls' 4 KiB), decrypts them and hands out plaintext; `write` encrypts plaintext into
-//!   rustls' outgoing buffer (bounded by rustls' buffer limit, so it takes what fits and
-//!   says so, as a full socket would), and [`Transport::write_records`] moves those records
-//!   to the socket. No thread, no blocking: the loop's readiness drives both.
+//! - **TLS**: a [`crate::tls::Session`] (rustls' handshake, then our own records): `read`
+//!   reads the socket once (up to 64 KiB), opens the records in place and hands out their
+//!   plaintext; `write` seals plaintext into the session's outgoing buffer (bounded, so it
+//!   takes what fits and says so, as a full socket would), and [`Transport::write_records`]
+//!   moves those records to the socket. No thread, no blocking: the loop's readiness drives
+//!   both.
 
 use mio::net::TcpStream;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 
 /// A connection's transport. An idle plain one is the socket alone; a TLS one adds a boxed
-/// rustls connection (its buffers included, measured in benches/LOAD.md).
+/// session (its keys; its buffers are the thread's while it is idle).
 pub(super) struct Transport {
     pub(super) stream: TcpStream,
     #[cfg(feature = "tls")]
@@ -24,7 +25,7 @@ pub(super) struct Transport {
 
 #[cfg(feature = "tls")]
 struct Tls {
-    conn: rustls::ServerConnection,
+    session: crate::tls::Session,
     /// Nothing has been read yet: the first bytes are checked for plain HTTP.
     fresh: bool,
     /// The last read emptied the socket ([`crate::tls::Plaintext::drained`]).
@@ -56,11 +57,11 @@ impl Transport {
         stream: TcpStream,
         config: &std::sync::Arc<rustls::ServerConfig>,
     ) -> io::Result<Transport> {
-        let conn = rustls::ServerConnection::new(config.clone()).map_err(io::Error::other)?;
+        let session = crate::tls::Session::server(config.clone())?;
         Ok(Transport {
             stream,
             tls: Some(Box::new(Tls {
-                conn,
+                session,
                 fresh: true,
                 drained: false,
             })),
@@ -79,7 +80,10 @@ impl Transport {
     /// rustls' buffer, out of the loop's accounting. Never for plain TCP.
     pub(super) fn is_handshaking(&self) -> bool {
         #[cfg(feature = "tls")]
-        return self.tls.as_ref().is_some_and(|t| t.conn.is_handshaking());
+        return self
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.session.is_handshaking());
         #[cfg(not(feature = "tls"))]
         false
     }
@@ -87,7 +91,7 @@ impl Transport {
     /// Whether TLS records wait to be written to the socket.
     pub(super) fn wants_write(&self) -> bool {
         #[cfg(feature = "tls")]
-        return self.tls.as_ref().is_some_and(|t| t.conn.wants_write());
+        return self.tls.as_ref().is_some_and(|t| t.session.wants_write());
         #[cfg(not(feature = "tls"))]
         false
     }
@@ -95,7 +99,7 @@ impl Transport {
     /// Whether the last [`read`](Self::read), which returned `n` bytes into a buffer of
     /// `len`, emptied the socket, so that under edge-triggered readiness the next bytes raise
     /// a new event. Plain TCP: a short read. TLS: a short read of the socket with every
-    /// record decrypted so far handed out, as [`crate::tls::read_plaintext`] reports it.
+    /// record decrypted so far handed out, as [`crate::tls::Session::read`] reports it.
     pub(super) fn read_drained(&self, n: usize, len: usize) -> bool {
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
@@ -121,15 +125,7 @@ impl Transport {
     pub(super) fn write_records(&mut self) -> io::Result<bool> {
         #[cfg(feature = "tls")]
         if let Some(tls) = &mut self.tls {
-            while tls.conn.wants_write() {
-                match tls.conn.write_tls(&mut self.stream) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            return tls.session.write_records(&mut self.stream);
         }
         Ok(true)
     }
@@ -138,7 +134,7 @@ impl Transport {
     pub(super) fn shutdown_write(&mut self) {
         #[cfg(feature = "tls")]
         if let Some(tls) = &mut self.tls {
-            tls.conn.send_close_notify();
+            tls.session.send_close_notify();
             let _ = self.write_records();
         }
         let _ = self.stream.shutdown(Shutdown::Write);
@@ -157,7 +153,7 @@ impl Write for Transport {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         #[cfg(feature = "tls")]
         if let Some(tls) = &mut self.tls {
-            return tls.conn.writer().write(buf);
+            return tls.session.write_vectored(&[IoSlice::new(buf)]);
         }
         self.stream.write(buf)
     }
@@ -165,7 +161,7 @@ impl Write for Transport {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         #[cfg(feature = "tls")]
         if let Some(tls) = &mut self.tls {
-            return tls.conn.writer().write_vectored(bufs);
+            return tls.session.write_vectored(bufs);
         }
         self.stream.write_vectored(bufs)
     }
@@ -195,7 +191,7 @@ fn tls_read(tls: &mut Tls, stream: &mut TcpStream, buf: &mut [u8]) -> io::Result
             Err(e) => return Err(e),
         }
     }
-    let read = crate::tls::read_plaintext(&mut tls.conn, stream, buf)?;
+    let read = tls.session.read(stream, buf)?;
     tls.drained = read.drained;
     Ok(read.len)
 }

@@ -347,6 +347,8 @@ fn run_checked(args: Args, url: Url) -> Result<ExitCode, String> {
         let name = rfc6455::tls::rustls::pki_types::ServerName::try_from(url.host().to_string())
             .map_err(|e| format!("{}: {e}", url.host()))?;
         let mut config = options.tls_config.expect("with_shared_tls sets it");
+        // The sessions take the traffic keys over from rustls after the handshake.
+        Arc::make_mut(&mut config).enable_secret_extraction = true;
         if args.no_resume {
             Arc::make_mut(&mut config).resumption =
                 rfc6455::tls::rustls::client::Resumption::disabled();

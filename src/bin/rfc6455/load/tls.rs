@@ -1,6 +1,6 @@
-//! `wss://` for the load tool: a non-blocking socket that is plain TCP or a rustls
-//! `ClientConnection` driven sans-IO over it, with the socket's own interface (read, write,
-//! register), so the worker's loop does not change. Like a socket, `write` takes plaintext
+//! `wss://` for the load tool: a non-blocking socket that is plain TCP or a
+//! `rfc6455::tls::Session` (rustls' handshake, then the library's own records) over it, with
+//! the socket's own interface (read, write, register), so the worker's loop does not change. Like a socket, `write` takes plaintext
 //! only once the records of the last write have gone (`WouldBlock` until then); `flush`
 //! pushes records still waiting, and `read` does too, first (TLS answers reads with writes:
 //! handshake messages, tickets, key updates).
@@ -26,7 +26,7 @@ pub struct TlsPlan {
 
 pub struct Sock {
     tcp: TcpStream,
-    tls: Option<Box<rustls::ClientConnection>>,
+    tls: Option<Box<rfc6455::tls::Session>>,
     /// The last TLS read emptied the socket (`tls::Plaintext::drained`).
     drained: bool,
 }
@@ -40,10 +40,10 @@ impl Sock {
     ) -> io::Result<Sock> {
         let tcp = TcpStream::connect(addr)?;
         let tls = match tls {
-            Some((plan, config)) => Some(Box::new(
-                rustls::ClientConnection::new(config.clone(), plan.name.clone())
-                    .map_err(io::Error::other)?,
-            )),
+            Some((plan, config)) => Some(Box::new(rfc6455::tls::Session::client(
+                config.clone(),
+                plan.name.clone(),
+            )?)),
             None => None,
         };
         Ok(Sock {
@@ -68,9 +68,7 @@ impl Sock {
     /// Whether the TLS handshake resumed a session (false for plain TCP, and before the
     /// handshake is over).
     pub fn resumed(&self) -> bool {
-        self.tls
-            .as_ref()
-            .is_some_and(|t| t.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
+        self.tls.as_ref().is_some_and(|t| t.resumed())
     }
 
     /// Whether the last read, which returned `n` bytes into a buffer of `len`, emptied the
@@ -88,15 +86,10 @@ impl Sock {
         let Some(tls) = &mut self.tls else {
             return Ok(());
         };
-        while tls.wants_write() {
-            match tls.write_tls(&mut self.tcp) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        match tls.write_records(&mut self.tcp)? {
+            true => Ok(()),
+            false => Err(io::ErrorKind::WouldBlock.into()),
         }
-        Ok(())
     }
 }
 
@@ -111,7 +104,7 @@ impl Read for Sock {
         }
         let tls = self.tls.as_mut().expect("TLS");
         self.drained = false;
-        let read = rfc6455::tls::read_plaintext(tls, &mut self.tcp, buf).map(|read| {
+        let read = tls.read(&mut self.tcp, buf).map(|read| {
             self.drained = read.drained;
             read.len
         });
@@ -131,7 +124,7 @@ impl Write for Sock {
         }
         self.push_records()?;
         let tls = self.tls.as_mut().expect("TLS");
-        let n = tls.writer().write(buf)?;
+        let n = tls.write_vectored(&[io::IoSlice::new(buf)])?;
         match self.push_records() {
             Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
             _ => Ok(n),

@@ -1,0 +1,1098 @@
+//! [`Session`]: TLS for an event loop over a non-blocking socket. rustls (its unbuffered API)
+//! runs the handshake; then rustls hands over the traffic keys (its `KernelConnection`, made
+//! for kernel TLS) and the records are sealed and opened here with aws-lc-rs: a received
+//! record is decrypted where it was read and copied once to the caller, a sent one is copied
+//! once from the caller's slices and encrypted where it lies. rustls' buffered record path
+//! copies a received record three times and allocates a `Vec` per record either way
+//! (benches/LOAD.md, session 8).
+//!
+//! What rustls keeps doing after the handshake, through the `KernelConnection`: the next
+//! traffic keys when either side sends a TLS 1.3 KeyUpdate, and (client) the session tickets
+//! the server sends. The records themselves are done here: RFC 8446 §5 (TLS 1.3), RFC 5246
+//! §6.2 with RFC 5288 and RFC 7905 (TLS 1.2 AES-GCM and ChaCha20-Poly1305).
+
+use super::Plaintext;
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, NONCE_LEN};
+use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::kernel::KernelConnection;
+use rustls::pki_types::ServerName;
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError};
+use rustls::{ConnectionTrafficSecrets, HandshakeKind, ProtocolVersion, SupportedCipherSuite};
+use std::cell::Cell;
+use std::io::{self, IoSlice, Read, Write};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// The most plaintext in one record (both versions).
+const MAX_PLAINTEXT: usize = 1 << 14;
+/// The most ciphertext in one record: TLS 1.3 allows 256 bytes over the plaintext (RFC 8446
+/// §5.2), TLS 1.2 2,048 (RFC 5246 §6.2.3).
+const MAX_CIPHERTEXT_13: usize = MAX_PLAINTEXT + 256;
+const MAX_CIPHERTEXT_12: usize = MAX_PLAINTEXT + 2048;
+const HEADER: usize = 5;
+const TAG: usize = 16;
+/// TLS 1.2 AES-GCM's explicit nonce, sent before the ciphertext (RFC 5288 §3).
+const EXPLICIT: usize = 8;
+/// Records queued by `write_vectored` before it takes no more (as a full socket would).
+const OUT_LIMIT: usize = 64 * 1024;
+/// The most one socket read takes.
+const READ_SIZE: usize = 64 * 1024;
+/// The thread's read buffer: one read behind a partial record carried from the last.
+const READ_BUFFER: usize = READ_SIZE + HEADER + MAX_CIPHERTEXT_12;
+/// Socket reads per `read` call that decrypt nothing (records with nothing for the caller,
+/// or pieces of one) before it says `Interrupted` so that a loop can serve others first.
+const EMPTY_READS: usize = 4;
+/// Records in a row without application data a peer may send (see `Records::idle`).
+const MAX_IDLE_RECORDS: u32 = 64;
+/// The handshake's input held at most (rustls takes handshake messages up to 64 KiB).
+const MAX_HANDSHAKE_INPUT: usize = 256 * 1024;
+
+const ALERT: u8 = 21;
+const HANDSHAKE: u8 = 22;
+const APPLICATION_DATA: u8 = 23;
+const NEW_SESSION_TICKET: u8 = 4;
+const KEY_UPDATE: u8 = 24;
+const WARNING: u8 = 1;
+const FATAL: u8 = 2;
+const CLOSE_NOTIFY: u8 = 0;
+const UNEXPECTED_MESSAGE: u8 = 10;
+const BAD_RECORD_MAC: u8 = 20;
+const RECORD_OVERFLOW: u8 = 22;
+const HANDSHAKE_FAILURE: u8 = 40;
+const DECODE_ERROR: u8 = 50;
+const INTERNAL_ERROR: u8 = 80;
+const USER_CANCELED: u8 = 90;
+/// For [`Fatal`]: send no alert (the peer's own fatal alert ended it). close_notify's
+/// number, which is never sent as a fatal alert.
+const NO_ALERT: u8 = CLOSE_NOTIFY;
+
+std::thread_local! {
+    /// Ciphertext is read here and decrypted in place; the end of a record that a read cut
+    /// in two moves to its session until the next read.
+    static READ: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    /// A spare outgoing buffer: a session takes it to seal records into and gives it back
+    /// once they are all written, so that an idle session holds none.
+    static SPARE_OUT: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// TLS over a non-blocking socket for an event loop (the server's TLS listeners and
+/// `rfc6455 load` use it; the blocking client uses rustls' own stream). It reads and takes
+/// plaintext as a socket does; [`write_records`](Self::write_records) moves the sealed records
+/// to the socket, and must be called after `read` (the handshake answers) and after writes.
+///
+/// The handshake is rustls' (its unbuffered API, on this crate's provider or the
+/// configuration given); the configuration must allow secret extraction
+/// (`enable_secret_extraction`), which [`TlsConfig`](super::TlsConfig) and this crate's
+/// client configurations do. After it, records are sealed and opened here.
+///
+/// ```no_run
+/// # fn main() -> std::io::Result<()> {
+/// use rfc6455::tls::{Session, TlsConfig};
+/// let config = TlsConfig::from_pem_files("cert.pem", "key.pem")?;
+/// let (mut socket, _) = std::net::TcpListener::bind("127.0.0.1:0")?.accept()?;
+/// socket.set_nonblocking(true)?;
+/// let mut tls = Session::server(config.rustls().clone())?;
+/// let mut buf = vec![0u8; 64 * 1024];
+/// match tls.read(&mut socket, &mut buf) {
+///     Ok(read) => println!("{} bytes of plaintext", read.len),
+///     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+///     Err(e) => return Err(e),
+/// }
+/// tls.write_records(&mut socket)?; // the handshake's answers, or what was written
+/// # Ok(())
+/// # }
+/// ```
+pub struct Session {
+    state: State,
+    /// Sealed records not yet written, from `out_start`.
+    out: Vec<u8>,
+    out_start: usize,
+    /// Received bytes not yet opened: the end of a record a read cut in two.
+    partial: Vec<u8>,
+    /// Plaintext decrypted that the caller's buffer had no room for, from `held_start`.
+    held: Vec<u8>,
+    held_start: usize,
+    /// Plaintext written during the handshake, sealed when it is over.
+    early: Vec<u8>,
+    /// The peer's close_notify, or TCP EOF, was read.
+    eof: bool,
+    resumed: bool,
+}
+
+enum State {
+    Server(Box<Handshake<UnbufferedServerConnection>>),
+    Client(Box<Handshake<UnbufferedClientConnection>>),
+    Records(Box<Records>),
+    /// A fatal error was met (its alert queued): nothing more is read or sealed.
+    Failed,
+}
+
+struct Handshake<C> {
+    conn: C,
+    /// Received bytes rustls has not taken yet.
+    incoming: Vec<u8>,
+    /// rustls has sent something (records from here on may be encrypted).
+    spoke: bool,
+}
+
+struct Records {
+    kernel: Kernel,
+    rx: Direction,
+    tx: Direction,
+    tls13: bool,
+    /// Records the current transmit key may still seal: a TLS 1.3 KeyUpdate renews it
+    /// before the cipher's confidentiality limit; TLS 1.2 has none and fails instead.
+    left: u64,
+    /// Records in a row that carried no application data (key updates, tickets, warnings):
+    /// a peer sending them without end is refused, as rustls refuses it.
+    idle: u32,
+}
+
+enum Kernel {
+    Server(KernelConnection<ServerConnectionData>),
+    Client(KernelConnection<ClientConnectionData>),
+}
+
+struct Direction {
+    key: LessSafeKey,
+    iv: [u8; NONCE_LEN],
+    seq: u64,
+    gcm: bool,
+}
+
+/// What opening a record gave.
+enum Opened {
+    /// Plaintext at this range of the record.
+    Data(Range<usize>),
+    /// A record with nothing for the caller (a handshake message, user_canceled).
+    Nothing,
+    /// close_notify.
+    Closed,
+}
+
+/// A fatal TLS error: the alert to send ([`NO_ALERT`] for none), and what to say.
+struct Fatal(u8, &'static str);
+
+impl Session {
+    /// A server session (TLS 1.3 or 1.2, as `config` allows).
+    pub fn server(config: Arc<rustls::ServerConfig>) -> io::Result<Session> {
+        let conn = UnbufferedServerConnection::new(config).map_err(io::Error::other)?;
+        Ok(Session::new(State::Server(Box::new(Handshake {
+            conn,
+            incoming: Vec::new(),
+            spoke: false,
+        }))))
+    }
+
+    /// A client session to `name` (SNI, and the name the certificate must have). The client
+    /// speaks first: its hello waits for [`write_records`](Self::write_records).
+    pub fn client(
+        config: Arc<rustls::ClientConfig>,
+        name: ServerName<'static>,
+    ) -> io::Result<Session> {
+        let conn = UnbufferedClientConnection::new(config, name).map_err(io::Error::other)?;
+        let mut session = Session::new(State::Client(Box::new(Handshake {
+            conn,
+            incoming: Vec::new(),
+            spoke: false,
+        })));
+        session.advance()?;
+        Ok(session)
+    }
+
+    fn new(state: State) -> Session {
+        Session {
+            state,
+            out: Vec::new(),
+            out_start: 0,
+            partial: Vec::new(),
+            held: Vec::new(),
+            held_start: 0,
+            early: Vec::new(),
+            eof: false,
+            resumed: false,
+        }
+    }
+
+    /// Whether the handshake is still going.
+    pub fn is_handshaking(&self) -> bool {
+        matches!(self.state, State::Server(_) | State::Client(_))
+    }
+
+    /// Whether the handshake resumed a session (false until it is over).
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
+    /// Whether sealed records wait to be written to the socket.
+    pub fn wants_write(&self) -> bool {
+        self.out_start < self.out.len()
+    }
+
+    /// Reads plaintext, as a socket's `read`: `len == 0` at the end of the stream (the peer's
+    /// close_notify, or TCP EOF), `WouldBlock` when the socket has nothing more, and
+    /// `Interrupted` after a few reads that brought no plaintext (call again: it lets a loop
+    /// serve other connections first). A TLS failure is an `InvalidData` error, its alert
+    /// queued for [`write_records`](Self::write_records). During the handshake this answers
+    /// the peer (records for `write_records`) until there is plaintext.
+    ///
+    /// One socket read of up to 64 KiB when there is plaintext to hand out;
+    /// [`Plaintext::drained`] when it came back short (the socket is empty) and all it
+    /// brought is handed out.
+    pub fn read(&mut self, socket: &mut impl Read, buf: &mut [u8]) -> io::Result<Plaintext> {
+        let filled = self.take_held(buf);
+        if filled > 0 || self.eof {
+            // The socket's next bytes are for the next call.
+            return Ok(done(filled));
+        }
+        if self.is_handshaking() {
+            if self.read_handshake(socket)? {
+                return Ok(done(0));
+            }
+            // Application data that came with the handshake's end.
+            let filled = self.take_held(buf);
+            if filled > 0 {
+                return Ok(done(filled));
+            }
+        }
+        if matches!(self.state, State::Failed) {
+            return Err(failed());
+        }
+        let mut read = READ.try_with(Cell::take).unwrap_or_default();
+        read.resize(READ_BUFFER, 0);
+        let result = self.read_records(socket, buf, &mut read);
+        let _ = READ.try_with(|spare| spare.set(read));
+        result
+    }
+
+    fn read_records(
+        &mut self,
+        socket: &mut impl Read,
+        buf: &mut [u8],
+        read: &mut [u8],
+    ) -> io::Result<Plaintext> {
+        // What was carried comes back into the thread's buffer (and its own is freed).
+        let carried = std::mem::take(&mut self.partial);
+        let mut end = carried.len();
+        read[..end].copy_from_slice(&carried);
+        drop(carried);
+        let mut reads = 0;
+        // The records already here first (what followed the handshake in its last read).
+        let mut short = None;
+        loop {
+            let (used, filled) = self.open_records(&mut read[..end], buf)?;
+            read.copy_within(used..end, 0);
+            end -= used;
+            if filled > 0 || self.eof {
+                self.carry(&read[..end]);
+                let drained = short == Some(true) && self.held.is_empty() && !self.eof;
+                return Ok(Plaintext {
+                    len: filled,
+                    drained,
+                });
+            }
+            if reads == EMPTY_READS {
+                self.carry(&read[..end]);
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            // Nothing for the caller yet: read (again: a FIN may wait behind these bytes,
+            // and a caller draining to the end of the stream must see it).
+            // Plaintext is never longer than its ciphertext: reading no more than `buf` has
+            // room for keeps all of it out of `held`.
+            let room = READ_SIZE
+                .min(buf.len().saturating_sub(end).max(4096))
+                .min(read.len() - end);
+            reads += 1;
+            match socket.read(&mut read[end..end + room]) {
+                Ok(0) => {
+                    // TCP EOF without close_notify: the end all the same (WebSocket ends by
+                    // its close frame; a truncation would show as a missing one).
+                    self.eof = true;
+                    return Ok(done(0));
+                }
+                Ok(n) => {
+                    end += n;
+                    short = Some(n < room);
+                }
+                Err(e) => {
+                    self.carry(&read[..end]);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Keeps the bytes of a record a read cut in two until the next read (none: no buffer).
+    fn carry(&mut self, rest: &[u8]) {
+        if !rest.is_empty() && !self.eof {
+            self.partial = rest.to_vec();
+        }
+    }
+
+    /// Opens the whole records at the start of `data` into `buf` (what does not fit into
+    /// `held`): the bytes used and the plaintext handed out.
+    fn open_records(&mut self, data: &mut [u8], buf: &mut [u8]) -> io::Result<(usize, usize)> {
+        let mut at = 0;
+        let mut filled = 0;
+        while !self.eof {
+            let record = match self.open_record(&mut data[at..]) {
+                Ok(Some(record)) => record,
+                Ok(None) => break,
+                Err(Fatal(alert, what)) => {
+                    let e = self.fail(alert, what);
+                    if filled > 0 {
+                        // What came before it is handed out; the next call fails.
+                        return Ok((at, filled));
+                    }
+                    return Err(e);
+                }
+            };
+            let (opened, length) = record;
+            match opened {
+                Opened::Data(range) => {
+                    let plain = &data[at + range.start..at + range.end];
+                    let fits = plain.len().min(buf.len() - filled);
+                    buf[filled..filled + fits].copy_from_slice(&plain[..fits]);
+                    filled += fits;
+                    self.held.extend_from_slice(&plain[fits..]);
+                }
+                Opened::Nothing => {}
+                Opened::Closed => self.eof = true,
+            }
+            at += length;
+        }
+        Ok((at, filled))
+    }
+
+    /// Opens the record at the start of `data` if it is whole: what it gave, and its length.
+    fn open_record(&mut self, data: &mut [u8]) -> Result<Option<(Opened, usize)>, Fatal> {
+        let State::Records(records) = &mut self.state else {
+            return Err(Fatal(INTERNAL_ERROR, "the TLS connection failed"));
+        };
+        if data.len() < HEADER {
+            return Ok(None);
+        }
+        let kind = data[0];
+        let len = usize::from(u16::from_be_bytes([data[3], data[4]]));
+        let max = match records.tls13 {
+            true => MAX_CIPHERTEXT_13,
+            false => MAX_CIPHERTEXT_12,
+        };
+        if len > max {
+            return Err(Fatal(RECORD_OVERFLOW, "a TLS record over the size limit"));
+        }
+        if data.len() < HEADER + len {
+            return Ok(None);
+        }
+        let (header, body) = data[..HEADER + len].split_at_mut(HEADER);
+        let header = [header[0], header[1], header[2], header[3], header[4]];
+        let (kind, range) = if records.tls13 {
+            // Every record is application_data outside; a ChangeCipherSpec is allowed only
+            // during the handshake (§5).
+            if kind != APPLICATION_DATA {
+                return Err(Fatal(
+                    UNEXPECTED_MESSAGE,
+                    "a TLS record of an unexpected type",
+                ));
+            }
+            let (kind, plain) = records.rx.open13(&header, body)?;
+            (kind, HEADER..HEADER + plain)
+        } else {
+            let plain = records.rx.open12(kind, &header, body)?;
+            (kind, HEADER + plain.start..HEADER + plain.end)
+        };
+        if range.len() > MAX_PLAINTEXT {
+            return Err(Fatal(RECORD_OVERFLOW, "a TLS record over the size limit"));
+        }
+        if kind == APPLICATION_DATA {
+            records.idle = 0;
+        } else {
+            records.idle += 1;
+            if records.idle > MAX_IDLE_RECORDS {
+                return Err(Fatal(
+                    UNEXPECTED_MESSAGE,
+                    "too many TLS records without application data",
+                ));
+            }
+        }
+        let opened = match kind {
+            APPLICATION_DATA => Opened::Data(range),
+            ALERT => match &data[range] {
+                [_, CLOSE_NOTIFY] => Opened::Closed,
+                [WARNING, USER_CANCELED] => Opened::Nothing,
+                [_, _] => return Err(Fatal(NO_ALERT, "the peer sent a fatal TLS alert")),
+                _ => return Err(Fatal(DECODE_ERROR, "a TLS alert of the wrong length")),
+            },
+            HANDSHAKE if records.tls13 => {
+                records.on_handshake(&data[range])?;
+                Opened::Nothing
+            }
+            _ => {
+                return Err(Fatal(
+                    UNEXPECTED_MESSAGE,
+                    "a TLS record of an unexpected type",
+                ))
+            }
+        };
+        if matches!(&self.state, State::Records(r) if r.update_asked()) {
+            let mut out = self.take_out();
+            let result = match &mut self.state {
+                State::Records(records) => records.update_tx(&mut out),
+                _ => Ok(()),
+            };
+            self.out = out;
+            result?;
+        }
+        Ok(Some((opened, HEADER + len)))
+    }
+
+    /// Seals plaintext into records (up to 16 KiB each) for
+    /// [`write_records`](Self::write_records), taking what fits under 64 KiB of records
+    /// waiting, as a socket takes what fits (`WouldBlock` when nothing does). During the
+    /// handshake, up to 64 KiB is kept and sealed when it is over.
+    pub fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Ok(0);
+        }
+        match &self.state {
+            State::Records(_) => {}
+            State::Failed => return Err(failed()),
+            State::Server(_) | State::Client(_) => {
+                let room = OUT_LIMIT.saturating_sub(self.early.len());
+                let mut taken = 0;
+                for b in bufs {
+                    let k = b.len().min(room - taken);
+                    self.early.extend_from_slice(&b[..k]);
+                    taken += k;
+                }
+                return match taken {
+                    0 => Err(io::ErrorKind::WouldBlock.into()),
+                    n => Ok(n),
+                };
+            }
+        }
+        if self.out.len() - self.out_start >= OUT_LIMIT {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut out = self.take_out();
+        let result = self.seal(&mut out, bufs);
+        self.out = out;
+        result
+    }
+
+    fn seal(&mut self, out: &mut Vec<u8>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let State::Records(records) = &mut self.state else {
+            return Err(failed());
+        };
+        let mut taken = 0;
+        let mut chunks = bufs.iter().map(|b| &b[..]).filter(|b| !b.is_empty());
+        let mut current = chunks.next().unwrap_or(&[]);
+        while !current.is_empty() && out.len() - self.out_start < OUT_LIMIT {
+            if records.left == 0 {
+                if !records.tls13 {
+                    if taken > 0 {
+                        break;
+                    }
+                    return Err(io::Error::other(
+                        "this TLS 1.2 connection sealed as many records as its cipher allows",
+                    ));
+                }
+                records
+                    .update_tx(out)
+                    .map_err(|Fatal(_, what)| io::Error::other(what))?;
+            }
+            // One record: up to 16 KiB of the caller's slices behind the header.
+            let start = out.len();
+            out.extend_from_slice(&[APPLICATION_DATA, 3, 3, 0, 0]);
+            if !records.tls13 && records.tx.gcm {
+                out.extend_from_slice(&[0; EXPLICIT]);
+            }
+            let body = out.len();
+            while out.len() - body < MAX_PLAINTEXT && !current.is_empty() {
+                let k = current.len().min(MAX_PLAINTEXT - (out.len() - body));
+                out.extend_from_slice(&current[..k]);
+                current = &current[k..];
+                if current.is_empty() {
+                    current = chunks.next().unwrap_or(&[]);
+                }
+            }
+            taken += out.len() - body;
+            records.seal_record(out, start, APPLICATION_DATA);
+        }
+        Ok(taken)
+    }
+
+    /// Writes sealed records to the socket: `Ok(true)` when all went, `Ok(false)` when the
+    /// socket is full.
+    pub fn write_records(&mut self, socket: &mut impl Write) -> io::Result<bool> {
+        while self.out_start < self.out.len() {
+            match socket.write(&self.out[self.out_start..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_start += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // All written: the buffer goes back to the thread for the next session.
+        let mut out = std::mem::take(&mut self.out);
+        self.out_start = 0;
+        if out.capacity() > 0 {
+            out.clear();
+            let _ = SPARE_OUT.try_with(|spare| {
+                let mine = spare.take();
+                spare.set(if mine.capacity() >= out.capacity() {
+                    mine
+                } else {
+                    out
+                });
+            });
+        }
+        Ok(true)
+    }
+
+    /// Queues close_notify (after the handshake; during it there is nothing to close).
+    pub fn send_close_notify(&mut self) {
+        self.queue_alert(WARNING, CLOSE_NOTIFY);
+    }
+
+    /// The outgoing buffer (the thread's spare if this session has none): unwritten records
+    /// kept.
+    fn take_out(&mut self) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.out);
+        if out.capacity() == 0 {
+            out = SPARE_OUT.try_with(Cell::take).unwrap_or_default();
+            out.clear();
+        } else if self.out_start == out.len() {
+            out.clear();
+            self.out_start = 0;
+        }
+        if out.capacity() == 0 {
+            // Room for a full queue and the record that passes the mark: no growing after.
+            out.reserve(OUT_LIMIT + MAX_CIPHERTEXT_12 + 64);
+        }
+        out
+    }
+
+    fn queue_alert(&mut self, level: u8, description: u8) {
+        if !matches!(self.state, State::Records(_)) {
+            return;
+        }
+        let mut out = self.take_out();
+        if let State::Records(records) = &mut self.state {
+            let start = out.len();
+            out.extend_from_slice(&[ALERT, 3, 3, 0, 0]);
+            if !records.tls13 && records.tx.gcm {
+                out.extend_from_slice(&[0; EXPLICIT]);
+            }
+            out.extend_from_slice(&[level, description]);
+            records.seal_record(&mut out, start, ALERT);
+        }
+        self.out = out;
+    }
+
+    /// A fatal error: its alert queued, nothing more read or sealed.
+    fn fail(&mut self, alert: u8, what: &'static str) -> io::Error {
+        if alert != NO_ALERT {
+            self.queue_alert(FATAL, alert);
+        }
+        self.state = State::Failed;
+        io::Error::new(io::ErrorKind::InvalidData, what)
+    }
+
+    fn take_held(&mut self, buf: &mut [u8]) -> usize {
+        if self.held.is_empty() {
+            return 0;
+        }
+        let held = &self.held[self.held_start..];
+        let n = held.len().min(buf.len());
+        buf[..n].copy_from_slice(&held[..n]);
+        self.held_start += n;
+        if self.held_start == self.held.len() {
+            self.held = Vec::new();
+            self.held_start = 0;
+        }
+        n
+    }
+
+    // ------------------------------------------------------------------ the handshake
+
+    /// Reads handshake bytes until the socket has no more (`WouldBlock`) or the handshake is
+    /// over: `Ok(true)` at the end of the stream, `Ok(false)` when it is over (what followed
+    /// it waits in `partial`).
+    fn read_handshake(&mut self, socket: &mut impl Read) -> io::Result<bool> {
+        while self.is_handshaking() {
+            let incoming = match &mut self.state {
+                State::Server(h) => &mut h.incoming,
+                State::Client(h) => &mut h.incoming,
+                _ => break,
+            };
+            let have = incoming.len();
+            if have >= MAX_HANDSHAKE_INPUT {
+                self.state = State::Failed;
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a TLS handshake flight over 256 KiB",
+                ));
+            }
+            incoming.resize(have + 16 * 1024, 0);
+            let read = socket.read(&mut incoming[have..]);
+            incoming.truncate(have + *read.as_ref().unwrap_or(&0));
+            match read? {
+                0 => {
+                    self.eof = true;
+                    return Ok(true);
+                }
+                _ => self.advance()?,
+            }
+            if self.eof {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Runs rustls over the handshake bytes received: its answers go to `out`; when the
+    /// handshake is over the keys come here, and what followed it waits in `partial`.
+    fn advance(&mut self) -> io::Result<()> {
+        let mut out = self.take_out();
+        let step = match &mut self.state {
+            State::Server(h) => {
+                h.conn
+                    .drive(&mut h.incoming, &mut out, &mut self.held, &mut h.spoke)
+            }
+            State::Client(h) => {
+                h.conn
+                    .drive(&mut h.incoming, &mut out, &mut self.held, &mut h.spoke)
+            }
+            _ => Ok(Step::Blocked),
+        };
+        self.out = out;
+        match step {
+            Ok(Step::Blocked) => Ok(()),
+            Ok(Step::Done) => self.take_keys(),
+            Ok(Step::Closed) => {
+                self.eof = true;
+                Ok(())
+            }
+            Err(e) => {
+                self.state = State::Failed;
+                Err(io::Error::new(io::ErrorKind::InvalidData, e))
+            }
+        }
+    }
+
+    fn take_keys(&mut self) -> io::Result<()> {
+        let state = std::mem::replace(&mut self.state, State::Failed);
+        let taken = match state {
+            State::Server(h) => {
+                let Handshake { conn, incoming, .. } = *h;
+                let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
+                conn.dangerous_into_kernel_connection()
+                    .map(|(secrets, kernel)| (incoming, secrets, Kernel::Server(kernel), resumed))
+            }
+            State::Client(h) => {
+                let Handshake { conn, incoming, .. } = *h;
+                let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
+                conn.dangerous_into_kernel_connection()
+                    .map(|(secrets, kernel)| (incoming, secrets, Kernel::Client(kernel), resumed))
+            }
+            other => {
+                self.state = other;
+                return Ok(());
+            }
+        };
+        let (incoming, secrets, kernel, resumed) =
+            taken.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let tls13 = match &kernel {
+            Kernel::Server(k) => k.protocol_version(),
+            Kernel::Client(k) => k.protocol_version(),
+        } == ProtocolVersion::TLSv1_3;
+        let (Some(rx), Some(tx)) = (
+            Direction::new(secrets.rx.0, secrets.rx.1),
+            Direction::new(secrets.tx.0, secrets.tx.1),
+        ) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a TLS cipher suite this crate does not seal",
+            ));
+        };
+        let left = confidentiality_limit(&kernel);
+        self.state = State::Records(Box::new(Records {
+            kernel,
+            rx,
+            tx,
+            tls13,
+            left,
+            idle: 0,
+        }));
+        self.resumed = resumed;
+        if !incoming.is_empty() {
+            self.partial = incoming;
+        }
+        let early = std::mem::take(&mut self.early);
+        if !early.is_empty() {
+            let mut out = self.take_out();
+            let sealed = self.seal(&mut out, &[IoSlice::new(&early)]);
+            self.out = out;
+            sealed?;
+        }
+        Ok(())
+    }
+}
+
+impl Records {
+    /// Post-handshake messages (TLS 1.3): KeyUpdate, and (client) NewSessionTicket. Each must
+    /// be whole in its record: §5.1 allows fragments, but no implementation sends these in
+    /// pieces, and refusing them bounds what a session holds.
+    fn on_handshake(&mut self, mut messages: &[u8]) -> Result<(), Fatal> {
+        const FRAGMENT: Fatal = Fatal(UNEXPECTED_MESSAGE, "a fragmented TLS handshake message");
+        if messages.is_empty() {
+            return Err(FRAGMENT);
+        }
+        while !messages.is_empty() {
+            let [kind, a, b, c, ..] = *messages else {
+                return Err(FRAGMENT);
+            };
+            let len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+            let Some(body) = messages.get(4..4 + len) else {
+                return Err(FRAGMENT);
+            };
+            messages = &messages[4 + len..];
+            match (kind, &mut self.kernel) {
+                (KEY_UPDATE, kernel) => {
+                    let asked = match body {
+                        [0] => false,
+                        [1] => true,
+                        _ => return Err(Fatal(DECODE_ERROR, "a malformed TLS KeyUpdate")),
+                    };
+                    // The key changes after it: nothing may follow it in its record (§5.1).
+                    if !messages.is_empty() {
+                        return Err(Fatal(UNEXPECTED_MESSAGE, "data after a TLS KeyUpdate"));
+                    }
+                    let next = match kernel {
+                        Kernel::Server(k) => k.update_rx_secret(),
+                        Kernel::Client(k) => k.update_rx_secret(),
+                    };
+                    self.rx = next
+                        .ok()
+                        .and_then(|(seq, secrets)| Direction::new(seq, secrets))
+                        .ok_or(Fatal(INTERNAL_ERROR, "a TLS key update failed"))?;
+                    if asked {
+                        // Answered by `update_tx` before anything else is sealed.
+                        self.left = 0;
+                    }
+                }
+                (NEW_SESSION_TICKET, Kernel::Client(k)) => {
+                    k.handle_new_session_ticket(body)
+                        .map_err(|_| Fatal(DECODE_ERROR, "a malformed TLS session ticket"))?;
+                }
+                _ => {
+                    return Err(Fatal(
+                        UNEXPECTED_MESSAGE,
+                        "a TLS handshake message after the handshake",
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether our KeyUpdate is due now (the peer asked for one).
+    fn update_asked(&self) -> bool {
+        self.tls13 && self.left == 0
+    }
+
+    /// Sends our KeyUpdate (update_not_requested) and moves to the next transmit key.
+    fn update_tx(&mut self, out: &mut Vec<u8>) -> Result<(), Fatal> {
+        let start = out.len();
+        out.extend_from_slice(&[HANDSHAKE, 3, 3, 0, 0, KEY_UPDATE, 0, 0, 1, 0]);
+        self.seal_record(out, start, HANDSHAKE);
+        let next = match &mut self.kernel {
+            Kernel::Server(k) => k.update_tx_secret(),
+            Kernel::Client(k) => k.update_tx_secret(),
+        };
+        self.tx = next
+            .ok()
+            .and_then(|(seq, secrets)| Direction::new(seq, secrets))
+            .ok_or(Fatal(INTERNAL_ERROR, "a TLS key update failed"))?;
+        self.left = confidentiality_limit(&self.kernel);
+        Ok(())
+    }
+
+    /// Seals the record begun at `out[start..]` in place: its header (5 bytes), for TLS 1.2
+    /// AES-GCM room for the explicit nonce, then the content, of type `kind`.
+    fn seal_record(&mut self, out: &mut Vec<u8>, start: usize, kind: u8) {
+        let explicit = if !self.tls13 && self.tx.gcm {
+            EXPLICIT
+        } else {
+            0
+        };
+        let body = start + HEADER + explicit;
+        let content = out.len() - body;
+        if self.tls13 {
+            out.push(kind); // the inner content type (§5.2); no padding
+        }
+        let seq = self.tx.seq;
+        let nonce = self.tx.nonce();
+        if explicit > 0 {
+            out[start + HEADER..body].copy_from_slice(&nonce[4..]);
+        }
+        let length = (out.len() - start - HEADER + TAG) as u16;
+        out[start] = if self.tls13 { APPLICATION_DATA } else { kind };
+        out[start + 1..start + 3].copy_from_slice(&[3, 3]);
+        out[start + 3..start + 5].copy_from_slice(&length.to_be_bytes());
+        let mut aad = [0u8; 13];
+        let aad = if self.tls13 {
+            aad[..HEADER].copy_from_slice(&out[start..start + HEADER]);
+            &aad[..HEADER]
+        } else {
+            aad[..8].copy_from_slice(&seq.to_be_bytes());
+            aad[8..11].copy_from_slice(&out[start..start + 3]);
+            aad[11..].copy_from_slice(&(content as u16).to_be_bytes());
+            &aad[..]
+        };
+        let sealed = self.tx.key.seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut out[body..],
+        );
+        // Sealing fails only for inputs over the AEAD's limit (gigabytes), never a record.
+        if let Ok(tag) = sealed {
+            out.extend_from_slice(tag.as_ref());
+        }
+        self.left = self.left.saturating_sub(1);
+    }
+}
+
+impl Direction {
+    fn new(seq: u64, secrets: ConnectionTrafficSecrets) -> Option<Direction> {
+        let (algorithm, key, iv, gcm) = match &secrets {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => {
+                (&aws_lc_rs::aead::AES_128_GCM, key, iv, true)
+            }
+            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
+                (&aws_lc_rs::aead::AES_256_GCM, key, iv, true)
+            }
+            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+                (&aws_lc_rs::aead::CHACHA20_POLY1305, key, iv, false)
+            }
+            _ => return None,
+        };
+        let key = LessSafeKey::new(UnboundKey::new(algorithm, key.as_ref()).ok()?);
+        let iv = iv.as_ref().try_into().ok()?;
+        Some(Direction { key, iv, seq, gcm })
+    }
+
+    /// The next record's nonce: the IV with the sequence number XORed into its last 8 bytes
+    /// (TLS 1.3 §5.3, RFC 7905; rustls makes TLS 1.2 GCM's explicit nonces the same way).
+    fn nonce(&mut self) -> [u8; NONCE_LEN] {
+        let mut nonce = self.iv;
+        for (n, s) in nonce[4..].iter_mut().zip(self.seq.to_be_bytes()) {
+            *n ^= s;
+        }
+        self.seq += 1;
+        nonce
+    }
+
+    /// TLS 1.3: opens `body` (ciphertext and tag) in place: the inner content type and the
+    /// content's length, padding removed.
+    fn open13(&mut self, header: &[u8; HEADER], body: &mut [u8]) -> Result<(u8, usize), Fatal> {
+        let nonce = Nonce::assume_unique_for_key(self.nonce());
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(*header), body)
+            .map_err(|_| Fatal(BAD_RECORD_MAC, "a TLS record that does not decrypt"))?;
+        match plain.iter().rposition(|&b| b != 0) {
+            Some(end) => Ok((plain[end], end)),
+            None => Err(Fatal(
+                UNEXPECTED_MESSAGE,
+                "a TLS record without a content type",
+            )),
+        }
+    }
+
+    /// TLS 1.2: opens `body` in place: the content's range within `body`.
+    fn open12(
+        &mut self,
+        kind: u8,
+        header: &[u8; HEADER],
+        body: &mut [u8],
+    ) -> Result<Range<usize>, Fatal> {
+        let explicit = if self.gcm { EXPLICIT } else { 0 };
+        let Some(content) = body.len().checked_sub(explicit + TAG) else {
+            return Err(Fatal(BAD_RECORD_MAC, "a TLS record that does not decrypt"));
+        };
+        let seq = self.seq;
+        let nonce = if self.gcm {
+            self.seq += 1;
+            let mut nonce = [0u8; NONCE_LEN];
+            nonce[..4].copy_from_slice(&self.iv[..4]);
+            nonce[4..].copy_from_slice(&body[..EXPLICIT]);
+            nonce
+        } else {
+            self.nonce()
+        };
+        let mut aad = [0u8; 13];
+        aad[..8].copy_from_slice(&seq.to_be_bytes());
+        aad[8] = kind;
+        aad[9..11].copy_from_slice(&header[1..3]);
+        aad[11..].copy_from_slice(&(content as u16).to_be_bytes());
+        self.key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut body[explicit..],
+            )
+            .map_err(|_| Fatal(BAD_RECORD_MAC, "a TLS record that does not decrypt"))?;
+        Ok(explicit..explicit + content)
+    }
+}
+
+fn done(len: usize) -> Plaintext {
+    Plaintext {
+        len,
+        drained: false,
+    }
+}
+
+fn failed() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "the TLS connection failed")
+}
+
+/// Records one key may seal: the suite's confidentiality limit, renewed a sixteenth early.
+fn confidentiality_limit(kernel: &Kernel) -> u64 {
+    let suite = match kernel {
+        Kernel::Server(k) => k.negotiated_cipher_suite(),
+        Kernel::Client(k) => k.negotiated_cipher_suite(),
+    };
+    let limit = match suite {
+        SupportedCipherSuite::Tls13(s) => s.common.confidentiality_limit,
+        SupportedCipherSuite::Tls12(s) => s.common.confidentiality_limit,
+    };
+    (limit - limit / 16).max(1)
+}
+
+enum Step {
+    /// rustls needs more input.
+    Blocked,
+    /// The handshake is over.
+    Done,
+    /// The peer closed during the handshake.
+    Closed,
+}
+
+/// One pass of rustls' unbuffered state machine over the handshake bytes received, for
+/// either side (the two connection types have the same methods, not a common trait).
+trait Drive {
+    fn drive(
+        &mut self,
+        incoming: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+        held: &mut Vec<u8>,
+        spoke: &mut bool,
+    ) -> Result<Step, rustls::Error>;
+}
+
+/// Appends what `encode` writes to `out`, growing it as rustls asks.
+fn encode_into(out: &mut Vec<u8>, mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>) {
+    let at = out.len();
+    out.resize(at + 4096, 0);
+    loop {
+        match encode(&mut out[at..]) {
+            Ok(n) => {
+                out.truncate(at + n);
+                return;
+            }
+            Err(EncodeError::InsufficientSize(e)) => out.resize(at + e.required_size, 0),
+            Err(_) => {
+                out.truncate(at);
+                return;
+            }
+        }
+    }
+}
+
+macro_rules! drive {
+    ($conn:ty) => {
+        impl Drive for $conn {
+            fn drive(
+                &mut self,
+                incoming: &mut Vec<u8>,
+                out: &mut Vec<u8>,
+                held: &mut Vec<u8>,
+                spoke: &mut bool,
+            ) -> Result<Step, rustls::Error> {
+                loop {
+                    let status = self.process_tls_records(&mut incoming[..]);
+                    let discard = status.discard;
+                    let mut extra = 0;
+                    let state = match status.state {
+                        Ok(state) => state,
+                        Err(e) => {
+                            // The alert rustls queued for it comes out of the next call (over
+                            // the same bytes: rustls keeps its place in them).
+                            let before = out.len();
+                            if let Ok(ConnectionState::EncodeTlsData(mut encode)) =
+                                self.process_tls_records(&mut incoming[..]).state
+                            {
+                                encode_into(out, |b| encode.encode(b));
+                            }
+                            if out.len() == before && !*spoke {
+                                // rustls queues none for some malformed first flights (a
+                                // ClientHello too large, say); nothing is encrypted yet, so
+                                // the alert goes in plaintext.
+                                let description = match e {
+                                    rustls::Error::InvalidMessage(_) => DECODE_ERROR,
+                                    _ => HANDSHAKE_FAILURE,
+                                };
+                                out.extend_from_slice(&[ALERT, 3, 3, 0, 2, FATAL, description]);
+                            }
+                            return Err(e);
+                        }
+                    };
+                    let step = match state {
+                        ConnectionState::EncodeTlsData(mut encode) => {
+                            encode_into(out, |b| encode.encode(b));
+                            *spoke = true;
+                            None
+                        }
+                        ConnectionState::TransmitTlsData(transmit) => {
+                            // Written by the caller's next `write_records`.
+                            transmit.done();
+                            None
+                        }
+                        ConnectionState::BlockedHandshake => Some(Step::Blocked),
+                        ConnectionState::WriteTraffic(_) => Some(Step::Done),
+                        ConnectionState::PeerClosed | ConnectionState::Closed => Some(Step::Closed),
+                        // Application data that came with the handshake's last message
+                        // (a client's request right behind its Finished): rustls has
+                        // decrypted it already, so it is handed out from `held`.
+                        ConnectionState::ReadTraffic(mut read) => {
+                            while let Some(record) = read.next_record() {
+                                let record = record?;
+                                extra += record.discard;
+                                held.extend_from_slice(record.payload);
+                            }
+                            None
+                        }
+                        // 0-RTT is off.
+                        _ => {
+                            return Err(rustls::Error::General(
+                                "early data in the TLS handshake".into(),
+                            ))
+                        }
+                    };
+                    incoming.drain(..discard + extra);
+                    if let Some(step) = step {
+                        return Ok(step);
+                    }
+                }
+            }
+        }
+    };
+}
+
+drive!(UnbufferedServerConnection);
+drive!(UnbufferedClientConnection);
