@@ -227,12 +227,15 @@ impl TlsConfig {
     }
 
     /// A rustls configuration of your own (client certificates, other ALPN, another
-    /// provider). [`reload`](Self::reload) does nothing with it. Secret extraction is turned
-    /// on (in a copy, if it was off): the server's [`Session`]s take the traffic keys over
-    /// from rustls after each handshake.
+    /// provider). [`reload`](Self::reload) does nothing with it. The server's [`Session`]s
+    /// take the traffic keys over from rustls once each handshake is over, so (in a copy, if
+    /// it differs) secret extraction is turned on and 0-RTT data off
+    /// (`max_early_data_size = 0`).
     pub fn from_rustls(mut config: Arc<rustls::ServerConfig>) -> TlsConfig {
-        if !config.enable_secret_extraction {
-            Arc::make_mut(&mut config).enable_secret_extraction = true;
+        if !config.enable_secret_extraction || config.max_early_data_size != 0 {
+            let config = Arc::make_mut(&mut config);
+            config.enable_secret_extraction = true;
+            config.max_early_data_size = 0;
         }
         TlsConfig {
             config,

@@ -617,6 +617,27 @@ fn only(suite: rustls::CipherSuite) -> Arc<rustls::crypto::CryptoProvider> {
 /// A server `Session` and a rustls client (not ours) through the handshake in memory, on
 /// `suite` (TLS 1.3 or 1.2, as the suite is).
 fn session_and_client(suite: rustls::CipherSuite) -> (Session, rustls::ClientConnection) {
+    let (mut session, mut client) = session_and_client_before_finished(suite);
+    let wire = flight(&mut client);
+    let mut socket = Counted {
+        bytes: &wire,
+        reads: 0,
+    };
+    let mut buf = vec![0u8; 1024];
+    match session.read(&mut socket, &mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("plaintext with the Finished: {other:?}"),
+    }
+    feed(&mut client, &session_flight(&mut session)).unwrap();
+    assert!(!session.is_handshaking(), "the handshake did not complete");
+    (session, client)
+}
+
+/// The same, up to the client's last flight (its Finished), which is left queued in the
+/// client: what the test queues next travels with it.
+fn session_and_client_before_finished(
+    suite: rustls::CipherSuite,
+) -> (Session, rustls::ClientConnection) {
     let ca = Ca::new("test CA");
     let (cert, key) = ca.leaf(&["localhost"], ecdsa(), false);
     let config = TlsConfig::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
@@ -642,11 +663,14 @@ fn session_and_client(suite: rustls::CipherSuite) -> (Session, rustls::ClientCon
             other => panic!("plaintext during the handshake: {other:?}"),
         }
         feed(&mut client, &session_flight(&mut session)).unwrap();
-        if !client.is_handshaking() && !session.is_handshaking() {
+        if !client.is_handshaking() {
             break;
         }
     }
-    assert!(!session.is_handshaking(), "the handshake did not complete");
+    assert!(
+        !client.is_handshaking(),
+        "the client's handshake did not complete"
+    );
     assert_eq!(client.negotiated_cipher_suite().unwrap().suite(), suite);
     (session, client)
 }
@@ -1059,4 +1083,53 @@ fn session_survives_damaged_records() {
         let mut out = Vec::new();
         let _ = session.write_records(&mut out);
     }
+}
+
+/// What the client sends right behind its Finished, in the same read, is the session's to
+/// open, not rustls': a request and then close_notify (the request is handed out, then the
+/// end); a KeyUpdate asking for ours and data (the data is handed out, our answer and our
+/// next data are under keys the client follows).
+#[test]
+fn session_opens_what_comes_with_the_finished() {
+    let suite = rustls::CipherSuite::TLS13_AES_128_GCM_SHA256;
+    let mut buf = vec![0u8; 64 * 1024];
+
+    let (mut session, mut client) = session_and_client_before_finished(suite);
+    client.writer().write_all(b"a request").unwrap();
+    client.send_close_notify();
+    let wire = flight(&mut client);
+    let mut socket = Counted {
+        bytes: &wire,
+        reads: 0,
+    };
+    let mut got = Vec::new();
+    let end = loop {
+        match session.read(&mut socket, &mut buf) {
+            Ok(read) if read.len == 0 => break true,
+            Ok(read) => got.extend_from_slice(&buf[..read.len]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(got, b"a request");
+    assert!(end, "close_notify behind the request was not seen");
+    assert!(!session.is_handshaking());
+
+    let (mut session, mut client) = session_and_client_before_finished(suite);
+    client.refresh_traffic_keys().unwrap();
+    client.writer().write_all(b"under the new key").unwrap();
+    let wire = flight(&mut client);
+    let mut socket = Counted {
+        bytes: &wire,
+        reads: 0,
+    };
+    assert_eq!(
+        read_all(&mut session, &mut socket, &mut buf),
+        b"under the new key"
+    );
+    session
+        .write_vectored(&[std::io::IoSlice::new(b"our answer")])
+        .unwrap();
+    let back = feed(&mut client, &session_flight(&mut session)).unwrap();
+    assert_eq!(back, b"our answer");
 }

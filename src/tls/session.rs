@@ -43,8 +43,9 @@ const READ_BUFFER: usize = READ_SIZE + HEADER + MAX_CIPHERTEXT_12;
 /// Socket reads per `read` call that decrypt nothing (records with nothing for the caller,
 /// or pieces of one) before it says `Interrupted` so that a loop can serve others first.
 const EMPTY_READS: usize = 4;
-/// Records in a row without application data a peer may send (see `Records::idle`).
-const MAX_IDLE_RECORDS: u32 = 64;
+/// Records in a row without application data a peer may send (see `Records::idle`): rustls
+/// allows 32 key update requests between application data, and 32 empty records in a row.
+const MAX_IDLE_RECORDS: u32 = 32;
 /// The handshake's input held at most (rustls takes handshake messages up to 64 KiB).
 const MAX_HANDSHAKE_INPUT: usize = 256 * 1024;
 
@@ -60,6 +61,7 @@ const UNEXPECTED_MESSAGE: u8 = 10;
 const BAD_RECORD_MAC: u8 = 20;
 const RECORD_OVERFLOW: u8 = 22;
 const HANDSHAKE_FAILURE: u8 = 40;
+const ILLEGAL_PARAMETER: u8 = 47;
 const DECODE_ERROR: u8 = 50;
 const INTERNAL_ERROR: u8 = 80;
 const USER_CANCELED: u8 = 90;
@@ -132,6 +134,8 @@ struct Handshake<C> {
     conn: C,
     /// Received bytes rustls has not taken yet.
     incoming: Vec<u8>,
+    /// How many of them it has been given (see [`Drive`]).
+    fed: usize,
     /// rustls has sent something (records from here on may be encrypted).
     spoke: bool,
 }
@@ -144,9 +148,12 @@ struct Records {
     /// Records the current transmit key may still seal: a TLS 1.3 KeyUpdate renews it
     /// before the cipher's confidentiality limit; TLS 1.2 has none and fails instead.
     left: u64,
-    /// Records in a row that carried no application data (key updates, tickets, warnings):
-    /// a peer sending them without end is refused, as rustls refuses it.
+    /// Records in a row that carried no application data (key updates, tickets, warnings,
+    /// empty records): a peer sending them without end is refused, as rustls refuses it.
     idle: u32,
+    /// The peer asked for our KeyUpdate: sent once, before our next application data
+    /// (RFC 8446 §4.6.3), however many times it asked.
+    update_due: bool,
 }
 
 enum Kernel {
@@ -181,6 +188,7 @@ impl Session {
         Ok(Session::new(State::Server(Box::new(Handshake {
             conn,
             incoming: Vec::new(),
+            fed: 0,
             spoke: false,
         }))))
     }
@@ -195,6 +203,7 @@ impl Session {
         let mut session = Session::new(State::Client(Box::new(Handshake {
             conn,
             incoming: Vec::new(),
+            fed: 0,
             spoke: false,
         })));
         session.advance()?;
@@ -286,7 +295,10 @@ impl Session {
             end -= used;
             if filled > 0 || self.eof {
                 self.carry(&read[..end]);
-                let drained = short == Some(true) && self.held.is_empty() && !self.eof;
+                let drained = short == Some(true)
+                    && self.held.is_empty()
+                    && !self.eof
+                    && !matches!(self.state, State::Failed);
                 return Ok(Plaintext {
                     len: filled,
                     drained,
@@ -405,7 +417,7 @@ impl Session {
         if range.len() > MAX_PLAINTEXT {
             return Err(Fatal(RECORD_OVERFLOW, "a TLS record over the size limit"));
         }
-        if kind == APPLICATION_DATA {
+        if kind == APPLICATION_DATA && !range.is_empty() {
             records.idle = 0;
         } else {
             records.idle += 1;
@@ -435,15 +447,6 @@ impl Session {
                 ))
             }
         };
-        if matches!(&self.state, State::Records(r) if r.update_asked()) {
-            let mut out = self.take_out();
-            let result = match &mut self.state {
-                State::Records(records) => records.update_tx(&mut out),
-                _ => Ok(()),
-            };
-            self.out = out;
-            result?;
-        }
         Ok(Some((opened, HEADER + len)))
     }
 
@@ -476,20 +479,21 @@ impl Session {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let mut out = self.take_out();
-        let result = self.seal(&mut out, bufs);
+        let result = self.seal(&mut out, bufs, OUT_LIMIT);
         self.out = out;
         result
     }
 
-    fn seal(&mut self, out: &mut Vec<u8>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    /// Seals `bufs` into `out` while less than `limit` bytes of records wait there.
+    fn seal(&mut self, out: &mut Vec<u8>, bufs: &[IoSlice<'_>], limit: usize) -> io::Result<usize> {
         let State::Records(records) = &mut self.state else {
             return Err(failed());
         };
         let mut taken = 0;
         let mut chunks = bufs.iter().map(|b| &b[..]).filter(|b| !b.is_empty());
         let mut current = chunks.next().unwrap_or(&[]);
-        while !current.is_empty() && out.len() - self.out_start < OUT_LIMIT {
-            if records.left == 0 {
+        while !current.is_empty() && out.len() - self.out_start < limit {
+            if records.update_due || records.left == 0 {
                 if !records.tls13 {
                     if taken > 0 {
                         break;
@@ -658,14 +662,18 @@ impl Session {
     fn advance(&mut self) -> io::Result<()> {
         let mut out = self.take_out();
         let step = match &mut self.state {
-            State::Server(h) => {
-                h.conn
-                    .drive(&mut h.incoming, &mut out, &mut self.held, &mut h.spoke)
-            }
-            State::Client(h) => {
-                h.conn
-                    .drive(&mut h.incoming, &mut out, &mut self.held, &mut h.spoke)
-            }
+            State::Server(h) => h.conn.drive(&mut HandshakeInput {
+                incoming: &mut h.incoming,
+                fed: &mut h.fed,
+                out: &mut out,
+                spoke: &mut h.spoke,
+            }),
+            State::Client(h) => h.conn.drive(&mut HandshakeInput {
+                incoming: &mut h.incoming,
+                fed: &mut h.fed,
+                out: &mut out,
+                spoke: &mut h.spoke,
+            }),
             _ => Ok(Step::Blocked),
         };
         self.out = out;
@@ -687,13 +695,25 @@ impl Session {
         let state = std::mem::replace(&mut self.state, State::Failed);
         let taken = match state {
             State::Server(h) => {
-                let Handshake { conn, incoming, .. } = *h;
+                let Handshake {
+                    conn,
+                    mut incoming,
+                    fed,
+                    ..
+                } = *h;
+                incoming.drain(..fed);
                 let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
                 conn.dangerous_into_kernel_connection()
                     .map(|(secrets, kernel)| (incoming, secrets, Kernel::Server(kernel), resumed))
             }
             State::Client(h) => {
-                let Handshake { conn, incoming, .. } = *h;
+                let Handshake {
+                    conn,
+                    mut incoming,
+                    fed,
+                    ..
+                } = *h;
+                incoming.drain(..fed);
                 let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
                 conn.dangerous_into_kernel_connection()
                     .map(|(secrets, kernel)| (incoming, secrets, Kernel::Client(kernel), resumed))
@@ -726,6 +746,7 @@ impl Session {
             tls13,
             left,
             idle: 0,
+            update_due: false,
         }));
         self.resumed = resumed;
         if !incoming.is_empty() {
@@ -734,7 +755,8 @@ impl Session {
         let early = std::mem::take(&mut self.early);
         if !early.is_empty() {
             let mut out = self.take_out();
-            let sealed = self.seal(&mut out, &[IoSlice::new(&early)]);
+            // All of it (at most 64 KiB: `write_vectored` took no more).
+            let sealed = self.seal(&mut out, &[IoSlice::new(&early)], usize::MAX);
             self.out = out;
             sealed?;
         }
@@ -765,6 +787,7 @@ impl Records {
                     let asked = match body {
                         [0] => false,
                         [1] => true,
+                        [_] => return Err(Fatal(ILLEGAL_PARAMETER, "a malformed TLS KeyUpdate")),
                         _ => return Err(Fatal(DECODE_ERROR, "a malformed TLS KeyUpdate")),
                     };
                     // The key changes after it: nothing may follow it in its record (§5.1).
@@ -780,8 +803,7 @@ impl Records {
                         .and_then(|(seq, secrets)| Direction::new(seq, secrets))
                         .ok_or(Fatal(INTERNAL_ERROR, "a TLS key update failed"))?;
                     if asked {
-                        // Answered by `update_tx` before anything else is sealed.
-                        self.left = 0;
+                        self.update_due = true;
                     }
                 }
                 (NEW_SESSION_TICKET, Kernel::Client(k)) => {
@@ -799,11 +821,6 @@ impl Records {
         Ok(())
     }
 
-    /// Whether our KeyUpdate is due now (the peer asked for one).
-    fn update_asked(&self) -> bool {
-        self.tls13 && self.left == 0
-    }
-
     /// Sends our KeyUpdate (update_not_requested) and moves to the next transmit key.
     fn update_tx(&mut self, out: &mut Vec<u8>) -> Result<(), Fatal> {
         let start = out.len();
@@ -818,6 +835,7 @@ impl Records {
             .and_then(|(seq, secrets)| Direction::new(seq, secrets))
             .ok_or(Fatal(INTERNAL_ERROR, "a TLS key update failed"))?;
         self.left = confidentiality_limit(&self.kernel);
+        self.update_due = false;
         Ok(())
     }
 
@@ -985,14 +1003,35 @@ enum Step {
 
 /// One pass of rustls' unbuffered state machine over the handshake bytes received, for
 /// either side (the two connection types have the same methods, not a common trait).
+///
+/// rustls is given the received bytes one whole record at a time (`fed`: how many it has)
+/// and no more once the handshake is over, so that everything after the handshake's last
+/// message (application data, a KeyUpdate, close_notify) is left for the session's own
+/// records: rustls must not answer or buffer any of it, its keys are about to be taken.
 trait Drive {
-    fn drive(
-        &mut self,
-        incoming: &mut Vec<u8>,
-        out: &mut Vec<u8>,
-        held: &mut Vec<u8>,
-        spoke: &mut bool,
-    ) -> Result<Step, rustls::Error>;
+    fn drive(&mut self, h: &mut HandshakeInput<'_>) -> Result<Step, rustls::Error>;
+}
+
+/// What [`Drive::drive`] works on.
+struct HandshakeInput<'a> {
+    incoming: &'a mut Vec<u8>,
+    /// Bytes at the start of `incoming` given to rustls.
+    fed: &'a mut usize,
+    out: &'a mut Vec<u8>,
+    /// rustls has sent something (records from here on may be encrypted).
+    spoke: &'a mut bool,
+}
+
+/// Where the whole record starting at `incoming[from..]` ends, if it is all there; a header
+/// no record could have is given to rustls at once (all of it), to fail there.
+fn next_record(incoming: &[u8], from: usize) -> Option<usize> {
+    let header = incoming.get(from..from + HEADER)?;
+    let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+    if !(20..=23).contains(&header[0]) || len > MAX_CIPHERTEXT_12 {
+        return Some(incoming.len());
+    }
+    let end = from + HEADER + len;
+    (end <= incoming.len()).then_some(end)
 }
 
 /// Appends what `encode` writes to `out`, growing it as rustls asks.
@@ -1017,29 +1056,24 @@ fn encode_into(out: &mut Vec<u8>, mut encode: impl FnMut(&mut [u8]) -> Result<us
 macro_rules! drive {
     ($conn:ty) => {
         impl Drive for $conn {
-            fn drive(
-                &mut self,
-                incoming: &mut Vec<u8>,
-                out: &mut Vec<u8>,
-                held: &mut Vec<u8>,
-                spoke: &mut bool,
-            ) -> Result<Step, rustls::Error> {
+            fn drive(&mut self, h: &mut HandshakeInput<'_>) -> Result<Step, rustls::Error> {
                 loop {
-                    let status = self.process_tls_records(&mut incoming[..]);
+                    let fed = *h.fed;
+                    let status = self.process_tls_records(&mut h.incoming[..fed]);
                     let discard = status.discard;
-                    let mut extra = 0;
                     let state = match status.state {
                         Ok(state) => state,
                         Err(e) => {
                             // The alert rustls queued for it comes out of the next call (over
                             // the same bytes: rustls keeps its place in them).
-                            let before = out.len();
+                            let before = h.out.len();
                             if let Ok(ConnectionState::EncodeTlsData(mut encode)) =
-                                self.process_tls_records(&mut incoming[..]).state
+                                self.process_tls_records(&mut h.incoming[..fed]).state
                             {
-                                encode_into(out, |b| encode.encode(b));
+                                encode_into(h.out, |b| encode.encode(b));
                             }
-                            if out.len() == before && !*spoke {
+                            let theirs = matches!(e, rustls::Error::AlertReceived(_));
+                            if h.out.len() == before && !*h.spoke && !theirs {
                                 // rustls queues none for some malformed first flights (a
                                 // ClientHello too large, say); nothing is encrypted yet, so
                                 // the alert goes in plaintext.
@@ -1047,15 +1081,16 @@ macro_rules! drive {
                                     rustls::Error::InvalidMessage(_) => DECODE_ERROR,
                                     _ => HANDSHAKE_FAILURE,
                                 };
-                                out.extend_from_slice(&[ALERT, 3, 3, 0, 2, FATAL, description]);
+                                h.out
+                                    .extend_from_slice(&[ALERT, 3, 3, 0, 2, FATAL, description]);
                             }
                             return Err(e);
                         }
                     };
                     let step = match state {
                         ConnectionState::EncodeTlsData(mut encode) => {
-                            encode_into(out, |b| encode.encode(b));
-                            *spoke = true;
+                            encode_into(h.out, |b| encode.encode(b));
+                            *h.spoke = true;
                             None
                         }
                         ConnectionState::TransmitTlsData(transmit) => {
@@ -1063,30 +1098,33 @@ macro_rules! drive {
                             transmit.done();
                             None
                         }
-                        ConnectionState::BlockedHandshake => Some(Step::Blocked),
                         ConnectionState::WriteTraffic(_) => Some(Step::Done),
+                        ConnectionState::BlockedHandshake => Some(Step::Blocked),
                         ConnectionState::PeerClosed | ConnectionState::Closed => Some(Step::Closed),
-                        // Application data that came with the handshake's last message
-                        // (a client's request right behind its Finished): rustls has
-                        // decrypted it already, so it is handed out from `held`.
-                        ConnectionState::ReadTraffic(mut read) => {
-                            while let Some(record) = read.next_record() {
-                                let record = record?;
-                                extra += record.discard;
-                                held.extend_from_slice(record.payload);
-                            }
-                            None
-                        }
-                        // 0-RTT is off.
+                        // Application data cannot come: rustls gets nothing after the
+                        // handshake's last record, and 0-RTT is off (`TlsConfig`).
                         _ => {
                             return Err(rustls::Error::General(
-                                "early data in the TLS handshake".into(),
+                                "application data inside the TLS handshake".into(),
                             ))
                         }
                     };
-                    incoming.drain(..discard + extra);
-                    if let Some(step) = step {
-                        return Ok(step);
+                    h.incoming.drain(..discard);
+                    *h.fed -= discard;
+                    // Over only when rustls says so: a server configured to send data before
+                    // the client's Finished (half-RTT) may write earlier.
+                    let step = match step {
+                        Some(Step::Done) if self.is_handshaking() => Some(Step::Blocked),
+                        step => step,
+                    };
+                    match step {
+                        None => {}
+                        Some(Step::Blocked) => match next_record(h.incoming, *h.fed) {
+                            // One more record for rustls.
+                            Some(end) => *h.fed = end,
+                            None => return Ok(Step::Blocked),
+                        },
+                        Some(step) => return Ok(step),
                     }
                 }
             }
