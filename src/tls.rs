@@ -1,6 +1,7 @@
 //! TLS (`wss://`) with [rustls](https://docs.rs/rustls) on its `aws-lc-rs` crypto provider
-//! (feature `tls`): the server's certificate and key ([`TlsConfig`]) and PEM loading shared by
-//! the server and the client.
+//! (feature `tls`): the server's certificate and key ([`TlsConfig`]), PEM loading shared by
+//! the server and the client, and [`Session`], TLS for an event loop (rustls' handshake, then
+//! this crate's own records), which the server's TLS listeners use.
 //!
 //! ```no_run
 //! use rfc6455::server::Builder;
