@@ -554,6 +554,12 @@ struct Counted<'a> {
     reads: usize,
 }
 
+impl<'a> Counted<'a> {
+    fn new(bytes: &'a [u8]) -> Counted<'a> {
+        Counted { bytes, reads: 0 }
+    }
+}
+
 impl Read for Counted<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.reads += 1;
@@ -619,10 +625,7 @@ fn only(suite: rustls::CipherSuite) -> Arc<rustls::crypto::CryptoProvider> {
 fn session_and_client(suite: rustls::CipherSuite) -> (Session, rustls::ClientConnection) {
     let (mut session, mut client) = session_and_client_before_finished(suite);
     let wire = flight(&mut client);
-    let mut socket = Counted {
-        bytes: &wire,
-        reads: 0,
-    };
+    let mut socket = Counted::new(&wire);
     let mut buf = vec![0u8; 1024];
     match session.read(&mut socket, &mut buf) {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -654,10 +657,7 @@ fn session_and_client_before_finished(
     let mut buf = vec![0u8; 64 * 1024];
     for _ in 0..10 {
         let wire = flight(&mut client);
-        let mut socket = Counted {
-            bytes: &wire,
-            reads: 0,
-        };
+        let mut socket = Counted::new(&wire);
         match session.read(&mut socket, &mut buf) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             other => panic!("plaintext during the handshake: {other:?}"),
@@ -711,10 +711,7 @@ fn session_records_agree_with_rustls_in_every_suite() {
         client.set_buffer_limit(None);
         client.writer().write_all(&sent).unwrap();
         let wire = flight(&mut client);
-        let mut socket = Counted {
-            bytes: &wire,
-            reads: 0,
-        };
+        let mut socket = Counted::new(&wire);
         let got = read_all(&mut session, &mut socket, &mut buf);
         assert!(
             got == sent,
@@ -757,10 +754,7 @@ fn session_records_agree_with_rustls_in_every_suite() {
         );
         client.send_close_notify();
         let wire = flight(&mut client);
-        let mut socket = Counted {
-            bytes: &wire,
-            reads: 0,
-        };
+        let mut socket = Counted::new(&wire);
         assert_eq!(
             session.read(&mut socket, &mut buf).unwrap().len,
             0,
@@ -779,10 +773,7 @@ fn session_says_when_the_socket_is_empty() {
     let mut buf = vec![0u8; 64 * 1024];
     client.writer().write_all(b"hello").unwrap();
     let wire = flight(&mut client);
-    let mut socket = Counted {
-        bytes: &wire,
-        reads: 0,
-    };
+    let mut socket = Counted::new(&wire);
     let read = session.read(&mut socket, &mut buf).unwrap();
     assert_eq!(&buf[..read.len], b"hello");
     assert!(read.drained, "one short read of a whole record: {read:?}");
@@ -790,20 +781,14 @@ fn session_says_when_the_socket_is_empty() {
 
     client.writer().write_all(&[7u8; 1000]).unwrap();
     let wire = flight(&mut client);
-    let mut socket = Counted {
-        bytes: &wire[..500],
-        reads: 0,
-    };
+    let mut socket = Counted::new(&wire[..500]);
     match session.read(&mut socket, &mut buf) {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         other => panic!("half a record: {other:?}"),
     }
     // Read again (a FIN may wait behind half a record: see the next test).
     assert_eq!(socket.reads, 2, "half a record");
-    let mut socket = Counted {
-        bytes: &wire[500..],
-        reads: 0,
-    };
+    let mut socket = Counted::new(&wire[500..]);
     let read = session.read(&mut socket, &mut buf).unwrap();
     assert_eq!(&buf[..read.len], &[7u8; 1000][..]);
     assert!(read.drained, "the rest of the record: {read:?}");
@@ -813,10 +798,7 @@ fn session_says_when_the_socket_is_empty() {
     client.set_buffer_limit(None);
     client.writer().write_all(&[1u8; 100_000]).unwrap();
     let wire = flight(&mut client);
-    let mut socket = Counted {
-        bytes: &wire,
-        reads: 0,
-    };
+    let mut socket = Counted::new(&wire);
     let read = session.read(&mut socket, &mut buf).unwrap();
     assert!(read.len > 0 && !read.drained, "a full read: {read:?}");
     let got = read.len + read_all(&mut session, &mut socket, &mut buf).len();
@@ -851,13 +833,29 @@ fn session_returns_after_close_notify_and_junk() {
     client.send_close_notify();
     let mut wire = flight(&mut client);
     wire.extend_from_slice(&[0x17; 8192]);
-    let mut socket = Counted {
-        bytes: &wire,
-        reads: 0,
-    };
+    let mut socket = Counted::new(&wire);
     let read = session.read(&mut socket, &mut buf).unwrap();
     assert_eq!(&buf[..read.len], b"last words");
     assert_eq!(session.read(&mut socket, &mut buf).unwrap().len, 0);
+}
+
+/// The client asks for a KeyUpdate and sends data under its new key; the session reads it,
+/// answers, and its next data is read by the client.
+fn key_update_both_ways(session: &mut Session, client: &mut rustls::ClientConnection) {
+    let mut buf = vec![0u8; 64 * 1024];
+    client.refresh_traffic_keys().unwrap();
+    client.writer().write_all(b"under the new key").unwrap();
+    let wire = flight(client);
+    let mut socket = Counted::new(&wire);
+    assert_eq!(
+        read_all(session, &mut socket, &mut buf),
+        b"under the new key"
+    );
+    session
+        .write_vectored(&[std::io::IoSlice::new(b"our answer")])
+        .unwrap();
+    let back = feed(client, &session_flight(session)).unwrap();
+    assert_eq!(back, b"our answer");
 }
 
 /// TLS 1.3 KeyUpdate both ways: the client asks for one (update_requested); the session moves
@@ -867,30 +865,12 @@ fn session_follows_and_answers_a_key_update() {
     let (mut session, mut client) =
         session_and_client(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
     let mut buf = vec![0u8; 64 * 1024];
-    client.refresh_traffic_keys().unwrap();
-    client.writer().write_all(b"under the new key").unwrap();
-    let wire = flight(&mut client);
-    let mut socket = Counted {
-        bytes: &wire,
-        reads: 0,
-    };
-    assert_eq!(
-        read_all(&mut session, &mut socket, &mut buf),
-        b"under the new key"
-    );
-    session
-        .write_vectored(&[std::io::IoSlice::new(b"and ours")])
-        .unwrap();
-    let back = feed(&mut client, &session_flight(&mut session)).unwrap();
-    assert_eq!(back, b"and ours");
+    key_update_both_ways(&mut session, &mut client);
     // And the client's key after that one.
     client.refresh_traffic_keys().unwrap();
     client.writer().write_all(b"again").unwrap();
     let wire = flight(&mut client);
-    let mut socket = Counted {
-        bytes: &wire,
-        reads: 0,
-    };
+    let mut socket = Counted::new(&wire);
     assert_eq!(read_all(&mut session, &mut socket, &mut buf), b"again");
 }
 
@@ -921,10 +901,7 @@ fn session_refuses_bad_records_with_their_alert() {
         client.writer().write_all(b"a message").unwrap();
         let mut wire = flight(&mut client);
         spoil(&mut wire);
-        let mut socket = Counted {
-            bytes: &wire,
-            reads: 0,
-        };
+        let mut socket = Counted::new(&wire);
         match session.read(&mut socket, &mut buf) {
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {}
             other => panic!("{name}: {other:?}"),
@@ -955,10 +932,7 @@ fn client_session_keeps_tickets_and_resumes() {
         for _ in 0..10 {
             feed(&mut server, &session_flight(&mut session)).unwrap();
             let wire = flight(&mut server);
-            let mut socket = Counted {
-                bytes: &wire,
-                reads: 0,
-            };
+            let mut socket = Counted::new(&wire);
             let _ = read_all(&mut session, &mut socket, &mut buf);
             if !session.is_handshaking() && !server.is_handshaking() {
                 break;
@@ -973,10 +947,7 @@ fn client_session_keeps_tickets_and_resumes() {
         // Data both ways, and the tickets the server sends now.
         server.writer().write_all(b"from the server").unwrap();
         let wire = flight(&mut server);
-        let mut socket = Counted {
-            bytes: &wire,
-            reads: 0,
-        };
+        let mut socket = Counted::new(&wire);
         assert_eq!(
             read_all(&mut session, &mut socket, &mut buf),
             b"from the server"
@@ -1008,10 +979,7 @@ fn session_refuses_endless_key_updates() {
             client.writer().write_all(b"still here").unwrap();
             wire.extend_from_slice(&flight(&mut client));
         }
-        let mut socket = Counted {
-            bytes: &wire,
-            reads: 0,
-        };
+        let mut socket = Counted::new(&wire);
         let mut got = Vec::new();
         let end = loop {
             match session.read(&mut socket, &mut buf) {
@@ -1065,10 +1033,7 @@ fn session_survives_damaged_records() {
                 _ => wire.insert(at, next() as u8),
             }
         }
-        let mut socket = Counted {
-            bytes: &wire,
-            reads: 0,
-        };
+        let mut socket = Counted::new(&wire);
         let mut buf = vec![0u8; 1 + (next() % 70_000) as usize];
         for _ in 0..10_000 {
             match session.read(&mut socket, &mut buf) {
@@ -1098,10 +1063,7 @@ fn session_opens_what_comes_with_the_finished() {
     client.writer().write_all(b"a request").unwrap();
     client.send_close_notify();
     let wire = flight(&mut client);
-    let mut socket = Counted {
-        bytes: &wire,
-        reads: 0,
-    };
+    let mut socket = Counted::new(&wire);
     let mut got = Vec::new();
     let end = loop {
         match session.read(&mut socket, &mut buf) {
@@ -1116,20 +1078,5 @@ fn session_opens_what_comes_with_the_finished() {
     assert!(!session.is_handshaking());
 
     let (mut session, mut client) = session_and_client_before_finished(suite);
-    client.refresh_traffic_keys().unwrap();
-    client.writer().write_all(b"under the new key").unwrap();
-    let wire = flight(&mut client);
-    let mut socket = Counted {
-        bytes: &wire,
-        reads: 0,
-    };
-    assert_eq!(
-        read_all(&mut session, &mut socket, &mut buf),
-        b"under the new key"
-    );
-    session
-        .write_vectored(&[std::io::IoSlice::new(b"our answer")])
-        .unwrap();
-    let back = feed(&mut client, &session_flight(&mut session)).unwrap();
-    assert_eq!(back, b"our answer");
+    key_update_both_ways(&mut session, &mut client);
 }

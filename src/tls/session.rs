@@ -694,30 +694,8 @@ impl Session {
     fn take_keys(&mut self) -> io::Result<()> {
         let state = std::mem::replace(&mut self.state, State::Failed);
         let taken = match state {
-            State::Server(h) => {
-                let Handshake {
-                    conn,
-                    mut incoming,
-                    fed,
-                    ..
-                } = *h;
-                incoming.drain(..fed);
-                let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
-                conn.dangerous_into_kernel_connection()
-                    .map(|(secrets, kernel)| (incoming, secrets, Kernel::Server(kernel), resumed))
-            }
-            State::Client(h) => {
-                let Handshake {
-                    conn,
-                    mut incoming,
-                    fed,
-                    ..
-                } = *h;
-                incoming.drain(..fed);
-                let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
-                conn.dangerous_into_kernel_connection()
-                    .map(|(secrets, kernel)| (incoming, secrets, Kernel::Client(kernel), resumed))
-            }
+            State::Server(h) => hand_over(*h, Kernel::Server),
+            State::Client(h) => hand_over(*h, Kernel::Client),
             other => {
                 self.state = other;
                 return Ok(());
@@ -1008,8 +986,31 @@ enum Step {
 /// and no more once the handshake is over, so that everything after the handshake's last
 /// message (application data, a KeyUpdate, close_notify) is left for the session's own
 /// records: rustls must not answer or buffer any of it, its keys are about to be taken.
-trait Drive {
+trait Drive: Sized {
+    type Data;
     fn drive(&mut self, h: &mut HandshakeInput<'_>) -> Result<Step, rustls::Error>;
+    fn resumed(&self) -> bool;
+    fn into_kernel(
+        self,
+    ) -> Result<(rustls::ExtractedSecrets, KernelConnection<Self::Data>), rustls::Error>;
+}
+
+/// The keys out of a finished handshake: what followed it (unread by rustls), the secrets,
+/// the `KernelConnection`, whether it resumed.
+fn hand_over<C: Drive>(
+    h: Handshake<C>,
+    kernel: fn(KernelConnection<C::Data>) -> Kernel,
+) -> Result<(Vec<u8>, rustls::ExtractedSecrets, Kernel, bool), rustls::Error> {
+    let Handshake {
+        conn,
+        mut incoming,
+        fed,
+        ..
+    } = h;
+    incoming.drain(..fed);
+    let resumed = conn.resumed();
+    let (secrets, k) = conn.into_kernel()?;
+    Ok((incoming, secrets, kernel(k), resumed))
 }
 
 /// What [`Drive::drive`] works on.
@@ -1054,8 +1055,20 @@ fn encode_into(out: &mut Vec<u8>, mut encode: impl FnMut(&mut [u8]) -> Result<us
 }
 
 macro_rules! drive {
-    ($conn:ty) => {
+    ($conn:ty, $data:ty) => {
         impl Drive for $conn {
+            type Data = $data;
+
+            fn resumed(&self) -> bool {
+                self.handshake_kind() == Some(HandshakeKind::Resumed)
+            }
+
+            fn into_kernel(
+                self,
+            ) -> Result<(rustls::ExtractedSecrets, KernelConnection<$data>), rustls::Error> {
+                self.dangerous_into_kernel_connection()
+            }
+
             fn drive(&mut self, h: &mut HandshakeInput<'_>) -> Result<Step, rustls::Error> {
                 loop {
                     let fed = *h.fed;
@@ -1132,5 +1145,5 @@ macro_rules! drive {
     };
 }
 
-drive!(UnbufferedServerConnection);
-drive!(UnbufferedClientConnection);
+drive!(UnbufferedServerConnection, ServerConnectionData);
+drive!(UnbufferedClientConnection, ClientConnectionData);
