@@ -1,6 +1,6 @@
 //! The seam between the loop and the bytes on the wire: plain TCP, or a TLS
-//! [`crate::tls::Session`] over the same non-blocking socket (feature `tls`). The loop reads and writes plaintext
-//! through a [`Transport`]; handlers and topics never see which it is.
+//! [`crate::tls::Session`] over the same non-blocking socket (feature `tls`). The loop reads
+//! and writes plaintext through a [`Transport`]; handlers and topics never see which it is.
 //!
 //! - **Plain**: reads and writes are the socket's; the zero-copy paths (`send_through`
 //!   writing from the read buffer) write to the socket itself.

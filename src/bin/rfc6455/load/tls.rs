@@ -1,9 +1,9 @@
 //! `wss://` for the load tool: a non-blocking socket that is plain TCP or a
 //! `rfc6455::tls::Session` (rustls' handshake, then the library's own records) over it, with
-//! the socket's own interface (read, write, register), so the worker's loop does not change. Like a socket, `write` takes plaintext
-//! only once the records of the last write have gone (`WouldBlock` until then); `flush`
-//! pushes records still waiting, and `read` does too, first (TLS answers reads with writes:
-//! handshake messages, tickets, key updates).
+//! the socket's own interface (read, write, register), so the worker's loop does not change.
+//! Like a socket, `write` takes plaintext only once the records of the last write have gone
+//! (`WouldBlock` until then); `flush` pushes records still waiting, and `read` does too,
+//! first (TLS answers reads with writes: handshake messages, key updates).
 
 use mio::event::Source;
 use mio::net::TcpStream;
