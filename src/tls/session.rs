@@ -255,15 +255,8 @@ impl Session {
             // The socket's next bytes are for the next call.
             return Ok(done(filled));
         }
-        if self.is_handshaking() {
-            if self.read_handshake(socket)? {
-                return Ok(done(0));
-            }
-            // Application data that came with the handshake's end.
-            let filled = self.take_held(buf);
-            if filled > 0 {
-                return Ok(done(filled));
-            }
+        if self.is_handshaking() && self.read_handshake(socket)? {
+            return Ok(done(0));
         }
         if matches!(self.state, State::Failed) {
             return Err(failed());
@@ -703,10 +696,7 @@ impl Session {
         };
         let (incoming, secrets, kernel, resumed) =
             taken.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let tls13 = match &kernel {
-            Kernel::Server(k) => k.protocol_version(),
-            Kernel::Client(k) => k.protocol_version(),
-        } == ProtocolVersion::TLSv1_3;
+        let tls13 = kernel.tls13();
         let (Some(rx), Some(tx)) = (
             Direction::new(secrets.rx.0, secrets.rx.1),
             Direction::new(secrets.tx.0, secrets.tx.1),
@@ -716,7 +706,7 @@ impl Session {
                 "a TLS cipher suite this crate does not seal",
             ));
         };
-        let left = confidentiality_limit(&kernel);
+        let left = kernel.confidentiality_limit();
         self.state = State::Records(Box::new(Records {
             kernel,
             rx,
@@ -772,14 +762,7 @@ impl Records {
                     if !messages.is_empty() {
                         return Err(Fatal(UNEXPECTED_MESSAGE, "data after a TLS KeyUpdate"));
                     }
-                    let next = match kernel {
-                        Kernel::Server(k) => k.update_rx_secret(),
-                        Kernel::Client(k) => k.update_rx_secret(),
-                    };
-                    self.rx = next
-                        .ok()
-                        .and_then(|(seq, secrets)| Direction::new(seq, secrets))
-                        .ok_or(Fatal(INTERNAL_ERROR, "a TLS key update failed"))?;
+                    self.rx = kernel.next_keys(false)?;
                     if asked {
                         self.update_due = true;
                     }
@@ -804,15 +787,8 @@ impl Records {
         let start = out.len();
         out.extend_from_slice(&[HANDSHAKE, 3, 3, 0, 0, KEY_UPDATE, 0, 0, 1, 0]);
         self.seal_record(out, start, HANDSHAKE);
-        let next = match &mut self.kernel {
-            Kernel::Server(k) => k.update_tx_secret(),
-            Kernel::Client(k) => k.update_tx_secret(),
-        };
-        self.tx = next
-            .ok()
-            .and_then(|(seq, secrets)| Direction::new(seq, secrets))
-            .ok_or(Fatal(INTERNAL_ERROR, "a TLS key update failed"))?;
-        self.left = confidentiality_limit(&self.kernel);
+        self.tx = self.kernel.next_keys(true)?;
+        self.left = self.kernel.confidentiality_limit();
         self.update_due = false;
         Ok(())
     }
@@ -957,17 +933,41 @@ fn failed() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, "the TLS connection failed")
 }
 
-/// Records one key may seal: the suite's confidentiality limit, renewed a sixteenth early.
-fn confidentiality_limit(kernel: &Kernel) -> u64 {
-    let suite = match kernel {
-        Kernel::Server(k) => k.negotiated_cipher_suite(),
-        Kernel::Client(k) => k.negotiated_cipher_suite(),
-    };
-    let limit = match suite {
-        SupportedCipherSuite::Tls13(s) => s.common.confidentiality_limit,
-        SupportedCipherSuite::Tls12(s) => s.common.confidentiality_limit,
-    };
-    (limit - limit / 16).max(1)
+impl Kernel {
+    fn tls13(&self) -> bool {
+        let version = match self {
+            Kernel::Server(k) => k.protocol_version(),
+            Kernel::Client(k) => k.protocol_version(),
+        };
+        version == ProtocolVersion::TLSv1_3
+    }
+
+    /// Records one key may seal: the suite's confidentiality limit, renewed a sixteenth
+    /// early.
+    fn confidentiality_limit(&self) -> u64 {
+        let suite = match self {
+            Kernel::Server(k) => k.negotiated_cipher_suite(),
+            Kernel::Client(k) => k.negotiated_cipher_suite(),
+        };
+        let limit = match suite {
+            SupportedCipherSuite::Tls13(s) => s.common.confidentiality_limit,
+            SupportedCipherSuite::Tls12(s) => s.common.confidentiality_limit,
+        };
+        (limit - limit / 16).max(1)
+    }
+
+    /// The next transmit (`tx`) or receive keys, after a TLS 1.3 KeyUpdate.
+    fn next_keys(&mut self, tx: bool) -> Result<Direction, Fatal> {
+        let next = match (self, tx) {
+            (Kernel::Server(k), true) => k.update_tx_secret(),
+            (Kernel::Server(k), false) => k.update_rx_secret(),
+            (Kernel::Client(k), true) => k.update_tx_secret(),
+            (Kernel::Client(k), false) => k.update_rx_secret(),
+        };
+        next.ok()
+            .and_then(|(seq, secrets)| Direction::new(seq, secrets))
+            .ok_or(Fatal(INTERNAL_ERROR, "a TLS key update failed"))
+    }
 }
 
 enum Step {
