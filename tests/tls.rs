@@ -692,8 +692,10 @@ fn read_all(session: &mut Session, socket: &mut Counted<'_>, buf: &mut [u8]) -> 
 
 /// Our records against rustls' own in both directions, in every suite of both versions:
 /// 300,000 bytes from a rustls client come out of the session byte for byte, in socket reads
-/// of up to 64 KiB (rustls' `read_tls` takes 4 KiB); 300,000 bytes sealed by the session from
-/// pairs of slices come out of the client; close_notify each way.
+/// of up to 64 KiB (rustls' `read_tls` takes 4 KiB), opened straight into the caller's buffer
+/// and (a buffer smaller than a record) in place and handed out in pieces; 300,000 bytes
+/// sealed by the session from pairs of slices come out of the client, in records gathered
+/// from both slices and in records sealed from one; close_notify each way.
 #[test]
 fn session_records_agree_with_rustls_in_every_suite() {
     use rustls::CipherSuite::*;
@@ -707,42 +709,54 @@ fn session_records_agree_with_rustls_in_every_suite() {
         TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
     ] {
         let (mut session, mut client) = session_and_client(suite);
-        let mut buf = vec![0u8; 64 * 1024];
         client.set_buffer_limit(None);
-        client.writer().write_all(&sent).unwrap();
-        let wire = flight(&mut client);
-        let mut socket = Counted::new(&wire);
-        let got = read_all(&mut session, &mut socket, &mut buf);
-        assert!(
-            got == sent,
-            "{suite:?}: {} bytes, not what was sent",
-            got.len()
-        );
-        let most = wire.len().div_ceil(44 * 1024) + 2;
-        assert!(
-            socket.reads <= most,
-            "{suite:?}: {} socket reads for {} bytes",
-            socket.reads,
-            wire.len()
-        );
+        for room in [64 * 1024, 1000] {
+            let mut buf = vec![0u8; room];
+            client.writer().write_all(&sent).unwrap();
+            let wire = flight(&mut client);
+            let mut socket = Counted::new(&wire);
+            let got = read_all(&mut session, &mut socket, &mut buf);
+            assert!(
+                got == sent,
+                "{suite:?}, {room}-byte buffer: {} bytes, not what was sent",
+                got.len()
+            );
+            if room == 64 * 1024 {
+                let most = wire.len().div_ceil(44 * 1024) + 2;
+                assert!(
+                    socket.reads <= most,
+                    "{suite:?}: {} socket reads for {} bytes",
+                    socket.reads,
+                    wire.len()
+                );
+            }
+        }
+        let mut buf = vec![0u8; 64 * 1024];
 
         // Sealed from two slices at a time (a frame header and its payload, as the server
-        // writes them), up to 64 KiB a call.
-        let mut written = 0;
-        let mut wire = Vec::new();
-        while written < sent.len() {
-            let rest = &sent[written..];
-            let (a, b) = rest.split_at(rest.len().min(3));
-            let slices = [std::io::IoSlice::new(a), std::io::IoSlice::new(b)];
-            written += session.write_vectored(&slices).unwrap();
-            wire.extend_from_slice(&session_flight(&mut session));
+        // writes them), up to 64 KiB a call: 3 bytes and the rest (the first record gathered
+        // from both), then 4 bytes and 16 KiB (two records either way: one from each slice).
+        for head in [3, 4] {
+            let mut written = 0;
+            let mut wire = Vec::new();
+            while written < sent.len() {
+                let rest = &sent[written..];
+                let (a, b) = rest.split_at(rest.len().min(head));
+                let b = match head {
+                    3 => b,
+                    _ => &b[..b.len().min(16 * 1024)],
+                };
+                let slices = [std::io::IoSlice::new(a), std::io::IoSlice::new(b)];
+                written += session.write_vectored(&slices).unwrap();
+                wire.extend_from_slice(&session_flight(&mut session));
+            }
+            let back = feed(&mut client, &wire).unwrap();
+            assert!(
+                back == sent,
+                "{suite:?}, {head}-byte heads: the client read {} bytes, not ours",
+                back.len()
+            );
         }
-        let back = feed(&mut client, &wire).unwrap();
-        assert!(
-            back == sent,
-            "{suite:?}: the client read {} bytes, not ours",
-            back.len()
-        );
 
         session.send_close_notify();
         feed(&mut client, &session_flight(&mut session)).unwrap();

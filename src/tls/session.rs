@@ -73,8 +73,8 @@ std::thread_local! {
     /// Ciphertext is read here and decrypted in place; the end of a record that a read cut
     /// in two moves to its session until the next read.
     static READ: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-    /// A spare outgoing buffer: a session takes it to seal records into and gives it back
-    /// once they are all written, so that an idle session holds none.
+    /// A spare outgoing buffer ([`Outgoing::buf`]): a session takes it to seal records into
+    /// and gives it back once they are all written, so that an idle session holds none.
     static SPARE_OUT: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
@@ -107,9 +107,8 @@ std::thread_local! {
 /// ```
 pub struct Session {
     state: State,
-    /// Sealed records not yet written, from `out_start`.
-    out: Vec<u8>,
-    out_start: usize,
+    /// Sealed records not yet written.
+    out: Outgoing,
     /// Received bytes not yet opened: the end of a record a read cut in two.
     partial: Vec<u8>,
     /// Plaintext decrypted that the caller's buffer had no room for, from `held_start`.
@@ -170,12 +169,22 @@ struct Direction {
 
 /// What opening a record gave.
 enum Opened {
-    /// Plaintext at this range of the record.
-    Data(Range<usize>),
+    /// Plaintext: this many bytes at the start of the room given.
+    Direct(usize),
+    /// Plaintext at this range of the record (opened in place: the room was too small).
+    InPlace(Range<usize>),
     /// A record with nothing for the caller (a handshake message, user_canceled).
     Nothing,
     /// close_notify.
     Closed,
+}
+
+/// Where [`Direction::open`] puts the plaintext.
+enum Out<'a> {
+    /// Over the ciphertext.
+    InPlace,
+    /// Into this slice, as long as the ciphertext.
+    To(&'a mut [u8]),
 }
 
 /// A fatal TLS error: the alert to send ([`NO_ALERT`] for none), and what to say.
@@ -213,8 +222,7 @@ impl Session {
     fn new(state: State) -> Session {
         Session {
             state,
-            out: Vec::new(),
-            out_start: 0,
+            out: Outgoing::default(),
             partial: Vec::new(),
             held: Vec::new(),
             held_start: 0,
@@ -236,7 +244,7 @@ impl Session {
 
     /// Whether sealed records wait to be written to the socket.
     pub fn wants_write(&self) -> bool {
-        self.out_start < self.out.len()
+        !self.out.waiting().is_empty()
     }
 
     /// Reads plaintext, as a socket's `read`: `len == 0` at the end of the stream (the peer's
@@ -341,7 +349,12 @@ impl Session {
         let mut at = 0;
         let mut filled = 0;
         while !self.eof {
-            let record = match self.open_record(&mut data[at..]) {
+            // Straight into `buf` while nothing is held (held plaintext comes first).
+            let room = match self.held.is_empty() {
+                true => &mut buf[filled..],
+                false => &mut [][..],
+            };
+            let record = match self.open_record(&mut data[at..], room) {
                 Ok(Some(record)) => record,
                 Ok(None) => break,
                 Err(Fatal(alert, what)) => {
@@ -355,7 +368,8 @@ impl Session {
             };
             let (opened, length) = record;
             match opened {
-                Opened::Data(range) => {
+                Opened::Direct(n) => filled += n,
+                Opened::InPlace(range) => {
                     let plain = &data[at + range.start..at + range.end];
                     let fits = plain.len().min(buf.len() - filled);
                     buf[filled..filled + fits].copy_from_slice(&plain[..fits]);
@@ -371,7 +385,13 @@ impl Session {
     }
 
     /// Opens the record at the start of `data` if it is whole: what it gave, and its length.
-    fn open_record(&mut self, data: &mut [u8]) -> Result<Option<(Opened, usize)>, Fatal> {
+    /// The plaintext goes straight into `room` if it is large enough (one pass over the
+    /// bytes), else it is opened in place.
+    fn open_record(
+        &mut self,
+        data: &mut [u8],
+        room: &mut [u8],
+    ) -> Result<Option<(Opened, usize)>, Fatal> {
         let State::Records(records) = &mut self.state else {
             return Err(Fatal(INTERNAL_ERROR, "the TLS connection failed"));
         };
@@ -390,27 +410,52 @@ impl Session {
         if data.len() < HEADER + len {
             return Ok(None);
         }
+        // Every TLS 1.3 record is application_data outside; a ChangeCipherSpec is allowed
+        // only during the handshake (§5).
+        if records.tls13 && kind != APPLICATION_DATA {
+            return Err(Fatal(
+                UNEXPECTED_MESSAGE,
+                "a TLS record of an unexpected type",
+            ));
+        }
         let (header, body) = data[..HEADER + len].split_at_mut(HEADER);
         let header = [header[0], header[1], header[2], header[3], header[4]];
-        let (kind, range) = if records.tls13 {
-            // Every record is application_data outside; a ChangeCipherSpec is allowed only
-            // during the handshake (§5).
-            if kind != APPLICATION_DATA {
-                return Err(Fatal(
-                    UNEXPECTED_MESSAGE,
-                    "a TLS record of an unexpected type",
-                ));
-            }
-            let (kind, plain) = records.rx.open13(&header, body)?;
-            (kind, HEADER..HEADER + plain)
-        } else {
-            let plain = records.rx.open12(kind, &header, body)?;
-            (kind, HEADER + plain.start..HEADER + plain.end)
+        let explicit = records.rx.explicit(records.tls13);
+        let Some(sealed) = body.len().checked_sub(explicit + TAG) else {
+            return Err(Fatal(BAD_RECORD_MAC, "a TLS record that does not decrypt"));
         };
-        if range.len() > MAX_PLAINTEXT {
+        let (explicit_nonce, rest) = body.split_at_mut(explicit);
+        let (ciphertext, tag) = rest.split_at_mut(sealed);
+        let direct = room.len() >= sealed;
+        let out = match direct {
+            true => Out::To(&mut room[..sealed]),
+            false => Out::InPlace,
+        };
+        records
+            .rx
+            .open(records.tls13, &header, explicit_nonce, ciphertext, tag, out)?;
+        let plain: &[u8] = match direct {
+            true => &room[..sealed],
+            false => ciphertext,
+        };
+        // TLS 1.3: the inner content type is the last byte that is not padding (§5.2).
+        let (kind, content) = match records.tls13 {
+            true => match plain.iter().rposition(|&b| b != 0) {
+                Some(end) => (plain[end], end),
+                None => {
+                    return Err(Fatal(
+                        UNEXPECTED_MESSAGE,
+                        "a TLS record without a content type",
+                    ))
+                }
+            },
+            false => (kind, sealed),
+        };
+        let plain = &plain[..content];
+        if content > MAX_PLAINTEXT {
             return Err(Fatal(RECORD_OVERFLOW, "a TLS record over the size limit"));
         }
-        if kind == APPLICATION_DATA && !range.is_empty() {
+        if kind == APPLICATION_DATA && content > 0 {
             records.idle = 0;
         } else {
             records.idle += 1;
@@ -422,15 +467,19 @@ impl Session {
             }
         }
         let opened = match kind {
-            APPLICATION_DATA => Opened::Data(range),
-            ALERT => match &data[range] {
+            APPLICATION_DATA if direct => Opened::Direct(content),
+            APPLICATION_DATA => {
+                let start = HEADER + explicit;
+                Opened::InPlace(start..start + content)
+            }
+            ALERT => match plain {
                 [_, CLOSE_NOTIFY] => Opened::Closed,
                 [WARNING, USER_CANCELED] => Opened::Nothing,
                 [_, _] => return Err(Fatal(NO_ALERT, "the peer sent a fatal TLS alert")),
                 _ => return Err(Fatal(DECODE_ERROR, "a TLS alert of the wrong length")),
             },
             HANDSHAKE if records.tls13 => {
-                records.on_handshake(&data[range])?;
+                records.on_handshake(plain)?;
                 Opened::Nothing
             }
             _ => {
@@ -468,7 +517,7 @@ impl Session {
                 };
             }
         }
-        if self.out.len() - self.out_start >= OUT_LIMIT {
+        if self.out.waiting().len() >= OUT_LIMIT {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let mut out = self.take_out();
@@ -478,14 +527,27 @@ impl Session {
     }
 
     /// Seals `bufs` into `out` while less than `limit` bytes of records wait there.
-    fn seal(&mut self, out: &mut Vec<u8>, bufs: &[IoSlice<'_>], limit: usize) -> io::Result<usize> {
+    ///
+    /// A record whose content lies in one slice is sealed from it straight into `out` (one
+    /// pass over the bytes); one gathered from several slices is copied into `out` and sealed
+    /// there. A short slice before a long one (a frame header before its payload) becomes a
+    /// record of its own where that adds no record (a 16 KiB payload behind its header is two
+    /// records either way), so that the payload's records come from one slice.
+    fn seal(
+        &mut self,
+        out: &mut Outgoing,
+        bufs: &[IoSlice<'_>],
+        limit: usize,
+    ) -> io::Result<usize> {
         let State::Records(records) = &mut self.state else {
             return Err(failed());
         };
         let mut taken = 0;
         let mut chunks = bufs.iter().map(|b| &b[..]).filter(|b| !b.is_empty());
         let mut current = chunks.next().unwrap_or(&[]);
-        while !current.is_empty() && out.len() - self.out_start < limit {
+        // Bytes offered and not yet sealed, `current` included.
+        let mut left: usize = bufs.iter().map(|b| b.len()).sum();
+        while !current.is_empty() && out.waiting().len() < limit {
             if records.update_due || records.left == 0 {
                 if !records.tls13 {
                     if taken > 0 {
@@ -499,23 +561,38 @@ impl Session {
                     .update_tx(out)
                     .map_err(|Fatal(_, what)| io::Error::other(what))?;
             }
-            // One record: up to 16 KiB of the caller's slices behind the header.
             let start = out.len();
             out.extend_from_slice(&[APPLICATION_DATA, 3, 3, 0, 0]);
-            if !records.tls13 && records.tx.gcm {
-                out.extend_from_slice(&[0; EXPLICIT]);
-            }
+            out.grow(records.tx.explicit(records.tls13));
             let body = out.len();
-            while out.len() - body < MAX_PLAINTEXT && !current.is_empty() {
-                let k = current.len().min(MAX_PLAINTEXT - (out.len() - body));
-                out.extend_from_slice(&current[..k]);
+            let alone = current.len() >= MAX_PLAINTEXT
+                || current.len() == left
+                || left.div_ceil(MAX_PLAINTEXT)
+                    == 1 + (left - current.len()).div_ceil(MAX_PLAINTEXT);
+            let content = if alone {
+                let k = current.len().min(MAX_PLAINTEXT);
+                records.seal_record(out, start, APPLICATION_DATA, &current[..k]);
                 current = &current[k..];
-                if current.is_empty() {
-                    current = chunks.next().unwrap_or(&[]);
+                k
+            } else {
+                // Up to 16 KiB of the caller's slices copied behind the header.
+                while out.len() - body < MAX_PLAINTEXT && !current.is_empty() {
+                    let k = current.len().min(MAX_PLAINTEXT - (out.len() - body));
+                    out.extend_from_slice(&current[..k]);
+                    current = &current[k..];
+                    if current.is_empty() {
+                        current = chunks.next().unwrap_or(&[]);
+                    }
                 }
+                let content = out.len() - body;
+                records.seal_record(out, start, APPLICATION_DATA, &[]);
+                content
+            };
+            if current.is_empty() {
+                current = chunks.next().unwrap_or(&[]);
             }
-            taken += out.len() - body;
-            records.seal_record(out, start, APPLICATION_DATA);
+            taken += content;
+            left -= content;
         }
         Ok(taken)
     }
@@ -523,20 +600,19 @@ impl Session {
     /// Writes sealed records to the socket: `Ok(true)` when all went, `Ok(false)` when the
     /// socket is full.
     pub fn write_records(&mut self, socket: &mut impl Write) -> io::Result<bool> {
-        while self.out_start < self.out.len() {
-            match socket.write(&self.out[self.out_start..]) {
+        let out = &mut self.out;
+        while out.start < out.end {
+            match socket.write(&out.buf[out.start..out.end]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out_start += n,
+                Ok(n) => out.start += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
         // All written: the buffer goes back to the thread for the next session.
-        let mut out = std::mem::take(&mut self.out);
-        self.out_start = 0;
+        let out = std::mem::take(&mut self.out).buf;
         if out.capacity() > 0 {
-            out.clear();
             let _ = SPARE_OUT.try_with(|spare| {
                 let mine = spare.take();
                 spare.set(if mine.capacity() >= out.capacity() {
@@ -556,18 +632,18 @@ impl Session {
 
     /// The outgoing buffer (the thread's spare if this session has none): unwritten records
     /// kept.
-    fn take_out(&mut self) -> Vec<u8> {
+    fn take_out(&mut self) -> Outgoing {
         let mut out = std::mem::take(&mut self.out);
-        if out.capacity() == 0 {
-            out = SPARE_OUT.try_with(Cell::take).unwrap_or_default();
-            out.clear();
-        } else if self.out_start == out.len() {
-            out.clear();
-            self.out_start = 0;
+        if out.buf.capacity() == 0 {
+            out.buf = SPARE_OUT.try_with(Cell::take).unwrap_or_default();
         }
-        if out.capacity() == 0 {
+        if out.start == out.end {
+            out.start = 0;
+            out.end = 0;
+        }
+        if out.buf.capacity() == 0 {
             // Room for a full queue and the record that passes the mark: no growing after.
-            out.reserve(OUT_LIMIT + MAX_CIPHERTEXT_12 + 64);
+            out.buf.reserve(OUT_LIMIT + MAX_CIPHERTEXT_12 + 64);
         }
         out
     }
@@ -580,11 +656,8 @@ impl Session {
         if let State::Records(records) = &mut self.state {
             let start = out.len();
             out.extend_from_slice(&[ALERT, 3, 3, 0, 0]);
-            if !records.tls13 && records.tx.gcm {
-                out.extend_from_slice(&[0; EXPLICIT]);
-            }
-            out.extend_from_slice(&[level, description]);
-            records.seal_record(&mut out, start, ALERT);
+            out.grow(records.tx.explicit(records.tls13));
+            records.seal_record(&mut out, start, ALERT, &[level, description]);
         }
         self.out = out;
     }
@@ -783,58 +856,110 @@ impl Records {
     }
 
     /// Sends our KeyUpdate (update_not_requested) and moves to the next transmit key.
-    fn update_tx(&mut self, out: &mut Vec<u8>) -> Result<(), Fatal> {
+    fn update_tx(&mut self, out: &mut Outgoing) -> Result<(), Fatal> {
         let start = out.len();
-        out.extend_from_slice(&[HANDSHAKE, 3, 3, 0, 0, KEY_UPDATE, 0, 0, 1, 0]);
-        self.seal_record(out, start, HANDSHAKE);
+        out.extend_from_slice(&[HANDSHAKE, 3, 3, 0, 0]);
+        self.seal_record(out, start, HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0]);
         self.tx = self.kernel.next_keys(true)?;
         self.left = self.kernel.confidentiality_limit();
         self.update_due = false;
         Ok(())
     }
 
-    /// Seals the record begun at `out[start..]` in place: its header (5 bytes), for TLS 1.2
-    /// AES-GCM room for the explicit nonce, then the content, of type `kind`.
-    fn seal_record(&mut self, out: &mut Vec<u8>, start: usize, kind: u8) {
-        let explicit = if !self.tls13 && self.tx.gcm {
-            EXPLICIT
-        } else {
-            0
-        };
-        let body = start + HEADER + explicit;
-        let content = out.len() - body;
-        if self.tls13 {
-            out.push(kind); // the inner content type (§5.2); no padding
-        }
+    /// Seals the record begun at `out[start..]` (its header, 5 bytes, then for TLS 1.2
+    /// AES-GCM room for the explicit nonce), of type `kind`: its content is `content`, sealed
+    /// from there into `out`, or if that is empty whatever follows in `out`, sealed in place.
+    fn seal_record(&mut self, out: &mut Outgoing, start: usize, kind: u8, content: &[u8]) {
+        let explicit = self.tx.explicit(self.tls13);
+        let inner = usize::from(self.tls13); // TLS 1.3's inner content type (§5.2); no padding
+        let in_place = out.len() - (start + HEADER + explicit);
+        debug_assert!(content.is_empty() || in_place == 0);
+        let length = in_place + content.len() + inner;
         let seq = self.tx.seq;
         let nonce = self.tx.nonce();
-        if explicit > 0 {
-            out[start + HEADER..body].copy_from_slice(&nonce[4..]);
-        }
-        let length = (out.len() - start - HEADER + TAG) as u16;
-        out[start] = if self.tls13 { APPLICATION_DATA } else { kind };
-        out[start + 1..start + 3].copy_from_slice(&[3, 3]);
-        out[start + 3..start + 5].copy_from_slice(&length.to_be_bytes());
+        out.grow(content.len() + inner + TAG);
+        let (header, rest) = out.from(start).split_at_mut(HEADER);
+        let (explicit_nonce, rest) = rest.split_at_mut(explicit);
+        explicit_nonce.copy_from_slice(&nonce[NONCE_LEN - explicit..]);
+        header[0] = if self.tls13 { APPLICATION_DATA } else { kind };
+        header[1..3].copy_from_slice(&[3, 3]);
+        header[3..].copy_from_slice(&((explicit + length + TAG) as u16).to_be_bytes());
         let mut aad = [0u8; 13];
         let aad = if self.tls13 {
-            aad[..HEADER].copy_from_slice(&out[start..start + HEADER]);
+            aad[..HEADER].copy_from_slice(header);
             &aad[..HEADER]
         } else {
             aad[..8].copy_from_slice(&seq.to_be_bytes());
-            aad[8..11].copy_from_slice(&out[start..start + 3]);
-            aad[11..].copy_from_slice(&(content as u16).to_be_bytes());
+            aad[8..11].copy_from_slice(&header[..3]);
+            aad[11..].copy_from_slice(&((in_place + content.len()) as u16).to_be_bytes());
             &aad[..]
         };
-        let sealed = self.tx.key.seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut out[body..],
-        );
-        // Sealing fails only for inputs over the AEAD's limit (gigabytes), never a record.
-        if let Ok(tag) = sealed {
-            out.extend_from_slice(tag.as_ref());
-        }
+        let nonce = Nonce::assume_unique_for_key(nonce);
+        let kind = [kind];
+        let extra = &kind[..inner];
+        // Sealing fails only for inputs over the AEAD's limit (gigabytes), never a record,
+        // or for lengths that do not match, which they do here.
+        let _ = if content.is_empty() {
+            let (text, extra_out) = rest.split_at_mut(in_place);
+            self.tx
+                .key
+                .seal_in_place_scatter(nonce, Aad::from(aad), text, extra, extra_out)
+        } else {
+            let (text, extra_out) = rest.split_at_mut(content.len());
+            self.tx.key.seal_out_of_place_scatter(
+                nonce,
+                Aad::from(aad),
+                content,
+                text,
+                extra,
+                extra_out,
+            )
+        };
         self.left = self.left.saturating_sub(1);
+    }
+}
+
+/// Sealed records waiting for the socket: `buf[start..end]`. `buf` keeps its length when
+/// they are written (the bytes past `end` are old records), so that a record sealed into it
+/// from the caller's slices needs no zeroing first.
+#[derive(Default)]
+struct Outgoing {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Outgoing {
+    fn waiting(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Where the next byte goes.
+    fn len(&self) -> usize {
+        self.end
+    }
+
+    /// `n` more bytes at the end, to be written over (old bytes, or zeros where `buf` grows).
+    fn grow(&mut self, n: usize) -> &mut [u8] {
+        let at = self.end;
+        self.end += n;
+        if self.buf.len() < self.end {
+            self.buf.resize(self.end, 0);
+        }
+        &mut self.buf[at..self.end]
+    }
+
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.grow(bytes.len()).copy_from_slice(bytes);
+    }
+
+    fn truncate(&mut self, end: usize) {
+        self.end = self.end.min(end);
+    }
+
+    /// The bytes from `at` to the end.
+    fn from(&mut self, at: usize) -> &mut [u8] {
+        &mut self.buf[at..self.end]
     }
 }
 
@@ -868,57 +993,62 @@ impl Direction {
         nonce
     }
 
-    /// TLS 1.3: opens `body` (ciphertext and tag) in place: the inner content type and the
-    /// content's length, padding removed.
-    fn open13(&mut self, header: &[u8; HEADER], body: &mut [u8]) -> Result<(u8, usize), Fatal> {
-        let nonce = Nonce::assume_unique_for_key(self.nonce());
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(*header), body)
-            .map_err(|_| Fatal(BAD_RECORD_MAC, "a TLS record that does not decrypt"))?;
-        match plain.iter().rposition(|&b| b != 0) {
-            Some(end) => Ok((plain[end], end)),
-            None => Err(Fatal(
-                UNEXPECTED_MESSAGE,
-                "a TLS record without a content type",
-            )),
+    /// Bytes of explicit nonce before each record's ciphertext: 8 for TLS 1.2 AES-GCM
+    /// (RFC 5288 §3), none otherwise.
+    fn explicit(&self, tls13: bool) -> usize {
+        match !tls13 && self.gcm {
+            true => EXPLICIT,
+            false => 0,
         }
     }
 
-    /// TLS 1.2: opens `body` in place: the content's range within `body`.
-    fn open12(
+    /// Opens the next record's `ciphertext` and `tag` (`header`: the record's; `explicit`:
+    /// its explicit nonce, empty but for TLS 1.2 AES-GCM) into `out`.
+    fn open(
         &mut self,
-        kind: u8,
+        tls13: bool,
         header: &[u8; HEADER],
-        body: &mut [u8],
-    ) -> Result<Range<usize>, Fatal> {
-        let explicit = if self.gcm { EXPLICIT } else { 0 };
-        let Some(content) = body.len().checked_sub(explicit + TAG) else {
-            return Err(Fatal(BAD_RECORD_MAC, "a TLS record that does not decrypt"));
-        };
+        explicit: &[u8],
+        ciphertext: &mut [u8],
+        tag: &[u8],
+        out: Out<'_>,
+    ) -> Result<(), Fatal> {
         let seq = self.seq;
-        let nonce = if self.gcm {
-            self.seq += 1;
-            let mut nonce = [0u8; NONCE_LEN];
-            nonce[..4].copy_from_slice(&self.iv[..4]);
-            nonce[4..].copy_from_slice(&body[..EXPLICIT]);
-            nonce
-        } else {
-            self.nonce()
+        let nonce = match explicit.len() {
+            EXPLICIT => {
+                self.seq += 1;
+                let mut nonce = [0u8; NONCE_LEN];
+                nonce[..4].copy_from_slice(&self.iv[..4]);
+                nonce[4..].copy_from_slice(explicit);
+                nonce
+            }
+            _ => self.nonce(),
         };
+        let nonce = Nonce::assume_unique_for_key(nonce);
         let mut aad = [0u8; 13];
-        aad[..8].copy_from_slice(&seq.to_be_bytes());
-        aad[8] = kind;
-        aad[9..11].copy_from_slice(&header[1..3]);
-        aad[11..].copy_from_slice(&(content as u16).to_be_bytes());
-        self.key
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad),
-                &mut body[explicit..],
-            )
-            .map_err(|_| Fatal(BAD_RECORD_MAC, "a TLS record that does not decrypt"))?;
-        Ok(explicit..explicit + content)
+        let aad = match tls13 {
+            true => {
+                aad[..HEADER].copy_from_slice(header);
+                &aad[..HEADER]
+            }
+            false => {
+                aad[..8].copy_from_slice(&seq.to_be_bytes());
+                aad[8..11].copy_from_slice(&header[..3]);
+                aad[11..].copy_from_slice(&(ciphertext.len() as u16).to_be_bytes());
+                &aad[..]
+            }
+        };
+        let opened = match out {
+            Out::InPlace => self
+                .key
+                .open_in_place_separate_tag(nonce, Aad::from(aad), tag, ciphertext)
+                .map(|_| ()),
+            Out::To(out) => {
+                self.key
+                    .open_separate_gather(nonce, Aad::from(aad), ciphertext, tag, out)
+            }
+        };
+        opened.map_err(|_| Fatal(BAD_RECORD_MAC, "a TLS record that does not decrypt"))
     }
 }
 
@@ -1018,7 +1148,7 @@ struct HandshakeInput<'a> {
     incoming: &'a mut Vec<u8>,
     /// Bytes at the start of `incoming` given to rustls.
     fed: &'a mut usize,
-    out: &'a mut Vec<u8>,
+    out: &'a mut Outgoing,
     /// rustls has sent something (records from here on may be encrypted).
     spoke: &'a mut bool,
 }
@@ -1036,16 +1166,23 @@ fn next_record(incoming: &[u8], from: usize) -> Option<usize> {
 }
 
 /// Appends what `encode` writes to `out`, growing it as rustls asks.
-fn encode_into(out: &mut Vec<u8>, mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>) {
+fn encode_into(
+    out: &mut Outgoing,
+    mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+) {
     let at = out.len();
-    out.resize(at + 4096, 0);
+    let mut size = 4096;
     loop {
-        match encode(&mut out[at..]) {
+        out.grow(size);
+        match encode(out.from(at)) {
             Ok(n) => {
                 out.truncate(at + n);
                 return;
             }
-            Err(EncodeError::InsufficientSize(e)) => out.resize(at + e.required_size, 0),
+            Err(EncodeError::InsufficientSize(e)) => {
+                out.truncate(at);
+                size = e.required_size;
+            }
             Err(_) => {
                 out.truncate(at);
                 return;
