@@ -1,10 +1,11 @@
 //! [`Session`]: TLS for an event loop over a non-blocking socket. rustls (its unbuffered API)
 //! runs the handshake; then rustls hands over the traffic keys (its `KernelConnection`, made
 //! for kernel TLS) and the records are sealed and opened here with aws-lc-rs: a received
-//! record is decrypted where it was read and copied once to the caller, a sent one is copied
-//! once from the caller's slices and encrypted where it lies. rustls' buffered record path
-//! copies a received record three times and allocates a `Vec` per record either way
-//! (benches/LOAD.md, session 8).
+//! record is decrypted from where it was read straight into the caller's buffer, a sent one
+//! from the caller's slice straight into the outgoing buffer (one pass over the bytes; a
+//! record gathered from several slices is copied, then sealed in place). rustls' buffered
+//! record path copies a received record three times and allocates a `Vec` per record either
+//! way (benches/LOAD.md, sessions 8 and 9).
 //!
 //! What rustls keeps doing after the handshake, through the `KernelConnection`: the next
 //! traffic keys when either side sends a TLS 1.3 KeyUpdate, and (client) the session tickets
@@ -70,8 +71,9 @@ const USER_CANCELED: u8 = 90;
 const NO_ALERT: u8 = CLOSE_NOTIFY;
 
 std::thread_local! {
-    /// Ciphertext is read here and decrypted in place; the end of a record that a read cut
-    /// in two moves to its session until the next read.
+    /// Ciphertext is read here and decrypted into the caller's buffer (in place when that has
+    /// too little room); the end of a record that a read cut in two moves to its session
+    /// until the next read.
     static READ: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
     /// A spare outgoing buffer ([`Outgoing::buf`]): a session takes it to seal records into
     /// and gives it back once they are all written, so that an idle session holds none.
