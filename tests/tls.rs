@@ -6,6 +6,7 @@
 //! is faster than generating one).
 #![cfg(all(feature = "tls", feature = "server", feature = "client"))]
 
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair,
     SignatureAlgorithm,
@@ -647,11 +648,13 @@ fn session_and_client_before_finished(
     let mut session = Session::server(config.rustls().clone()).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der()).unwrap();
-    let client_config = rustls::ClientConfig::builder_with_provider(only(suite))
+    let mut client_config = rustls::ClientConfig::builder_with_provider(only(suite))
         .with_protocol_versions(rustls::ALL_VERSIONS)
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // For the tests that seal records by hand with the client's keys.
+    client_config.enable_secret_extraction = true;
     let name = "localhost".try_into().unwrap();
     let mut client = rustls::ClientConnection::new(Arc::new(client_config), name).unwrap();
     let mut buf = vec![0u8; 64 * 1024];
@@ -1093,4 +1096,222 @@ fn session_opens_what_comes_with_the_finished() {
 
     let (mut session, mut client) = session_and_client_before_finished(suite);
     key_update_both_ways(&mut session, &mut client);
+}
+
+/// A small deterministic generator for the randomised tests below.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % n as u64) as usize
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.below(256) as u8).collect()
+    }
+}
+
+/// A socket that takes at most `cap` bytes per write and `budget` in all, then says
+/// `WouldBlock`, keeping what it took.
+struct Trickle {
+    wire: Vec<u8>,
+    cap: usize,
+    budget: usize,
+}
+
+impl Write for Trickle {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = b.len().min(self.cap).min(self.budget);
+        if n == 0 {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        self.wire.extend_from_slice(&b[..n]);
+        self.budget -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Random traffic both ways in four suites, two sessions on one thread (they share its spare
+/// outgoing buffer): 1-4 slices of sizes around the record limit sealed per round, the socket
+/// taking part of them and more written while records wait; the client's messages, with key
+/// updates, read through buffers from 1 byte to 64 KiB. Every byte arrives, in order.
+#[test]
+fn session_random_slices_partial_writes_and_buffers() {
+    use rustls::CipherSuite::*;
+    let sizes = [
+        0, 1, 2, 3, 4, 5, 100, 1000, 16383, 16384, 16385, 16387, 20000, 32767, 32768, 32769, 40000,
+    ];
+    let rooms = [1, 7, 100, 16383, 16384, 16385, 16401, 17000, 65536];
+    for (seed, suite) in [
+        TLS13_AES_128_GCM_SHA256,
+        TLS13_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut rng = Lcg(seed as u64 + 7);
+        let mut pairs = [session_and_client(suite), session_and_client(suite)];
+        for (_, client) in pairs.iter_mut() {
+            client.set_buffer_limit(None);
+        }
+        let tls13 = matches!(
+            suite,
+            TLS13_AES_128_GCM_SHA256 | TLS13_CHACHA20_POLY1305_SHA256
+        );
+        for round in 0..300 {
+            let (session, client) = &mut pairs[rng.below(2)];
+            // Session to client.
+            let data: Vec<Vec<u8>> = (0..1 + rng.below(4))
+                .map(|_| {
+                    let len = sizes[rng.below(sizes.len())];
+                    rng.bytes(len)
+                })
+                .collect();
+            let slices: Vec<_> = data.iter().map(|d| std::io::IoSlice::new(d)).collect();
+            let mut expect = Vec::new();
+            match session.write_vectored(&slices) {
+                Ok(k) => expect.extend_from_slice(&data.concat()[..k]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+            let mut socket = Trickle {
+                wire: Vec::new(),
+                cap: 1 + rng.below(9000),
+                budget: rng.below(70000),
+            };
+            let all_went = session.write_records(&mut socket).unwrap();
+            let mut wire = socket.wire;
+            if !all_went || rng.below(2) == 0 {
+                // More written while records wait.
+                let len = rng.below(20000);
+                let extra = rng.bytes(len);
+                let both = [std::io::IoSlice::new(b"hd"), std::io::IoSlice::new(&extra)];
+                let k = match session.write_vectored(&both) {
+                    Ok(k) => k,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                    Err(e) => panic!("{e}"),
+                };
+                expect.extend_from_slice(&[&b"hd"[..], &extra].concat()[..k]);
+                wire.extend_from_slice(&session_flight(session));
+            }
+            let back = feed(client, &wire).unwrap_or_else(|e| panic!("{suite:?} {round}: {e}"));
+            assert!(
+                back == expect,
+                "{suite:?} round {round}: {} bytes, not the {} sent",
+                back.len(),
+                expect.len()
+            );
+            // Client to session.
+            if tls13 && rng.below(4) == 0 {
+                client.refresh_traffic_keys().unwrap();
+            }
+            let mut sent = Vec::new();
+            for _ in 0..1 + rng.below(4) {
+                let len = sizes[rng.below(sizes.len())];
+                let d = rng.bytes(len);
+                client.writer().write_all(&d).unwrap();
+                sent.extend_from_slice(&d);
+            }
+            let wire = flight(client);
+            let mut socket = Counted::new(&wire);
+            let room = rooms[rng.below(rooms.len())];
+            let got = read_all(session, &mut socket, &mut vec![0u8; room]);
+            assert!(
+                got == sent,
+                "{suite:?} round {round}, {room}-byte buffer: {} bytes, not the {} sent",
+                got.len(),
+                sent.len()
+            );
+            if session.wants_write() {
+                // The answer to a key update: no data.
+                assert!(feed(client, &session_flight(session)).unwrap().is_empty());
+            }
+        }
+    }
+}
+
+/// A TLS 1.3 record sealed by hand with the client's key: `content`, the inner type `kind`,
+/// then `pad` zeros (RFC 8446 §5.4; rustls never pads).
+fn seal13(key: &LessSafeKey, iv: &[u8], seq: u64, content: &[u8], kind: u8, pad: usize) -> Vec<u8> {
+    let mut inner = content.to_vec();
+    inner.push(kind);
+    inner.resize(inner.len() + pad, 0);
+    let mut record = vec![23, 3, 3];
+    record.extend_from_slice(&((inner.len() + 16) as u16).to_be_bytes());
+    let mut nonce: [u8; 12] = iv.try_into().unwrap();
+    for (n, s) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
+        *n ^= s;
+    }
+    let aad: [u8; 5] = record[..5].try_into().unwrap();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad),
+        &mut inner,
+    )
+    .unwrap();
+    record.extend_from_slice(&inner);
+    record
+}
+
+/// Padded TLS 1.3 records (empty ones, padding up to 300 bytes, a padded user_canceled alert,
+/// content up to 16 KiB) through buffers of every kind: opened straight into the buffer,
+/// opened in place and all handed out, opened in place with part held for the next read. The
+/// content type is found after the padding, never in what follows the record in the buffer.
+#[test]
+fn session_opens_padded_records_into_any_buffer() {
+    for room in [1, 11, 12, 100, 211, 212, 600, 16001, 16300, 65536] {
+        let (mut session, client) =
+            session_and_client(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        let (mut seq, secrets) = client.dangerous_extract_secrets().unwrap().tx;
+        let rustls::ConnectionTrafficSecrets::Aes128Gcm { key, iv } = secrets else {
+            panic!("not AES-128-GCM");
+        };
+        let key = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, key.as_ref()).unwrap());
+        let mut wire = Vec::new();
+        let mut sent = Vec::new();
+        let mut record = |content: &[u8], kind: u8, pad: usize| {
+            wire.extend(seal13(&key, iv.as_ref(), seq, content, kind, pad));
+            seq += 1;
+        };
+        for (i, (len, pad)) in [
+            (10, 0),
+            (10, 200),
+            (0, 5),
+            (1, 255),
+            (500, 100),
+            (3, 0),
+            (16000, 300),
+            (16383, 0),
+            (200, 0),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let content: Vec<u8> = (0..len).map(|j| (i * 31 + j) as u8 | 1).collect();
+            record(&content, 23, pad);
+            sent.extend_from_slice(&content);
+        }
+        record(&[1, 90], 21, 40); // user_canceled, padded
+        record(b"tail", 23, 0);
+        sent.extend_from_slice(b"tail");
+        let mut socket = Counted::new(&wire);
+        // Not zeros: a content type looked for past the plaintext would find these.
+        let mut buf = vec![0xAAu8; room];
+        let got = read_all(&mut session, &mut socket, &mut buf);
+        assert!(
+            got == sent,
+            "{room}-byte buffer: {} bytes, not the {} sent",
+            got.len(),
+            sent.len()
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! Heap held by one idle server-side TLS connection (a `tls::Session` after the handshake and
-//! one exchange, as the server's transport keeps it), measured with a counting allocator
-//! around the server's calls only. Run with
+//! one exchange, as the server's transport keeps it), and by one whose socket never empties,
+//! measured with a counting allocator around the server's calls only. Run with
 //! `cargo test --release --test tls_memory -- --nocapture` for the figure.
 //!
 //! rustls' buffered `ServerConnection`, which the server used before `Session`, held 6,425
@@ -21,37 +21,42 @@ use rfc6455::tls::{Session, TlsConfig};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 struct Counting;
-static LIVE: AtomicIsize = AtomicIsize::new(0);
 
 thread_local! {
     static COUNTED: Cell<bool> = const { Cell::new(false) };
+    /// Bytes allocated less bytes freed by this thread's counted calls (per thread: the tests
+    /// run side by side).
+    static LIVE: Cell<isize> = const { Cell::new(0) };
 }
 
 fn counted() -> bool {
     COUNTED.try_with(Cell::get).unwrap_or(false)
 }
 
+fn add(bytes: isize) {
+    if counted() {
+        let _ = LIVE.try_with(|live| live.set(live.get() + bytes));
+    }
+}
+
+fn live() -> isize {
+    LIVE.with(Cell::get)
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if counted() {
-            LIVE.fetch_add(layout.size() as isize, Relaxed);
-        }
+        add(layout.size() as isize);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if counted() {
-            LIVE.fetch_sub(layout.size() as isize, Relaxed);
-        }
+        add(-(layout.size() as isize));
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if counted() {
-            LIVE.fetch_add(new_size as isize - layout.size() as isize, Relaxed);
-        }
+        add(new_size as isize - layout.size() as isize);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -160,9 +165,9 @@ fn heap_of_an_idle_server_tls_connection() {
     );
     // The thread's buffers, made uncounted.
     drop(connect(&server_config, client_config.clone(), false));
-    let before = LIVE.load(Relaxed);
+    let before = live();
     let session = connect(&server_config, client_config, true);
-    let idle = LIVE.load(Relaxed) - before;
+    let idle = live() - before;
     println!(
         "idle server TLS connection: {idle} bytes of heap (size_of Session {})",
         std::mem::size_of::<Session>()
@@ -173,9 +178,74 @@ fn heap_of_an_idle_server_tls_connection() {
         "an idle TLS connection holds {idle} bytes of heap, more than 4 KiB"
     );
     server_side(|| drop(session));
-    let after = LIVE.load(Relaxed) - before;
+    let after = live() - before;
     assert!(
         after <= 0,
         "{after} bytes still held after the connection was dropped"
+    );
+}
+
+/// Takes `left` more bytes, then says `WouldBlock`: a reader slower than the writer, whose
+/// socket never empties.
+struct Slow {
+    left: usize,
+}
+
+impl Write for Slow {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A session whose socket never empties keeps a bounded outgoing buffer: 32 MiB offered
+/// 16 KiB at a time to a socket that takes 16 KiB per call (so a few bytes always wait) used
+/// to grow the buffer by everything sent (records were written from the front and sealed at
+/// the back, and the front came back to the start only once the socket had taken all).
+#[test]
+fn a_socket_that_never_empties_keeps_the_outgoing_buffer_bounded() {
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let server_config =
+        TlsConfig::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let client_config = Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let mut session = connect(&server_config, client_config, false);
+    let message = vec![b'z'; 16 << 10];
+    let before = live();
+    let mut most = 0;
+    let mut sent = 0;
+    server_side(|| {
+        for _ in 0..2048 {
+            match session.write_vectored(&[std::io::IoSlice::new(&message)]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+            let mut socket = Slow { left: 16 << 10 };
+            assert!(!session.write_records(&mut socket).unwrap());
+            most = most.max(live() - before);
+        }
+    });
+    println!("{sent} bytes sealed; the most heap held: {most} bytes");
+    assert!(sent > 16 << 20, "only {sent} bytes were taken");
+    assert!(
+        most <= 512 << 10,
+        "the session held {most} bytes of heap after {sent} bytes sent through a slow socket"
     );
 }

@@ -181,14 +181,6 @@ enum Opened {
     Closed,
 }
 
-/// Where [`Direction::open`] puts the plaintext.
-enum Out<'a> {
-    /// Over the ciphertext.
-    InPlace,
-    /// Into this slice, as long as the ciphertext.
-    To(&'a mut [u8]),
-}
-
 /// A fatal TLS error: the alert to send ([`NO_ALERT`] for none), and what to say.
 struct Fatal(u8, &'static str);
 
@@ -429,13 +421,18 @@ impl Session {
         let (explicit_nonce, rest) = body.split_at_mut(explicit);
         let (ciphertext, tag) = rest.split_at_mut(sealed);
         let direct = room.len() >= sealed;
-        let out = match direct {
-            true => Out::To(&mut room[..sealed]),
-            false => Out::InPlace,
+        let into = match direct {
+            true => Some(&mut room[..sealed]),
+            false => None,
         };
-        records
-            .rx
-            .open(records.tls13, &header, explicit_nonce, ciphertext, tag, out)?;
+        records.rx.open(
+            records.tls13,
+            &header,
+            explicit_nonce,
+            ciphertext,
+            tag,
+            into,
+        )?;
         let plain: &[u8] = match direct {
             true => &room[..sealed],
             false => ciphertext,
@@ -575,6 +572,9 @@ impl Session {
                 let k = current.len().min(MAX_PLAINTEXT);
                 records.seal_record(out, start, APPLICATION_DATA, &current[..k]);
                 current = &current[k..];
+                if current.is_empty() {
+                    current = chunks.next().unwrap_or(&[]);
+                }
                 k
             } else {
                 // Up to 16 KiB of the caller's slices copied behind the header.
@@ -590,9 +590,6 @@ impl Session {
                 records.seal_record(out, start, APPLICATION_DATA, &[]);
                 content
             };
-            if current.is_empty() {
-                current = chunks.next().unwrap_or(&[]);
-            }
             taken += content;
             left -= content;
         }
@@ -642,6 +639,13 @@ impl Session {
         if out.start == out.end {
             out.start = 0;
             out.end = 0;
+        } else if out.start >= OUT_LIMIT {
+            // Records are written from the front and sealed at the back: the waiting ones
+            // move to the front, so that a socket that never empties (a slow reader) does not
+            // make the buffer grow with everything ever sent. At most once per 64 KiB sent.
+            out.buf.copy_within(out.start..out.end, 0);
+            out.end -= out.start;
+            out.start = 0;
         }
         if out.buf.capacity() == 0 {
             // Room for a full queue and the record that passes the mark: no growing after.
@@ -900,8 +904,9 @@ impl Records {
         let kind = [kind];
         let extra = &kind[..inner];
         // Sealing fails only for inputs over the AEAD's limit (gigabytes), never a record,
-        // or for lengths that do not match, which they do here.
-        let _ = if content.is_empty() {
+        // or for lengths that do not match, which they do here. Were it to fail, the record
+        // would go out zeroed (the peer fails it: bad_record_mac), never with old bytes.
+        let sealed = if content.is_empty() {
             let (text, extra_out) = rest.split_at_mut(in_place);
             self.tx
                 .key
@@ -917,6 +922,9 @@ impl Records {
                 extra_out,
             )
         };
+        if sealed.is_err() {
+            out.from(start + HEADER + explicit).fill(0);
+        }
         self.left = self.left.saturating_sub(1);
     }
 }
@@ -1005,7 +1013,8 @@ impl Direction {
     }
 
     /// Opens the next record's `ciphertext` and `tag` (`header`: the record's; `explicit`:
-    /// its explicit nonce, empty but for TLS 1.2 AES-GCM) into `out`.
+    /// its explicit nonce, empty but for TLS 1.2 AES-GCM) into `into` (as long as the
+    /// ciphertext), or in place.
     fn open(
         &mut self,
         tls13: bool,
@@ -1013,7 +1022,7 @@ impl Direction {
         explicit: &[u8],
         ciphertext: &mut [u8],
         tag: &[u8],
-        out: Out<'_>,
+        into: Option<&mut [u8]>,
     ) -> Result<(), Fatal> {
         let seq = self.seq;
         let nonce = match explicit.len() {
@@ -1040,14 +1049,14 @@ impl Direction {
                 &aad[..]
             }
         };
-        let opened = match out {
-            Out::InPlace => self
+        let opened = match into {
+            None => self
                 .key
                 .open_in_place_separate_tag(nonce, Aad::from(aad), tag, ciphertext)
                 .map(|_| ()),
-            Out::To(out) => {
+            Some(into) => {
                 self.key
-                    .open_separate_gather(nonce, Aad::from(aad), ciphertext, tag, out)
+                    .open_separate_gather(nonce, Aad::from(aad), ciphertext, tag, into)
             }
         };
         opened.map_err(|_| Fatal(BAD_RECORD_MAC, "a TLS record that does not decrypt"))
