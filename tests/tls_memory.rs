@@ -147,8 +147,8 @@ fn connect(config: &TlsConfig, client: Arc<rustls::ClientConfig>, counted: bool)
     panic!("no answer after 10 rounds");
 }
 
-#[test]
-fn heap_of_an_idle_server_tls_connection() {
+/// A server configuration for a self-signed "localhost" and a rustls client that trusts it.
+fn configs() -> (TlsConfig, Arc<rustls::ClientConfig>) {
     let key = KeyPair::generate().unwrap();
     let cert = CertificateParams::new(vec!["localhost".to_string()])
         .unwrap()
@@ -163,6 +163,12 @@ fn heap_of_an_idle_server_tls_connection() {
             .with_root_certificates(roots)
             .with_no_client_auth(),
     );
+    (server_config, client_config)
+}
+
+#[test]
+fn heap_of_an_idle_server_tls_connection() {
+    let (server_config, client_config) = configs();
     // The thread's buffers, made uncounted.
     drop(connect(&server_config, client_config.clone(), false));
     let before = live();
@@ -211,20 +217,7 @@ impl Write for Slow {
 /// the back, and the front came back to the start only once the socket had taken all).
 #[test]
 fn a_socket_that_never_empties_keeps_the_outgoing_buffer_bounded() {
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let server_config =
-        TlsConfig::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der().clone()).unwrap();
-    let client_config = Arc::new(
-        rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    );
+    let (server_config, client_config) = configs();
     let mut session = connect(&server_config, client_config, false);
     let message = vec![b'z'; 16 << 10];
     let before = live();

@@ -5,8 +5,8 @@
 //! - **Plain**: reads and writes are the socket's; the zero-copy paths (`send_through`
 //!   writing from the read buffer) write to the socket itself.
 //! - **TLS**: a [`crate::tls::Session`] (rustls' handshake, then our own records): `read`
-//!   reads the socket once (up to 64 KiB), opens the records in place and hands out their
-//!   plaintext; `write` seals plaintext into the session's outgoing buffer (bounded, so it
+//!   reads the socket once (up to 64 KiB) and opens the records into the loop's buffer;
+//!   `write` seals plaintext into the session's outgoing buffer (bounded, so it
 //!   takes what fits and says so, as a full socket would), and [`Transport::write_records`]
 //!   moves those records to the socket. No thread, no blocking: the loop's readiness drives
 //!   both.

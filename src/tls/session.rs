@@ -276,11 +276,12 @@ impl Session {
         buf: &mut [u8],
         read: &mut [u8],
     ) -> io::Result<Plaintext> {
-        // What was carried comes back into the thread's buffer (and its own is freed).
-        let carried = std::mem::take(&mut self.partial);
-        let mut end = carried.len();
-        read[..end].copy_from_slice(&carried);
-        drop(carried);
+        // What was carried comes back into the thread's buffer; its own is kept for the next
+        // cut record (a large message cuts one at nearly every read) or freed.
+        let mut kept = std::mem::take(&mut self.partial);
+        let mut end = kept.len();
+        read[..end].copy_from_slice(&kept);
+        kept.clear();
         let mut reads = 0;
         // The records already here first (what followed the handshake in its last read).
         let mut short = None;
@@ -289,7 +290,7 @@ impl Session {
             read.copy_within(used..end, 0);
             end -= used;
             if filled > 0 || self.eof {
-                self.carry(&read[..end]);
+                self.carry(kept, &read[..end]);
                 let drained = short == Some(true)
                     && self.held.is_empty()
                     && !self.eof
@@ -300,7 +301,7 @@ impl Session {
                 });
             }
             if reads == EMPTY_READS {
-                self.carry(&read[..end]);
+                self.carry(kept, &read[..end]);
                 return Err(io::ErrorKind::Interrupted.into());
             }
             // Nothing for the caller yet: read (again: a FIN may wait behind these bytes,
@@ -323,17 +324,19 @@ impl Session {
                     short = Some(n < room);
                 }
                 Err(e) => {
-                    self.carry(&read[..end]);
+                    self.carry(kept, &read[..end]);
                     return Err(e);
                 }
             }
         }
     }
 
-    /// Keeps the bytes of a record a read cut in two until the next read (none: no buffer).
-    fn carry(&mut self, rest: &[u8]) {
+    /// Keeps the bytes of a record a read cut in two until the next read, in `kept` (the
+    /// last one's buffer, empty); none: no buffer.
+    fn carry(&mut self, mut kept: Vec<u8>, rest: &[u8]) {
         if !rest.is_empty() && !self.eof {
-            self.partial = rest.to_vec();
+            kept.extend_from_slice(rest);
+            self.partial = kept;
         }
     }
 
@@ -564,8 +567,8 @@ impl Session {
             out.extend_from_slice(&[APPLICATION_DATA, 3, 3, 0, 0]);
             out.grow(records.tx.explicit(records.tls13));
             let body = out.len();
+            // (The last slice is alone too: 1 == 1 + 0.)
             let alone = current.len() >= MAX_PLAINTEXT
-                || current.len() == left
                 || left.div_ceil(MAX_PLAINTEXT)
                     == 1 + (left - current.len()).div_ceil(MAX_PLAINTEXT);
             let content = if alone {
