@@ -39,6 +39,8 @@ fi
 # The connection targets use limits of at most 2 KiB, so any allocation near the malloc
 # limit means a length was trusted before it was checked. inflate also holds zlib-rs
 # compressors and inflaters (up to ~400 KiB per connection, several connections per input).
+# tls_session moves up to 4 MB of application data through two sessions per input, in
+# 20 KB sends and reads of up to 64 KiB.
 targets=(
     "frame_header 64 256"
     "server_connection 4096 64"
@@ -47,6 +49,7 @@ targets=(
     "handshake_response 4098 64"
     "inflate 4096 256"
     "primitives 4096 64"
+    "tls_session 4096 256"
 )
 
 names=()

@@ -17,6 +17,11 @@ use crate::{CloseCode, CloseFrame, Config, Connection, Error, Event, ProtocolErr
 use crate::{Message, Part, Role, State};
 use base64::Engine as _;
 
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(feature = "tls")]
+pub use tls::check_tls_session;
+
 // ---------------------------------------------------------------------------------------------
 // Frame headers
 // ---------------------------------------------------------------------------------------------

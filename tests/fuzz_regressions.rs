@@ -24,6 +24,8 @@ const TARGETS: &[(&str, Check)] = &[
     ("handshake_request", __fuzz::check_handshake_request),
     ("handshake_response", __fuzz::check_handshake_response),
     ("primitives", __fuzz::check_primitives),
+    #[cfg(feature = "tls")]
+    ("tls_session", __fuzz::check_tls_session),
     #[cfg(feature = "deflate")]
     ("inflate", |d| {
         __fuzz::check_inflate(d);

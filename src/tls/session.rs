@@ -332,9 +332,10 @@ impl Session {
     }
 
     /// Keeps the bytes of a record a read cut in two until the next read, in `kept` (the
-    /// last one's buffer, empty); none: no buffer.
+    /// last one's buffer, empty); none: no buffer. Nothing is kept after the end or a
+    /// failure (which leaves the rest of its read behind it, up to 64 KiB).
     fn carry(&mut self, mut kept: Vec<u8>, rest: &[u8]) {
-        if !rest.is_empty() && !self.eof {
+        if !rest.is_empty() && !self.eof && !matches!(self.state, State::Failed) {
             kept.extend_from_slice(rest);
             self.partial = kept;
         }
@@ -560,7 +561,7 @@ impl Session {
                     ));
                 }
                 records
-                    .update_tx(out)
+                    .update_tx(out, false)
                     .map_err(|Fatal(_, what)| io::Error::other(what))?;
             }
             let start = out.len();
@@ -814,6 +815,67 @@ impl Session {
     }
 }
 
+/// What a misbehaving peer sends, for the fuzz target (`__fuzz::check_tls_session`), whose
+/// peer is a client `Session`; and what a session holds between calls.
+#[cfg(any(fuzzing, feature = "__fuzz"))]
+impl Session {
+    /// Seals one record of (inner) type `kind` holding `content`, and for TLS 1.3 `padding`
+    /// zeros after its type (RFC 8446 §5.4). False before the handshake is over or after a
+    /// failure. The record's length must stay under 2^16 bytes.
+    pub(crate) fn fuzz_seal(&mut self, kind: u8, content: &[u8], padding: usize) -> bool {
+        let mut out = self.take_out();
+        let sealed = match &mut self.state {
+            State::Records(records) => {
+                let start = out.len();
+                out.extend_from_slice(&[kind, 3, 3, 0, 0]);
+                out.grow(records.tx.explicit(records.tls13));
+                out.extend_from_slice(content);
+                // Sealed in place behind the header: content, then its type and the zeros
+                // but one, then the last zero as the type `seal_record` appends.
+                let last = match records.tls13 && padding > 0 {
+                    true => {
+                        out.extend_from_slice(&[kind]);
+                        out.grow(padding - 1).fill(0);
+                        0
+                    }
+                    false => kind,
+                };
+                records.seal_record(&mut out, start, last, &[]);
+                true
+            }
+            _ => false,
+        };
+        self.out = out;
+        sealed
+    }
+
+    /// Sends a TLS 1.3 KeyUpdate, asking the peer for one with `request`, and moves to the
+    /// next transmit key. False if there is none to move to.
+    pub(crate) fn fuzz_update_keys(&mut self, request: bool) -> bool {
+        let mut out = self.take_out();
+        let updated = match &mut self.state {
+            State::Records(records) if records.tls13 => {
+                records.update_tx(&mut out, request).is_ok()
+            }
+            _ => false,
+        };
+        self.out = out;
+        updated
+    }
+
+    /// Bytes held between calls: of a cut record, of plaintext not yet handed out, of
+    /// records waiting for the socket.
+    pub(crate) fn fuzz_buffered(&self) -> (usize, usize, usize) {
+        let held = self.held.len() - self.held_start;
+        (self.partial.len(), held, self.out.waiting().len())
+    }
+
+    /// Whether a fatal error ended the session.
+    pub(crate) fn fuzz_failed(&self) -> bool {
+        matches!(self.state, State::Failed)
+    }
+}
+
 impl Records {
     /// Post-handshake messages (TLS 1.3): KeyUpdate, and (client) NewSessionTicket. Each must
     /// be whole in its record: §5.1 allows fragments, but no implementation sends these in
@@ -864,11 +926,17 @@ impl Records {
         Ok(())
     }
 
-    /// Sends our KeyUpdate (update_not_requested) and moves to the next transmit key.
-    fn update_tx(&mut self, out: &mut Outgoing) -> Result<(), Fatal> {
+    /// Sends our KeyUpdate (update_requested if `request`; a session asks for none itself,
+    /// the fuzz target's peer does) and moves to the next transmit key.
+    fn update_tx(&mut self, out: &mut Outgoing, request: bool) -> Result<(), Fatal> {
         let start = out.len();
         out.extend_from_slice(&[HANDSHAKE, 3, 3, 0, 0]);
-        self.seal_record(out, start, HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0]);
+        self.seal_record(
+            out,
+            start,
+            HANDSHAKE,
+            &[KEY_UPDATE, 0, 0, 1, u8::from(request)],
+        );
         self.tx = self.kernel.next_keys(true)?;
         self.left = self.kernel.confidentiality_limit();
         self.update_due = false;
