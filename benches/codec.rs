@@ -23,7 +23,7 @@
 //! flags override them). Quick check that everything runs: `cargo bench --bench codec -- --test`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rfc6455::proto::{apply_mask, FrameHeader, OpCode, Status, Utf8Validator};
+use rfc6455::proto::{apply_mask, extend_masked, FrameHeader, OpCode, Status, Utf8Validator};
 use rfc6455::{Config, Connection, Event};
 use std::hint::black_box;
 use std::io::{self, Cursor, Read, Write};
@@ -190,6 +190,36 @@ fn mask(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a client does with each payload it sends: append it masked behind the frame's header
+/// (4 bytes here), in one pass (`extend_masked`) or copied then masked in place.
+fn mask_copy(c: &mut Criterion) {
+    let mut group = c.benchmark_group("mask_copy");
+    for size in [1024, 16 << 10, 24 << 10, 32 << 10, 64 << 10, 1 << 20] {
+        let label = size_label(size);
+        let src = binary(size);
+        let mut out = Vec::with_capacity(size + 4);
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_function(BenchmarkId::new("extend_masked", &label), |b| {
+            b.iter(|| {
+                out.clear();
+                out.extend_from_slice(&[0x82, 0xFE, 0, 0]);
+                extend_masked(&mut out, black_box(&src), black_box(KEY));
+                black_box(&out);
+            })
+        });
+        group.bench_function(BenchmarkId::new("copy_then_mask", &label), |b| {
+            b.iter(|| {
+                out.clear();
+                out.extend_from_slice(&[0x82, 0xFE, 0, 0]);
+                out.extend_from_slice(black_box(&src));
+                apply_mask(&mut out[4..], black_box(KEY), 0);
+                black_box(&out);
+            })
+        });
+    }
+    group.finish();
+}
+
 // ------------------------------------------------------------------------------------------
 // UTF-8
 // ------------------------------------------------------------------------------------------
@@ -336,6 +366,7 @@ fn all(c: &mut Criterion) {
     sanity();
     header_parse(c);
     mask(c);
+    mask_copy(c);
     utf8(c);
     recv(c);
 }
