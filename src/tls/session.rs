@@ -816,7 +816,7 @@ impl Session {
 }
 
 /// What a misbehaving peer sends, for the fuzz target (`__fuzz::check_tls_session`), whose
-/// peer is a client `Session`; and what a session holds between calls.
+/// peer is a `Session` of either side; and what a session holds between calls.
 #[cfg(any(fuzzing, feature = "__fuzz"))]
 impl Session {
     /// Seals one record of (inner) type `kind` holding `content`, and for TLS 1.3 `padding`
