@@ -34,10 +34,9 @@
 //! - Between calls a session holds at most one cut record, one read's worth of plaintext and
 //!   64 KiB of records plus the one that passed the mark.
 
-use crate::tls::{Session, TlsConfig};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CipherSuite, DigitallySignedStruct, SignatureScheme};
+use crate::tls::{AcceptAnything, Session, TlsConfig};
+use rustls::pki_types::ServerName;
+use rustls::CipherSuite;
 use std::io::{self, IoSlice, Read, Write};
 use std::sync::{Arc, OnceLock};
 
@@ -110,11 +109,14 @@ fn configs() -> &'static Configs {
                     true => &rustls::version::TLS13,
                     false => &rustls::version::TLS12,
                 };
-                let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+                let provider = Arc::new(provider);
+                // Any certificate (the server's is the fixed one above); signatures checked.
+                let verifier = Arc::new(AcceptAnything(provider.clone()));
+                let mut config = rustls::ClientConfig::builder_with_provider(provider)
                     .with_protocol_versions(&[version])
                     .expect("the harness's suites")
                     .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AcceptAny))
+                    .with_custom_certificate_verifier(verifier)
                     .with_no_client_auth();
                 config.enable_secret_extraction = true;
                 Arc::new(config)
@@ -122,45 +124,6 @@ fn configs() -> &'static Configs {
             .collect();
         Configs { server, clients }
     })
-}
-
-/// The harness's client trusts any certificate: the server's is a fixed test one.
-#[derive(Debug)]
-struct AcceptAny;
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ECDSA_NISTP256_SHA256]
-    }
 }
 
 /// One direction of an in-memory TCP connection: written bytes wait until read; a read

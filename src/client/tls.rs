@@ -4,9 +4,9 @@
 use super::stream::Stream;
 use super::{ClientError, ConnectOptions};
 use crate::proto::Url;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use crate::tls::AcceptAnything;
+use rustls::pki_types::ServerName;
+use rustls::CertificateError;
 use std::fmt;
 use std::io;
 use std::net::TcpStream;
@@ -173,56 +173,5 @@ fn handshake_error(e: io::Error, host: &str) -> ClientError {
         None if super::is_timeout(e.kind()) => ClientError::Timeout { during: DURING },
         None if super::is_lost(e.kind()) => ClientError::ConnectionLost(Some(e)),
         None => ClientError::Io(e),
-    }
-}
-
-/// [`ConnectOptions::danger_accept_invalid_certs`]: any certificate for any name. The
-/// handshake's signatures are still checked (against whatever key the server sent), so it is
-/// TLS, just not authenticated.
-#[derive(Debug)]
-struct AcceptAnything(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnything {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
