@@ -347,7 +347,7 @@ def key_update(ask):
     return bytes([5, 1 if ask else 0])
 
 
-CLOSE, FLUSH = bytes([6]), bytes([8])
+CLOSE, FLUSH, TCP_CLOSE = bytes([6]), bytes([8]), bytes([9])
 
 
 def server_sends(n):
@@ -387,6 +387,24 @@ TLS_RUNS = {
     "ticket": send(5) + record(22, bytes([4, 0, 0, 15, 0, 0, 0, 60, 0, 0, 0, 1, 1, 7, 0, 1, 9, 0, 0]))
     + send(5) + read(),
     "after_close": send(70) + CLOSE + send(30) + read() + read(),
+    # Plaintext that does not fit the caller's buffer waits in the session.
+    "held": send(16384) + read(100, 65535) + read(1, 3) + read(7000, 9) + read(),
+    # Records without data in a row: a session takes 32 (a client counts the record of the
+    # server's session tickets among them), then fails.
+    **{f"idle_{n}": record(23, b"") * n + send(5) + read() for n in (30, 31, 32, 33)},
+    "idle_reset": (record(23, b"") * 20 + send(5)) * 2 + read(),
+    # TLS 1.3: 16 KiB of content with 299 bytes of padding is over 2^14 + 256 bytes.
+    "over_expansion": record(23, b"x" * 16384, 299) + read(),
+    # TLS 1.2: a ChangeCipherSpec after the handshake.
+    "change_cipher_spec": send(3) + record(20, b"\x01") + send(3) + read(),
+    # The reader answers a KeyUpdate request before its next data.
+    "answered": key_update(True) + read() + server_sends(5000) + send(3) + read(),
+    # A KeyUpdate sealed as a plain record: the reader's keys move, the peer's do not.
+    "keys_apart": send(4) + record(22, bytes([24, 0, 0, 1, 0])) + send(4) + read(),
+    "data_after_key_update": record(22, bytes([24, 0, 0, 1, 0, 24, 0, 0, 1, 0])) + read(),
+    # TCP closed: after whole records, and in the middle of one.
+    "tcp_close": send(100) + TCP_CLOSE + send(50) + read() + read(),
+    "tcp_close_mid_record": send(100) + raw(bytes([23, 3, 3, 0, 50, 1, 2])) + TCP_CLOSE + read(),
 }
 seeds = {}
 for suite in range(5):

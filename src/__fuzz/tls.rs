@@ -7,12 +7,15 @@
 //! Input: byte 0 picks the suite (its low 6 bits mod 5; TLS 1.3: AES-128-GCM, AES-256-GCM,
 //! ChaCha20-Poly1305; TLS 1.2: ECDHE-ECDSA with AES-128-GCM, ChaCha20-Poly1305), or with its
 //! top bit set, the rest is fed raw to a server session that has not shaken hands (rustls'
-//! parser is fuzzed by rustls; this is the session's own feeding of it). Then operations, each
-//! a byte and its arguments, until the input ends (at most 200), by the first byte modulo 9:
+//! parser is fuzzed by rustls; this is the session's own feeding of it). Every input makes a
+//! full handshake (no resumption: an input's outcome never depends on the inputs before it).
+//! Then operations, each a byte and its arguments, until the input ends (at most 200), by the
+//! first byte modulo 10:
 //! 0. The peer sends application data: u16 length (mod 20,000) of [`pattern`], given to
 //!    `write_vectored` as up to three slices cut at two u16 points.
 //! 1. The peer seals a record of its choosing: type byte, u16 content length (mod 17,000),
-//!    that many input bytes, u16 padding (mod 300, TLS 1.3).
+//!    the content (the input's next bytes, then `a`s up to the length), u16 padding (mod 300,
+//!    TLS 1.3).
 //! 2. Raw bytes into the connection: a length byte, then that many bytes.
 //! 3. A byte in flight flipped: u16 position (mod what is in flight), the XOR byte (odd).
 //! 4. The reader reads: u16 buffer size (mod 70,000, plus 1), u16 bytes per socket read (plus
@@ -21,15 +24,23 @@
 //! 6. The peer sends close_notify.
 //! 7. The reader sends application data (u16 length, mod 20,000) and the peer reads it all.
 //! 8. The peer's records go onto the connection.
+//! 9. The peer closes TCP after them (the reader's reads then end; later records go nowhere).
 //!
-//! Properties:
+//! Properties ([`Run`] keeps the model: `open_record`'s rules, in its order):
 //! - No panic; the plaintext the reader hands out is always a prefix of the application data
-//!   the peer sealed, in order (nothing forged, reordered, repeated or lost in the middle).
+//!   the peer sealed, in order (nothing forged, reordered, repeated or lost in the middle),
+//!   and nothing sealed after close_notify or after a record the reader must refuse.
+//! - A record the reader must refuse (over 2^14 + 256 bytes, over 16 KiB of content, no
+//!   type, an unexpected type, a fatal or malformed alert, a handshake message other than a
+//!   lone well-formed KeyUpdate or a client's ticket, the 33rd record in a row without data,
+//!   anything after a KeyUpdate the peer sealed without moving its own keys), while every
+//!   record reaches the reader as sealed: the reader fails, however the bytes were cut.
 //! - While the input only sends what a correct peer sends (application data, key updates,
-//!   close_notify; no raw bytes, no flipped bytes, no other records), the reader never fails,
-//!   and at the end it has handed out exactly what was sent before close_notify, then the end
-//!   of the stream; what the reader sends the peer opens, across key updates either side
-//!   asked for.
+//!   user_canceled, empty records, close_notify, TCP's end; no raw or flipped bytes), the
+//!   reader never fails, and at the end it has handed out exactly what was sent before the
+//!   end, then the end of the stream; what the reader sends the peer opens, and after the
+//!   reader has read a KeyUpdate request, it answers with its own before its next data (the
+//!   peer opens that data with fresh keys).
 //! - A failure is for good: every later read fails too.
 //! - Between calls a session holds at most one cut record, one read's worth of plaintext and
 //!   64 KiB of records plus the one that passed the mark.
@@ -119,6 +130,9 @@ fn configs() -> &'static Configs {
                     .with_custom_certificate_verifier(verifier)
                     .with_no_client_auth();
                 config.enable_secret_extraction = true;
+                // A full handshake for every input: a ticket kept from an earlier input would
+                // make an input's outcome depend on what ran before it.
+                config.resumption = rustls::client::Resumption::disabled();
                 Arc::new(config)
             })
             .collect();
@@ -132,6 +146,8 @@ struct Pipe {
     bytes: Vec<u8>,
     at: usize,
     chunk: usize,
+    /// The writer closed (TCP FIN): reads end with `Ok(0)`, writes go nowhere.
+    closed: bool,
 }
 
 impl Pipe {
@@ -140,6 +156,7 @@ impl Pipe {
             bytes: Vec::new(),
             at: 0,
             chunk: usize::MAX,
+            closed: false,
         }
     }
 
@@ -151,7 +168,7 @@ impl Pipe {
 impl Read for Pipe {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = buf.len().min(self.chunk).min(self.bytes.len() - self.at);
-        if n == 0 && !buf.is_empty() {
+        if n == 0 && !buf.is_empty() && !self.closed {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
@@ -166,7 +183,9 @@ impl Read for Pipe {
 
 impl Write for Pipe {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.bytes.extend_from_slice(buf);
+        if !self.closed {
+            self.bytes.extend_from_slice(buf);
+        }
         Ok(buf.len())
     }
 
@@ -245,23 +264,27 @@ pub fn check_tls_session(data: &[u8]) {
 
     let mut input = Input(rest);
     let mut state = Run {
+        tls13,
         clean: true,
+        in_sync: true,
+        tcp_closed: false,
         sent: Vec::new(),
         close_at: None,
+        must_fail_at: None,
         delivered: Vec::new(),
         eof: false,
         failed: false,
-        // A client has counted the server's session tickets as records without data
-        // (rustls sends 2 by default; at most 4 assumed).
-        idle: match swapped && tls13 {
-            true => 4,
-            false => 0,
-        },
+        // A client has counted the records of the server's session tickets (one, as rustls
+        // sends them) among the records without data.
+        idle: reader.fuzz_idle(),
+        asked: false,
+        client_reads: swapped,
+        keys_apart: false,
     };
     let mut ops = 0;
     while !input.0.is_empty() && ops < 200 {
         ops += 1;
-        match input.u8() % 9 {
+        match input.u8() % 10 {
             0 => {
                 let len = input.u16() % 20_000;
                 let (a, b) = (input.u16() % (len + 1), input.u16() % (len + 1));
@@ -273,54 +296,21 @@ pub fn check_tls_session(data: &[u8]) {
                     IoSlice::new(&data[b..]),
                 ];
                 let taken = send_all(&mut peer, &mut to_reader, &slices);
-                if taken > 0 {
-                    state.idle = 0;
-                }
-                state.sent.extend_from_slice(&data[..taken]);
+                state.data(&data[..taken]);
             }
             1 => {
                 let kind = input.u8();
                 let len = input.u16() % 17_000;
-                let content = input.bytes(len).to_vec();
+                // The content: the input's next bytes, then 'a's (so that any size can be
+                // had from a short input).
+                let mut content = input.bytes(len).to_vec();
+                content.resize(len, b'a');
                 let padding = match tls13 {
                     true => input.u16() % 300,
                     false => 0,
                 };
-                if !peer.fuzz_seal(kind, &content, padding) {
-                    continue;
-                }
-                // The record's size, as sealed: within 2^14 + 256 bytes with type and tag.
-                let size = content.len() + usize::from(tls13) + padding + 16;
-                // What the reader must see: in TLS 1.3 the type is the last byte of content
-                // and type that is not zero (a zero type reads as padding, RFC 8446 §5.4).
-                let (kind, content) = match tls13 {
-                    true => {
-                        let mut inner = content;
-                        inner.push(kind);
-                        match inner.iter().rposition(|&b| b != 0) {
-                            Some(end) => (inner[end], inner[..end].to_vec()),
-                            None => (0, Vec::new()),
-                        }
-                    }
-                    false => (kind, content),
-                };
-                // Application data a correct peer may send keeps the run clean.
-                let fits =
-                    content.len() <= MAX_PLAINTEXT && size <= MAX_PLAINTEXT + MAX_EXPANSION_13;
-                match kind {
-                    23 if fits && !content.is_empty() => {
-                        state.idle = 0;
-                        // Only a record's worth: the stream's pattern is broken, which is
-                        // fine: the check is on bytes, not on the pattern.
-                        state.sent.extend_from_slice(&content);
-                    }
-                    23 if fits => state.bump_idle(),
-                    _ => {
-                        if kind == 23 {
-                            state.sent.extend_from_slice(&content);
-                        }
-                        state.clean = false;
-                    }
+                if peer.fuzz_seal(kind, &content, padding) {
+                    state.record(kind, content, padding);
                 }
             }
             2 => {
@@ -328,7 +318,7 @@ pub fn check_tls_session(data: &[u8]) {
                 peer.write_records(&mut to_reader)
                     .expect("a pipe takes all");
                 to_reader.bytes.extend_from_slice(input.bytes(n));
-                state.clean = false;
+                state.out_of_sync();
             }
             3 => {
                 let at = input.u16();
@@ -339,7 +329,7 @@ pub fn check_tls_session(data: &[u8]) {
                 if !unread.is_empty() {
                     let i = at % unread.len();
                     unread[i] ^= x;
-                    state.clean = false;
+                    state.out_of_sync();
                 }
             }
             4 => {
@@ -353,24 +343,31 @@ pub fn check_tls_session(data: &[u8]) {
             5 => {
                 let request = input.u8() & 1 == 1;
                 if tls13 && peer.fuzz_update_keys(request) {
-                    state.bump_idle();
+                    state.key_update(request);
                 }
             }
             6 => {
                 peer.send_close_notify();
-                if state.close_at.is_none() {
-                    // A record without application data like any other.
-                    state.bump_idle();
-                    state.close_at = Some(state.sent.len());
-                }
+                state.record(ALERT, vec![1, 0], 0);
             }
             7 => {
                 let len = input.u16() % 20_000;
-                state.reader_sends(&mut reader, &mut peer, &mut to_peer, len);
+                // Everything the peer sealed has been opened by the reader.
+                let settled = !peer.wants_write()
+                    && to_reader.unread().is_empty()
+                    && reader.fuzz_buffered().0 == 0;
+                state.reader_sends(&mut reader, &mut peer, &mut to_peer, len, settled);
             }
-            _ => {
+            8 => {
                 peer.write_records(&mut to_reader)
                     .expect("a pipe takes all");
+            }
+            _ => {
+                // TCP closed by the peer, after what it has sealed.
+                peer.write_records(&mut to_reader)
+                    .expect("a pipe takes all");
+                to_reader.closed = true;
+                state.tcp_closed = true;
             }
         }
     }
@@ -385,7 +382,13 @@ pub fn check_tls_session(data: &[u8]) {
             break;
         }
     }
-    if state.clean {
+    if let Some(at) = state.must_fail_at {
+        assert!(state.failed, "a record that must fail did not");
+        assert!(
+            state.delivered.len() <= at,
+            "plaintext sealed after a record that must fail"
+        );
+    } else if state.clean {
         let expected = &state.sent[..state.close_at.unwrap_or(state.sent.len())];
         assert_eq!(
             state.delivered.len(),
@@ -394,33 +397,174 @@ pub fn check_tls_session(data: &[u8]) {
         );
         assert_eq!(
             state.eof,
-            state.close_at.is_some(),
-            "close_notify is the end"
+            state.close_at.is_some() || state.tcp_closed,
+            "close_notify or TCP's end is the end"
         );
     }
 }
 
+const ALERT: u8 = 21;
+const HANDSHAKE: u8 = 22;
+const APPLICATION_DATA: u8 = 23;
+
 /// What the run knows.
 struct Run {
-    /// Only what a correct peer sends so far.
+    tls13: bool,
+    /// Only what a correct peer sends so far: the reader must take it all.
     clean: bool,
-    /// Application data the peer sealed (and, once unclean, records of type 23 it sealed).
+    /// Every record the peer sealed reaches the reader whole, as sealed (no raw bytes, no
+    /// flipped byte): a record that must fail will be met.
+    in_sync: bool,
+    /// The peer closed TCP: nothing sealed after it arrives.
+    tcp_closed: bool,
+    /// Application data the peer sealed that the reader may hand out.
     sent: Vec<u8>,
-    /// `sent.len()` when the peer sent close_notify.
+    /// `sent.len()` when the peer sent close_notify (op 6, or sealed as a record).
     close_at: Option<usize>,
+    /// `sent.len()` when the peer sealed a record the reader must refuse (in sync, before any
+    /// close): the reader fails, and hands out nothing sealed after it.
+    must_fail_at: Option<usize>,
     /// What the reader handed out.
     delivered: Vec<u8>,
     eof: bool,
     failed: bool,
     /// Records in a row without application data (a session refuses more than 32).
     idle: u32,
+    /// The peer asked for a KeyUpdate, and the reader has not sent data since.
+    asked: bool,
+    /// The client reads (byte 0's bit 6).
+    client_reads: bool,
+    /// A KeyUpdate sealed as a plain record moved the reader's keys and not the peer's.
+    keys_apart: bool,
+}
+
+/// What a TLS 1.3 handshake record after the handshake does to the reader.
+enum Handshake {
+    Refused,
+    KeyUpdate,
+    /// A session ticket, which a client's rustls judges.
+    Unknown,
+}
+
+/// `Records::on_handshake`'s rules: whole messages only, a KeyUpdate of one byte (0 or 1)
+/// with nothing after it, tickets only to a client.
+fn handshake(messages: &[u8], client: bool) -> Handshake {
+    // The first message decides: a KeyUpdate must be alone, a ticket goes to rustls.
+    let [kind, a, b, c, rest @ ..] = messages else {
+        return Handshake::Refused;
+    };
+    let len = usize::from(*a) << 16 | usize::from(*b) << 8 | usize::from(*c);
+    let Some(body) = rest.get(..len) else {
+        return Handshake::Refused;
+    };
+    match kind {
+        24 if matches!(body, [0] | [1]) && rest.len() == len => Handshake::KeyUpdate,
+        4 if client => Handshake::Unknown,
+        _ => Handshake::Refused,
+    }
 }
 
 impl Run {
-    fn bump_idle(&mut self) {
+    /// Whether the reader will still read what the peer seals now.
+    fn read_on(&self) -> bool {
+        self.close_at.is_none() && !self.tcp_closed && self.must_fail_at.is_none()
+    }
+
+    fn out_of_sync(&mut self) {
+        self.clean = false;
+        self.in_sync = false;
+    }
+
+    fn must_fail(&mut self) {
+        if self.in_sync && self.read_on() {
+            self.must_fail_at = Some(self.sent.len());
+        }
+        self.clean = false;
+    }
+
+    /// Application data sealed by `write_vectored`.
+    fn data(&mut self, data: &[u8]) {
+        if self.keys_apart && !data.is_empty() {
+            return self.must_fail();
+        }
+        if !data.is_empty() && self.read_on() {
+            self.idle = 0;
+            self.sent.extend_from_slice(data);
+        }
+    }
+
+    /// A record without application data the reader takes.
+    fn idle_record(&mut self) {
         self.idle += 1;
         if self.idle > MAX_IDLE {
-            self.clean = false;
+            self.must_fail();
+        }
+    }
+
+    fn key_update(&mut self, request: bool) {
+        if self.keys_apart {
+            return self.must_fail();
+        }
+        if self.read_on() {
+            self.idle_record();
+            self.asked |= request;
+        }
+    }
+
+    /// A record sealed with `fuzz_seal`: what the reader must make of it (`Session`'s
+    /// `open_record`, in its order: size, type, content length, idle records, then the type's
+    /// own rules).
+    fn record(&mut self, kind: u8, content: Vec<u8>, padding: usize) {
+        if !self.read_on() {
+            return;
+        }
+        if self.keys_apart {
+            return self.must_fail();
+        }
+        // The ciphertext's size: within 2^14 + 256 bytes (TLS 1.3) with type and tag.
+        let size = content.len() + usize::from(self.tls13) + padding + 16;
+        if self.tls13 && size > MAX_PLAINTEXT + MAX_EXPANSION_13 {
+            return self.must_fail();
+        }
+        // In TLS 1.3 the type is the last byte of content and type that is not zero (a zero
+        // type reads as padding, RFC 8446 §5.4).
+        let (kind, content) = match self.tls13 {
+            true => {
+                let mut inner = content;
+                inner.push(kind);
+                match inner.iter().rposition(|&b| b != 0) {
+                    Some(end) => (inner[end], inner[..end].to_vec()),
+                    None => return self.must_fail(),
+                }
+            }
+            false => (kind, content),
+        };
+        if content.len() > MAX_PLAINTEXT {
+            return self.must_fail();
+        }
+        if kind == APPLICATION_DATA && !content.is_empty() {
+            return self.data(&content);
+        }
+        self.idle_record();
+        if !self.read_on() {
+            return;
+        }
+        match (kind, &content[..]) {
+            (APPLICATION_DATA, _) => {}
+            (ALERT, [_, 0]) => self.close_at = Some(self.sent.len()),
+            (ALERT, [1, 90]) => {}
+            (ALERT, _) => self.must_fail(),
+            (HANDSHAKE, messages) if self.tls13 => match handshake(messages, self.client_reads) {
+                Handshake::Refused => self.must_fail(),
+                // The reader moves to keys the peer does not seal with: the next record
+                // fails.
+                Handshake::KeyUpdate => {
+                    self.clean = false;
+                    self.keys_apart = true;
+                }
+                Handshake::Unknown => self.clean = false,
+            },
+            _ => self.must_fail(),
         }
     }
 
@@ -454,12 +598,12 @@ impl Run {
                 assert!(!self.failed, "a failed session ended cleanly");
                 if self.clean {
                     assert!(
-                        self.close_at.is_some(),
-                        "the end of the stream without close_notify"
+                        self.close_at.is_some() || self.tcp_closed,
+                        "the end of the stream without close_notify or TCP's end"
                     );
                     assert_eq!(
                         self.delivered.len(),
-                        self.close_at.unwrap_or(0),
+                        self.close_at.unwrap_or(self.sent.len()),
                         "an end before all data"
                     );
                 }
@@ -483,13 +627,15 @@ impl Run {
         false
     }
 
-    /// The reader sends `len` bytes; the peer reads them all.
+    /// The reader sends `len` bytes; the peer reads them all. `settled`: the reader has
+    /// opened everything the peer sent (so it has seen any KeyUpdate request).
     fn reader_sends(
         &mut self,
         reader: &mut Session,
         peer: &mut Session,
         to_peer: &mut Pipe,
         len: usize,
+        settled: bool,
     ) {
         if self.failed || self.eof {
             return;
@@ -525,6 +671,19 @@ impl Run {
             "the peer read {} of the reader's {len} bytes, or other bytes",
             got.len()
         );
+        if self.asked && len > 0 {
+            if settled {
+                // The reader has seen the request, so it sent its own KeyUpdate before this
+                // data and the peer opened the data with fresh keys, counted from 0 again.
+                assert_eq!(
+                    peer.fuzz_rx_seq(),
+                    Some(len.div_ceil(MAX_PLAINTEXT) as u64),
+                    "the reader did not answer a KeyUpdate request"
+                );
+            }
+            // (Unsettled: it may have answered now or not yet; not checked.)
+            self.asked = false;
+        }
     }
 }
 

@@ -75,9 +75,11 @@ fn mask_words(buf: &mut [u8], key: [u8; 4], offset: usize) {
 ///
 /// From 4 to 16 KiB it copies, then masks in place: source and copy fit in a core's L1 cache,
 /// where the copy (the platform's `memcpy`) and the vector XOR pass are faster than one pass
-/// that does both (`mask_copy` in benches/codec.rs: 16 KiB 340 against 408 ns on a 48 KiB L1).
-/// Otherwise it does both in one pass, each byte read and written once: from 32 KiB on the
-/// second pass misses the cache and costs more (64 KiB 2.23 against 3.36 µs).
+/// that does both (`mask_copy` in benches/codec.rs, on a 48 KiB L1: 8 KiB 180 against 196 ns,
+/// 16 KiB 340 against 408; level at 4 KiB). Otherwise it does both in one pass, each byte
+/// read and written once: below 4 KiB that is a little faster (2 KiB 52.8 against 55.3 ns),
+/// and from 32 KiB on the second pass misses the cache (64 KiB 2.23 against 3.36 µs). The
+/// copy also wins at 24 KiB here; the switch stops at 16 KiB for cores with a 32 KiB L1.
 ///
 /// ```
 /// use rfc6455::proto::{apply_mask, extend_masked};

@@ -333,7 +333,7 @@ impl Session {
 
     /// Keeps the bytes of a record a read cut in two until the next read, in `kept` (the
     /// last one's buffer, empty); none: no buffer. Nothing is kept after the end or a
-    /// failure (which leaves the rest of its read behind it, up to 64 KiB).
+    /// failure (which leaves the rest of its read behind it: a cut record and one read).
     fn carry(&mut self, mut kept: Vec<u8>, rest: &[u8]) {
         if !rest.is_empty() && !self.eof && !matches!(self.state, State::Failed) {
             kept.extend_from_slice(rest);
@@ -358,7 +358,8 @@ impl Session {
                 Err(Fatal(alert, what)) => {
                     let e = self.fail(alert, what);
                     if filled > 0 {
-                        // What came before it is handed out; the next call fails.
+                        // What came before it is handed out (with what is held, by the
+                        // next calls); then reads fail.
                         return Ok((at, filled));
                     }
                     return Err(e);
@@ -840,6 +841,7 @@ impl Session {
                     }
                     false => kind,
                 };
+                debug_assert!(out.len() - start + TAG <= usize::from(u16::MAX));
                 records.seal_record(&mut out, start, last, &[]);
                 true
             }
@@ -868,6 +870,22 @@ impl Session {
     pub(crate) fn fuzz_buffered(&self) -> (usize, usize, usize) {
         let held = self.held.len() - self.held_start;
         (self.partial.len(), held, self.out.waiting().len())
+    }
+
+    /// Records without application data received in a row so far.
+    pub(crate) fn fuzz_idle(&self) -> u32 {
+        match &self.state {
+            State::Records(records) => records.idle,
+            _ => 0,
+        }
+    }
+
+    /// The receive direction's sequence number (0 again after each KeyUpdate received).
+    pub(crate) fn fuzz_rx_seq(&self) -> Option<u64> {
+        match &self.state {
+            State::Records(records) => Some(records.rx.seq),
+            _ => None,
+        }
     }
 
     /// Whether a fatal error ended the session.
