@@ -565,9 +565,7 @@ impl Session {
                     .update_tx(out, false)
                     .map_err(|Fatal(_, what)| io::Error::other(what))?;
             }
-            let start = out.len();
-            out.extend_from_slice(&[APPLICATION_DATA, 3, 3, 0, 0]);
-            out.grow(records.tx.explicit(records.tls13));
+            let start = records.begin_record(out);
             let body = out.len();
             // (The last slice is alone too: 1 == 1 + 0.)
             let alone = current.len() >= MAX_PLAINTEXT
@@ -665,9 +663,7 @@ impl Session {
         }
         let mut out = self.take_out();
         if let State::Records(records) = &mut self.state {
-            let start = out.len();
-            out.extend_from_slice(&[ALERT, 3, 3, 0, 0]);
-            out.grow(records.tx.explicit(records.tls13));
+            let start = records.begin_record(&mut out);
             records.seal_record(&mut out, start, ALERT, &[level, description]);
         }
         self.out = out;
@@ -827,9 +823,7 @@ impl Session {
         let mut out = self.take_out();
         let sealed = match &mut self.state {
             State::Records(records) => {
-                let start = out.len();
-                out.extend_from_slice(&[kind, 3, 3, 0, 0]);
-                out.grow(records.tx.explicit(records.tls13));
+                let start = records.begin_record(&mut out);
                 out.extend_from_slice(content);
                 // Sealed in place behind the header: content, then its type and the zeros
                 // but one, then the last zero as the type `seal_record` appends.
@@ -945,20 +939,25 @@ impl Records {
     }
 
     /// Sends our KeyUpdate (update_requested if `request`; a session asks for none itself,
-    /// the fuzz target's peer does) and moves to the next transmit key.
+    /// the fuzz target's peer does) and moves to the next transmit key. The next key comes
+    /// first: without one (an error), no KeyUpdate is sent.
     fn update_tx(&mut self, out: &mut Outgoing, request: bool) -> Result<(), Fatal> {
-        let start = out.len();
-        out.extend_from_slice(&[HANDSHAKE, 3, 3, 0, 0]);
-        self.seal_record(
-            out,
-            start,
-            HANDSHAKE,
-            &[KEY_UPDATE, 0, 0, 1, u8::from(request)],
-        );
-        self.tx = self.kernel.next_keys(true)?;
+        let next = self.kernel.next_keys(true)?;
+        let start = self.begin_record(out);
+        let update = [KEY_UPDATE, 0, 0, 1, u8::from(request)];
+        self.seal_record(out, start, HANDSHAKE, &update);
+        self.tx = next;
         self.left = self.kernel.confidentiality_limit();
         self.update_due = false;
         Ok(())
+    }
+
+    /// Begins a record at the end of `out`: room for its header and, for TLS 1.2 AES-GCM,
+    /// its explicit nonce, both written by [`seal_record`](Self::seal_record). Its start.
+    fn begin_record(&self, out: &mut Outgoing) -> usize {
+        let start = out.len();
+        out.grow(HEADER + self.tx.explicit(self.tls13));
+        start
     }
 
     /// Seals the record begun at `out[start..]` (its header, 5 bytes, then for TLS 1.2
