@@ -375,6 +375,8 @@ TLS_RUNS = {
     # The second of three records fails in a read that handed out the first: the third is
     # not kept (it was, in a cut-record buffer of 32 KiB, until the session was dropped).
     "failure_mid_read": send(16384) + send(16384) + send(16384) + flip(16500) + read(),
+    # A failed reader's writes fail too, and seal nothing.
+    "write_after_failure": send(3000) + flip(2000) + read() + server_sends(100) + read(),
     "raw_header": send(10) + raw(bytes([23, 3, 3, 0x48, 0x01])) + read(),
     "overflow": record(23, b"y" * 16385) + read(),
     # TLS 1.3: a zero type reads as padding, so this is application data "abc" (found by the

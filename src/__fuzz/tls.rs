@@ -22,7 +22,8 @@
 //!    1).
 //! 5. The peer sends a KeyUpdate (TLS 1.3), asking for one back if the next byte is odd.
 //! 6. The peer sends close_notify.
-//! 7. The reader sends application data (u16 length, mod 20,000) and the peer reads it all.
+//! 7. The reader sends application data (u16 length, mod 20,000) and the peer reads it all
+//!    (a failed reader is only offered it).
 //! 8. The peer's records go onto the connection.
 //! 9. The peer closes TCP after them (the reader's reads then end; later records go nowhere).
 //!
@@ -41,7 +42,8 @@
 //!   end, then the end of the stream; what the reader sends the peer opens, and after the
 //!   reader has read a KeyUpdate request, it answers with its own before its next data (the
 //!   peer opens that data with fresh keys).
-//! - A failure is for good: every later read fails too.
+//! - A failure is for good: every later read fails too, and so does every write (op 7), which
+//!   seals nothing.
 //! - Between calls a session holds at most one cut record, one read's worth of plaintext and
 //!   64 KiB of records plus the one that passed the mark.
 
@@ -650,11 +652,22 @@ impl Run {
         len: usize,
         settled: bool,
     ) {
+        let data = pattern(0, len.max(1), 0x5A);
+        if reader.fuzz_failed() {
+            // A failed session seals nothing more: a write fails and adds no record.
+            let waiting = reader.fuzz_buffered().2;
+            assert!(
+                reader.write_vectored(&[IoSlice::new(&data)]).is_err(),
+                "a failed session took data to send"
+            );
+            assert_eq!(reader.fuzz_buffered().2, waiting, "a failed session sealed");
+            return;
+        }
         if self.failed || self.eof {
             return;
         }
-        let data = pattern(0, len, 0x5A);
-        let taken = send_all(reader, to_peer, &[IoSlice::new(&data)]);
+        let data = &data[..len];
+        let taken = send_all(reader, to_peer, &[IoSlice::new(data)]);
         assert!(
             taken == len || reader.fuzz_failed(),
             "the reader took {taken} of {len} bytes"
