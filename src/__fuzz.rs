@@ -885,7 +885,8 @@ fn deliver(
 /// - `Utf8Validator` fed the text in three pieces accepts exactly what `str::from_utf8`
 ///   accepts, and fails on the first piece already when std proves an error inside it.
 /// - `apply_mask` at any key offset and buffer alignment, and `extend_masked`, equal a byte
-///   by byte XOR, and `apply_mask` returns the key offset after the buffer.
+///   by byte XOR, and `apply_mask` returns the key offset after the buffer; `extend_masked`
+///   also on the text repeated to 4-16 KiB, where it copies first.
 pub fn check_primitives(data: &[u8]) {
     let Some((&[c1, c2, k0, k1, k2, k3, shift], text)) = data.split_first_chunk::<7>() else {
         return;
@@ -934,4 +935,21 @@ pub fn check_primitives(data: &[u8]) {
     let mut fused = text[..start].to_vec();
     extend_masked(&mut fused, &text[start..], key);
     assert_eq!(fused, masked(0), "extend_masked vs byte-wise XOR");
+
+    // From 4 to 16 KiB `extend_masked` copies, then masks: inputs are shorter, so the text
+    // is repeated to a length from 4 KiB to 16 KiB + 16 (byte 0 picks it).
+    if !text.is_empty() {
+        let len = (4 << 10) + usize::from(c1) * 48 + usize::from(shift & 31);
+        let long: Vec<u8> = text.iter().copied().cycle().take(len).collect();
+        let mut fused = vec![0xEE];
+        extend_masked(&mut fused, &long, key);
+        assert_eq!(fused.len(), 1 + len);
+        for (i, (&got, &plain)) in fused[1..].iter().zip(&long).enumerate() {
+            assert_eq!(
+                got,
+                plain ^ key[i % 4],
+                "extend_masked of {len} bytes, at {i}"
+            );
+        }
+    }
 }
