@@ -194,7 +194,18 @@ fn mask(c: &mut Criterion) {
 /// (4 bytes here), in one pass (`extend_masked`) or copied then masked in place.
 fn mask_copy(c: &mut Criterion) {
     let mut group = c.benchmark_group("mask_copy");
-    for size in [1024, 16 << 10, 24 << 10, 32 << 10, 64 << 10, 1 << 20] {
+    // Both ends of `extend_masked`'s copy-then-mask range (4 and 16 KiB) and either side.
+    for size in [
+        1 << 10,
+        2 << 10,
+        4 << 10,
+        8 << 10,
+        16 << 10,
+        24 << 10,
+        32 << 10,
+        64 << 10,
+        1 << 20,
+    ] {
         let label = size_label(size);
         let src = binary(size);
         let mut out = Vec::with_capacity(size + 4);

@@ -886,7 +886,7 @@ fn deliver(
 ///   accepts, and fails on the first piece already when std proves an error inside it.
 /// - `apply_mask` at any key offset and buffer alignment, and `extend_masked`, equal a byte
 ///   by byte XOR, and `apply_mask` returns the key offset after the buffer; `extend_masked`
-///   also on the text repeated to 4-16 KiB, where it copies first.
+///   also on the text repeated to 4-16 KiB and just past, where it copies first.
 pub fn check_primitives(data: &[u8]) {
     let Some((&[c1, c2, k0, k1, k2, k3, shift], text)) = data.split_first_chunk::<7>() else {
         return;
@@ -937,9 +937,10 @@ pub fn check_primitives(data: &[u8]) {
     assert_eq!(fused, masked(0), "extend_masked vs byte-wise XOR");
 
     // From 4 to 16 KiB `extend_masked` copies, then masks: inputs are shorter, so the text
-    // is repeated to a length from 4 KiB to 16 KiB + 16 (byte 0 picks it).
+    // is repeated to a length from 4 KiB - 1 to 16 KiB + 14, across both switch points
+    // (bytes 0 and 6 pick it).
     if !text.is_empty() {
-        let len = (4 << 10) + usize::from(c1) * 48 + usize::from(shift & 31);
+        let len = (4 << 10) - 1 + usize::from(c1) * 48 + usize::from(shift & 63);
         let long: Vec<u8> = text.iter().copied().cycle().take(len).collect();
         let mut fused = vec![0xEE];
         extend_masked(&mut fused, &long, key);

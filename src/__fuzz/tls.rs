@@ -672,8 +672,8 @@ impl Run {
             taken == len || reader.fuzz_failed(),
             "the reader took {taken} of {len} bytes"
         );
+        let mut buf = vec![0u8; 64 * 1024];
         if !self.clean || peer.fuzz_failed() {
-            let mut buf = vec![0u8; 64 * 1024];
             for _ in 0..64 {
                 if peer.read(to_peer, &mut buf).is_err() {
                     break;
@@ -682,7 +682,6 @@ impl Run {
             return;
         }
         let mut got = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
         for _ in 0..64 {
             match peer.read(to_peer, &mut buf) {
                 Ok(read) if read.len > 0 => got.extend_from_slice(&buf[..read.len]),
